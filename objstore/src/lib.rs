@@ -1,0 +1,1 @@
+//! objstore (being written).

@@ -1,0 +1,1 @@
+//! raft-gcs (being written).
