@@ -1,1 +1,21 @@
-//! wire types
+//! Wire types shared by the `raynode` node and its Python clients.
+//!
+//! - [`ids`]: fixed-size identifiers with hex display.
+//! - [`task`]: the task specification a client submits.
+//! - [`msg`]: the frames a client and its node exchange.
+//! - [`frame`]: the length-prefixed postcard codec with its size bound.
+//! - [`meta`]: tags telling how a stored value's bytes are to be read.
+
+pub mod frame;
+pub mod ids;
+pub mod meta;
+pub mod msg;
+pub mod task;
+
+pub use frame::{FrameError, MAX_FRAME_BYTES};
+pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, TaskId, WorkerId};
+pub use msg::{Execute, FromNode, InfoKind, ReturnValue, Role, ToNode, Value, PROTOCOL_VERSION};
+pub use task::{ActorOptions, Arg, Resources, TaskKind, TaskSpec};
+
+#[cfg(test)]
+mod tests;

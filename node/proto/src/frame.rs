@@ -1,0 +1,62 @@
+//! Length-prefixed postcard frames: a little-endian `u32` length, then the body.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+/// The largest frame body either side accepts. Values above the inline limit
+/// travel through the object store, so frames stay far below this.
+pub const MAX_FRAME_BYTES: usize = 256 << 20;
+
+/// Bytes of the length prefix.
+pub const HEADER_BYTES: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] postcard::Error),
+}
+
+/// Appends one frame holding `msg` to `out`.
+pub fn encode_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_BYTES]);
+    let buf = std::mem::take(out);
+    let mut buf = postcard::to_extend(msg, buf)?;
+    let len = buf.len() - start - HEADER_BYTES;
+    if len > MAX_FRAME_BYTES {
+        buf.truncate(start);
+        *out = buf;
+        return Err(FrameError::TooLarge {
+            len,
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    buf[start..start + HEADER_BYTES].copy_from_slice(&(len as u32).to_le_bytes());
+    *out = buf;
+    Ok(())
+}
+
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let mut out = Vec::new();
+    encode_into(msg, &mut out)?;
+    Ok(out)
+}
+
+/// Reads the body length from a frame header, refusing oversized frames
+/// before any body byte is read.
+pub fn body_len(header: [u8; HEADER_BYTES]) -> Result<usize, FrameError> {
+    let len = u32::from_le_bytes(header) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            len,
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    Ok(len)
+}
+
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    Ok(postcard::from_bytes(body)?)
+}

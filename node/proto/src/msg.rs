@@ -1,0 +1,176 @@
+//! Frames between a node and its clients (drivers and workers).
+//!
+//! A client sends [`ToNode`] frames and receives [`FromNode`] frames over one
+//! stream (Unix socket or TCP). Requests that need an answer carry a `req`
+//! number chosen by the client; everything else is pipelined with no reply.
+
+use crate::ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, TaskId, WorkerId};
+use crate::task::TaskSpec;
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change to these frames.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Role {
+    Driver { pid: u32 },
+    Worker { worker: WorkerId },
+}
+
+/// Where a value lives, as sent to a client that asked for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    /// The object's layout bytes, inline.
+    Inline(Vec<u8>),
+    /// A sealed object in this node's shared-memory store.
+    Store { path: String, size: u64 },
+}
+
+/// A task result reported by the worker that ran it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ReturnValue {
+    Inline {
+        bytes: Vec<u8>,
+        nested: Vec<ObjectId>,
+    },
+    /// Written by the worker into the store object it created for this id.
+    Stored { nested: Vec<ObjectId> },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ToNode {
+    Hello {
+        version: u32,
+        role: Role,
+    },
+    RegisterFunction {
+        id: FunctionId,
+        body: Vec<u8>,
+    },
+    Submit(TaskSpec),
+    /// A small object made by `put`, inline.
+    Put {
+        id: ObjectId,
+        bytes: Vec<u8>,
+        nested: Vec<ObjectId>,
+    },
+    /// Reserve a store object of `size` bytes; answered by `Created`.
+    Create {
+        req: u64,
+        id: ObjectId,
+        size: u64,
+    },
+    /// The store object made by `Create` is written: make it visible.
+    Seal {
+        id: ObjectId,
+        nested: Vec<ObjectId>,
+    },
+    Get {
+        req: u64,
+        ids: Vec<ObjectId>,
+        timeout_ms: Option<u64>,
+    },
+    Wait {
+        req: u64,
+        ids: Vec<ObjectId>,
+        num_returns: u32,
+        timeout_ms: Option<u64>,
+    },
+    /// References gained and lost by this client since its last report.
+    Refs {
+        add: Vec<ObjectId>,
+        remove: Vec<ObjectId>,
+    },
+    Cancel {
+        id: ObjectId,
+        force: bool,
+    },
+    KillActor {
+        actor: ActorId,
+        no_restart: bool,
+    },
+    GetActor {
+        req: u64,
+        name: String,
+        namespace: String,
+    },
+    /// Cluster state as JSON: nodes, total and available resources.
+    Info {
+        req: u64,
+        what: InfoKind,
+    },
+    /// Worker only: a task finished (or raised; the error is a value).
+    TaskDone {
+        task: TaskId,
+        results: Vec<ReturnValue>,
+        app_error: bool,
+    },
+    /// Worker only: an actor's constructor finished; `error` holds the cause if it raised.
+    ActorReady {
+        actor: ActorId,
+        error: Option<Vec<u8>>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InfoKind {
+    Nodes,
+    ClusterResources,
+    AvailableResources,
+    Timeline,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Execute {
+    pub spec: TaskSpec,
+    pub job: JobId,
+    /// The function's pickled body, sent the first time this worker needs it.
+    pub function_body: Option<Vec<u8>>,
+    /// Every argument's value, in the order of `spec.args`.
+    pub args: Vec<Value>,
+    /// 0 on the first run, then 1, 2, ... on retries and actor restarts.
+    pub attempt: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum FromNode {
+    Welcome {
+        node: NodeId,
+        job: JobId,
+        store_root: String,
+        inline_limit: u64,
+    },
+    Created {
+        req: u64,
+        result: Result<String, String>,
+    },
+    /// Values in the order asked, or `None` for all of them on timeout.
+    Got {
+        req: u64,
+        values: Option<Vec<Value>>,
+    },
+    /// Indexes (into the request's ids) of the ready objects, in order.
+    Waited {
+        req: u64,
+        ready: Vec<u32>,
+    },
+    ActorFound {
+        req: u64,
+        found: Option<(ActorId, Vec<u8>)>,
+    },
+    Info {
+        req: u64,
+        json: String,
+    },
+    /// Worker only: run this task (or actor constructor / method).
+    Execute(Box<Execute>),
+    /// Worker only: stop the running task `task` (a `ray.cancel`).
+    Cancel {
+        task: TaskId,
+    },
+    /// A request could not be served.
+    Error {
+        req: u64,
+        message: String,
+    },
+}

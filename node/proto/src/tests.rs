@@ -1,0 +1,150 @@
+//! Round trips of every frame, and the codec's refusals of bad input.
+
+use super::*;
+use proptest::prelude::*;
+
+fn object_id() -> impl Strategy<Value = ObjectId> {
+    any::<[u8; 20]>().prop_map(ObjectId)
+}
+
+fn spec() -> impl Strategy<Value = TaskSpec> {
+    (
+        any::<[u8; 16]>(),
+        proptest::collection::vec(
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..64).prop_map(Arg::Value),
+                object_id().prop_map(Arg::Ref),
+            ],
+            0..6,
+        ),
+        0u32..5,
+        proptest::collection::vec(object_id(), 0..3),
+        any::<bool>(),
+    )
+        .prop_map(|(task, args, num_returns, nested_refs, actor)| TaskSpec {
+            task_id: TaskId(task),
+            function: FunctionId([1; 16]),
+            name: "f".into(),
+            args,
+            kwargs: vec![],
+            num_returns,
+            resources: Resources(vec![("CPU".into(), 1.0)]),
+            max_retries: 3,
+            retry_exceptions: false,
+            nested_refs,
+            kind: if actor {
+                TaskKind::ActorMethod {
+                    actor: ActorId(task),
+                    method: "m".into(),
+                }
+            } else {
+                TaskKind::Normal
+            },
+        })
+}
+
+fn to_node() -> impl Strategy<Value = ToNode> {
+    prop_oneof![
+        spec().prop_map(ToNode::Submit),
+        (object_id(), proptest::collection::vec(any::<u8>(), 0..128)).prop_map(|(id, bytes)| {
+            ToNode::Put {
+                id,
+                bytes,
+                nested: vec![],
+            }
+        }),
+        (
+            any::<u64>(),
+            proptest::collection::vec(object_id(), 0..8),
+            any::<Option<u64>>()
+        )
+            .prop_map(|(req, ids, timeout_ms)| ToNode::Get {
+                req,
+                ids,
+                timeout_ms
+            }),
+        (
+            proptest::collection::vec(object_id(), 0..8),
+            proptest::collection::vec(object_id(), 0..8)
+        )
+            .prop_map(|(add, remove)| ToNode::Refs { add, remove }),
+    ]
+}
+
+fn from_node() -> impl Strategy<Value = FromNode> {
+    prop_oneof![
+        (
+            any::<u64>(),
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..4)
+        )
+            .prop_map(|(req, vs)| FromNode::Got {
+                req,
+                values: Some(vs.into_iter().map(Value::Inline).collect())
+            }),
+        (any::<u64>(), proptest::collection::vec(any::<u32>(), 0..8))
+            .prop_map(|(req, ready)| FromNode::Waited { req, ready }),
+        spec().prop_map(|spec| FromNode::Execute(Box::new(Execute {
+            spec,
+            job: JobId(1),
+            function_body: Some(vec![1, 2, 3]),
+            args: vec![Value::Store {
+                path: "/dev/shm/x".into(),
+                size: 9
+            }],
+            attempt: 0,
+        }))),
+    ]
+}
+
+fn round_trip<T>(msg: &T) -> T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let bytes = frame::encode(msg).expect("encodes");
+    let header = [bytes[0], bytes[1], bytes[2], bytes[3]];
+    let len = frame::body_len(header).expect("bounded");
+    assert_eq!(len, bytes.len() - frame::HEADER_BYTES);
+    frame::decode(&bytes[frame::HEADER_BYTES..]).expect("decodes")
+}
+
+proptest! {
+    #[test]
+    fn to_node_round_trips(msg in to_node()) {
+        prop_assert_eq!(round_trip(&msg), msg);
+    }
+
+    #[test]
+    fn from_node_round_trips(msg in from_node()) {
+        prop_assert_eq!(round_trip(&msg), msg);
+    }
+
+    #[test]
+    fn garbage_never_panics(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = frame::decode::<ToNode>(&body);
+        let _ = frame::decode::<FromNode>(&body);
+    }
+}
+
+#[test]
+fn oversized_header_is_refused() {
+    let header = ((MAX_FRAME_BYTES + 1) as u32).to_le_bytes();
+    assert!(matches!(
+        frame::body_len(header),
+        Err(FrameError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn truncated_body_is_malformed() {
+    let bytes = frame::encode(&ToNode::Get {
+        req: 1,
+        ids: vec![ObjectId([3; 20])],
+        timeout_ms: None,
+    })
+    .expect("encodes");
+    let body = &bytes[frame::HEADER_BYTES..bytes.len() - 3];
+    assert!(matches!(
+        frame::decode::<ToNode>(body),
+        Err(FrameError::Malformed(_))
+    ));
+}
