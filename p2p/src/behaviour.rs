@@ -1,0 +1,88 @@
+//! The composed libp2p behaviour: identify, Kademlia, gossipsub and two
+//! request/response protocols (RPC and object chunks).
+
+use libp2p::{
+    gossipsub, identify, identity::Keypair, kad, request_response, swarm::NetworkBehaviour,
+};
+
+use crate::{
+    codec::FrameCodec,
+    config::{Config, Protocol, GOSSIP_PROTOCOL_PREFIX, IDENTIFY_PROTOCOL, KAD_PROTOCOL},
+    error::StartError,
+};
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub identify: identify::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub gossipsub: gossipsub::Behaviour,
+    pub rpc: request_response::Behaviour<FrameCodec>,
+    pub object: request_response::Behaviour<FrameCodec>,
+}
+
+impl Behaviour {
+    pub fn new(keypair: &Keypair, config: &Config) -> Result<Self, StartError> {
+        let peer_id = keypair.public().to_peer_id();
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_string(), keypair.public())
+                .with_agent_version(format!("raynode/{}", env!("CARGO_PKG_VERSION"))),
+        );
+
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        kad_config.set_periodic_bootstrap_interval(Some(config.discovery_interval));
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        // Every member serves the DHT, loopback and private addresses
+        // included (auto mode would wait for a confirmed external address).
+        kad.set_mode(Some(kad::Mode::Server));
+
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .protocol_id_prefix(GOSSIP_PROTOCOL_PREFIX)
+            .heartbeat_interval(config.gossip_interval)
+            .max_transmit_size(config.max_gossip_bytes)
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .build()
+            .map_err(|e| StartError::Build(format!("gossipsub config: {e}")))?;
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+            gossip_config,
+        )
+        .map_err(|e| StartError::Build(format!("gossipsub: {e}")))?;
+
+        Ok(Behaviour {
+            identify,
+            kad,
+            gossipsub,
+            rpc: request_response_for(config, Protocol::Rpc),
+            object: request_response_for(config, Protocol::Object),
+        })
+    }
+
+    pub fn request_response(
+        &mut self,
+        protocol: Protocol,
+    ) -> &mut request_response::Behaviour<FrameCodec> {
+        match protocol {
+            Protocol::Rpc => &mut self.rpc,
+            Protocol::Object => &mut self.object,
+        }
+    }
+}
+
+fn request_response_for(
+    config: &Config,
+    protocol: Protocol,
+) -> request_response::Behaviour<FrameCodec> {
+    let (max_request_bytes, max_response_bytes) = config.limits(protocol);
+    request_response::Behaviour::with_codec(
+        FrameCodec {
+            max_request_bytes,
+            max_response_bytes,
+        },
+        [(protocol.name(), request_response::ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(config.request_timeout)
+            .with_max_concurrent_streams(config.max_concurrent_streams),
+    )
+}
