@@ -98,8 +98,7 @@ impl EventLoop {
         }
         // Drop the swarm (closing listeners and connections) before saying
         // we are done; requests still in flight see `Closed`.
-        let EventLoop { swarm, .. } = self;
-        drop(swarm);
+        drop(self);
         tracing::info!(peer = %local, "p2p event loop stopped");
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());
@@ -266,19 +265,15 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 cause,
                 ..
             } => {
-                if num_established == 0 {
-                    match cause {
-                        Some(cause) => {
-                            tracing::info!(peer = %peer_id, %cause, "peer disconnected")
-                        }
-                        None => tracing::info!(peer = %peer_id, "peer disconnected"),
-                    }
-                    self.emit(Event::PeerDisconnected { peer: peer_id });
+                match cause {
+                    Some(cause) => tracing::info!(peer = %peer_id, %cause, "peer disconnected"),
+                    None => tracing::info!(peer = %peer_id, "peer disconnected"),
                 }
+                self.emit(Event::PeerDisconnected { peer: peer_id });
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
@@ -295,7 +290,9 @@ impl EventLoop {
                 if mapped.is_cluster_key_mismatch() {
                     tracing::warn!(
                         %addr,
-                        "peer failed the cluster key handshake: {mapped}"
+                        "peer failed the cluster key handshake: {} \
+                         (check that both nodes use the same --cluster-key file)",
+                        crate::error::CLUSTER_KEY_MISMATCH
                     );
                 } else if let Some(peer) = peer_id {
                     tracing::debug!(peer = %peer, %addr, error = %error, "dial failed");
