@@ -31,7 +31,7 @@ import workloads  # noqa: E402  (standard library only at import time)
 SYSTEMS = ("raynode", "ray")
 LABELS = {"raynode": "raynode", "ray": "Ray"}
 GROUP_ORDER = ("startup", "memory", "objects", "tasks", "actors",
-               "async_actors", "multinode")
+               "multinode")
 # Seconds without progress (no workload finished) before a subprocess is
 # killed and the workload reported as "timeout".
 DEFAULT_TIMEOUT = {"smoke": 60, "quick": 90, "full": 300}
@@ -174,12 +174,12 @@ class Child:
         reap_session(self.proc.pid)
         return self.proc.returncode
 
-    def stderr_tail(self, n=5):
+    def stderr_tail(self, n=20):
         self.err.seek(0)
         lines = [l.rstrip() for l in self.err.read().splitlines()
                  if l.strip()]
         self.err.close()
-        return " | ".join(lines[-n:])
+        return lines[-n:]
 
 
 def failed(system, group, metric, unit, higher, status, error):
@@ -236,6 +236,7 @@ def run_group(system, python, group, selected, mode, timeout, metas):
         if not remaining:
             break
         if timed_out:
+            nothing_done = not done
             victim = current or remaining[0]
             u, h = entries[victim]
             where = "" if current else " (before the workload started)"
@@ -246,7 +247,7 @@ def run_group(system, python, group, selected, mode, timeout, metas):
             if current is None or timeouts_in_a_row >= MAX_TIMEOUTS_IN_A_ROW:
                 reason = ("skipped: the previous workload timed out"
                           if current else "skipped: the system did not start")
-                if current is None and not done:
+                if current is None and nothing_done:
                     broken = "did not start within %ds" % timeout
                 for m in remaining:
                     if m not in done:
@@ -258,10 +259,11 @@ def run_group(system, python, group, selected, mode, timeout, metas):
         # the subprocess ended without reporting everything
         err = "subprocess exited with code %s" % code
         if tail:
-            err += ": " + tail
+            err += ": " + tail[-1]
         if current is not None:
             u, h = entries[current]
             done[current] = failed(system, group, current, u, h, "error", err)
+            done[current]["stderr_tail"] = tail
             show(done[current])
             continue
         if progressed:
@@ -271,6 +273,7 @@ def run_group(system, python, group, selected, mode, timeout, metas):
         for m in remaining:
             u, h = entries[m]
             done[m] = failed(system, group, m, u, h, "error", err)
+            done[m]["stderr_tail"] = tail
             show(done[m])
         break
     return done, broken
@@ -330,9 +333,11 @@ def ratio(a, b):
 
 
 def show(rec):
-    log("  [%s] %s: %s %s%s" % (
-        rec["system"], rec["metric"], fmt_cell(rec), rec["unit"],
-        ("  (%s)" % rec["error"]) if rec.get("error") else ""))
+    if rec["status"] == "ok":
+        what = "%s %s" % (fmt_cell(rec), rec["unit"])
+    else:
+        what = "%s (%s)" % (rec["status"], rec.get("error"))
+    log("  [%s] %s: %s" % (rec["system"], rec["metric"], what))
 
 
 def table(order, results, systems):
@@ -459,8 +464,10 @@ def main(argv=None):
                         error="skipped: %s earlier" % broken[s])
                 continue
             log("%s / %s" % (LABELS[s], group))
+            tg = time.time()
             done, why = run_group(s, pythons[s], group, selected, mode,
                                   timeout, metas)
+            log("  (%.1f s)" % (time.time() - tg))
             results[s].update(done)
             if why:
                 broken[s] = why
@@ -483,8 +490,9 @@ def main(argv=None):
         for m, _u in order:
             rec = results[s].get(m)
             if rec and rec.get("error"):
-                notes.append("  %s, %s: %s: %s" % (
-                    LABELS[s], m, rec["status"], rec["error"]))
+                notes.append("  %s, %s: %s" % (
+                    LABELS[s], m, rec["error"] if rec["status"] == "n/a"
+                    else "%s: %s" % (rec["status"], rec["error"])))
     if notes:
         print("notes:")
         print("\n".join(notes))

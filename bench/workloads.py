@@ -58,8 +58,8 @@ MODES = {
         n_to_n_arg=1000,            # calls per client
     ),
     "quick": dict(
-        warmup_s=0.3, reps=3, rep_s=0.6, pause_s=0.0,
-        startup_reps=3, settle_s=2.0,
+        warmup_s=0.2, reps=3, rep_s=0.4, pause_s=0.0,
+        startup_reps=3, settle_s=1.5,
         batch=1000,
         contained_refs=10000,
         wait_refs=1000,
@@ -437,8 +437,6 @@ GROUPS = {
         ("1:n actor calls async", w_one_to_n, OPS, True),
         ("n:n actor calls async", w_n_to_n, OPS, True),
         ("n:n actor calls with arg async", w_n_to_n_arg, OPS, True),
-    ],
-    "async_actors": [
         ("1:1 async-actor calls sync", w_async_actor_sync, OPS, True),
         ("1:1 async-actor calls async", w_async_actor_async, OPS, True),
     ],
@@ -571,12 +569,29 @@ def child_processes():
     return out
 
 
-WORKER_MARKERS = ("ray::", "default_worker.py", "raynode._worker",
-                  "raynode.worker", "raynode-worker")
+# A worker is recognised by its program name, never by its arguments (Ray's
+# raylet carries the worker command line among its own arguments).
+WORKER_SCRIPTS = ("default_worker.py", "raynode._worker", "raynode.worker",
+                  "raynode-worker")
 
 
 def is_worker(cmdline):
-    return any(m in cmdline for m in WORKER_MARKERS)
+    tokens = cmdline.split()
+    if not tokens:
+        return False
+    if tokens[0].startswith("ray::"):
+        # Ray renames workers "ray::IDLE" / "ray::<task or actor>"; its node
+        # agents are "ray::DashboardAgent", "ray::RuntimeEnvAgent".
+        return not tokens[0].endswith("Agent")
+    prog = os.path.basename(tokens[0])
+    if any(m in prog for m in WORKER_SCRIPTS):
+        return True
+    if prog.startswith("python"):
+        # "python [-u ...] [-m] <script or module>": the first non-option
+        for t in tokens[1:]:
+            if not t.startswith("-"):
+                return any(m in t for m in WORKER_SCRIPTS)
+    return False
 
 
 # --------------------------------------------------------------------------
@@ -626,7 +641,8 @@ def run_startup(system, p, group, skip):
 
 def run_memory(system, ray, p, group, skip):
     (m_node, _f, unit, higher), (m_worker, _g, _u, _h) = GROUPS[group]
-    emit({"event": "start", "metric": m_node})
+    emit({"event": "start",
+          "metric": m_worker if m_node in skip else m_node})
     init(ray, system)
 
     @ray.remote
