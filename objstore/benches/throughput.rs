@@ -1,0 +1,2 @@
+//! Put and get throughput (written next).
+fn main() {}

@@ -1,0 +1,410 @@
+//! Memory mappings of object files, and the file locks that guard them.
+//! This module holds all of the crate's `unsafe`.
+//!
+//! Three kinds of mapping:
+//! - [`ObjectMap`] (crate-internal): the store's own shared writable
+//!   mapping of an object, with a state machine (open, writing, sealing,
+//!   sealed) that lets at most one in-process writer at a time hand out
+//!   `&mut [u8]`, and hands out `&[u8]` only once sealed. A sealed map goes
+//!   back to open (for reuse of the file) only when it is uniquely owned, so
+//!   no reader can still hold a slice of it.
+//! - [`ReadMap`]: a read-only mapping of a sealed object by path, for any
+//!   process on the machine. It takes a shared `flock` on the file for as
+//!   long as it lives, which is how the store knows not to reuse the file.
+//! - [`WriteMap`]: a writable mapping by path, for a writer in another
+//!   process that fills an object the store created, then asks for the seal.
+//!
+//! # The protocol between processes
+//! While an object is being written the store holds an exclusive `flock` on
+//! it, so a reader's shared lock fails: readers never see an unsealed object.
+//! At seal the store drops its lock. When the object is later deleted or
+//! evicted, the store tries to take the exclusive lock again: if it gets it,
+//! no reader in any process holds the file and it may be renamed away and
+//! reused; if not, the file is only unlinked, and Linux keeps its pages for
+//! the readers that still map it until they unmap. A reader that opened the
+//! path just before a rename checks, after locking, that the path still
+//! names the file it opened; if not, it reports the object gone.
+//! Readers in other languages (the Python client) follow the same steps:
+//! `open(O_RDONLY)`, `flock(LOCK_SH | LOCK_NB)`, compare `fstat` with `stat`
+//! of the path, `mmap`, keep the descriptor (or a dup of it) open while
+//! mapped.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use memmap2::{Mmap, MmapMut, MmapOptions, MmapRaw};
+
+use crate::error::MapError;
+
+const OPEN: u8 = 0;
+const WRITING: u8 = 1;
+const SEALING: u8 = 2;
+const SEALED: u8 = 3;
+
+/// The store's shared writable mapping of one object file.
+pub(crate) struct ObjectMap {
+    raw: MmapRaw,
+    len: usize,
+    state: AtomicU8,
+}
+
+impl std::fmt::Debug for ObjectMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectMap")
+            .field("len", &self.len)
+            .field("state", &self.state.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl ObjectMap {
+    /// Maps the first `len` bytes of `file` (which must be at least that
+    /// long), shared and writable, in the open state.
+    pub(crate) fn new(file: &File, len: usize, populate: bool) -> io::Result<Self> {
+        let mut opts = MmapOptions::new();
+        opts.len(len);
+        if populate {
+            opts.populate();
+        }
+        let raw = opts.map_raw(file)?;
+        Ok(Self {
+            raw,
+            len,
+            state: AtomicU8::new(OPEN),
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Starts the only in-process write; `None` if sealed or already writing.
+    pub(crate) fn begin_write(self: &Arc<Self>) -> Option<WriteGuard> {
+        self.state
+            .compare_exchange(OPEN, WRITING, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        Some(WriteGuard {
+            map: Arc::clone(self),
+        })
+    }
+
+    /// Seals the object if `check` accepts its bytes. Fails with `Err(None)`
+    /// if a writer is active or it is already sealed, `Err(Some(e))` if the
+    /// check rejected it (the object stays open).
+    pub(crate) fn seal_with<T, E>(
+        &self,
+        check: impl FnOnce(&[u8]) -> Result<T, E>,
+    ) -> Result<T, Option<E>> {
+        if self
+            .state
+            .compare_exchange(OPEN, SEALING, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(None);
+        }
+        // SAFETY: the state is SEALING, which only this call can leave, so no
+        // `WriteGuard` exists or can be made (begin_write needs OPEN) and no
+        // `&mut` into the mapping is alive in this process. The mapping is
+        // `len` bytes of a file at least that long (see `new`), and the store
+        // never shrinks a file while it is mapped; writers in other processes
+        // have finished, since they asked for this seal.
+        let bytes = unsafe { std::slice::from_raw_parts(self.raw.as_ptr(), self.len) };
+        match check(bytes) {
+            Ok(v) => {
+                self.state.store(SEALED, Ordering::Release);
+                Ok(v)
+            }
+            Err(e) => {
+                self.state.store(OPEN, Ordering::Release);
+                Err(Some(e))
+            }
+        }
+    }
+
+    /// The object's bytes, once sealed.
+    pub(crate) fn sealed_bytes(&self) -> Option<&[u8]> {
+        if self.state.load(Ordering::Acquire) != SEALED {
+            return None;
+        }
+        // SAFETY: sealed is final while the map is shared: `begin_write`
+        // needs OPEN, and only `into_reusable`, which takes the map by value
+        // when no other `Arc` exists (so no slice borrowed from it lives),
+        // reopens it. Objects are immutable once sealed: the store no longer
+        // writes them and holds no writer, and other processes' writers are
+        // done before they ask for the seal. The mapping covers `len` bytes
+        // of a file the store keeps at least that long.
+        Some(unsafe { std::slice::from_raw_parts(self.raw.as_ptr(), self.len) })
+    }
+
+    /// Reopens a sealed map for a new object in the same file, if no one
+    /// else holds it.
+    pub(crate) fn into_reusable(self: Arc<Self>) -> Option<ObjectMap> {
+        let map = Arc::into_inner(self)?;
+        map.state.store(OPEN, Ordering::Relaxed);
+        Some(map)
+    }
+}
+
+/// The one in-process writer of an unsealed object.
+pub(crate) struct WriteGuard {
+    map: Arc<ObjectMap>,
+}
+
+impl WriteGuard {
+    pub(crate) fn len(&self) -> usize {
+        self.map.len
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: this guard exists only while the state is WRITING, set by
+        // the compare-exchange in `begin_write`, so it is the only guard and
+        // no `&[u8]` is handed out (those need SEALED or SEALING, which
+        // cannot be entered while WRITING). The `&mut self` receiver keeps
+        // this slice unique within the guard. The mapping covers `len` bytes
+        // of a file the store keeps at least that long.
+        unsafe { std::slice::from_raw_parts_mut(self.map.raw.as_mut_ptr(), self.map.len) }
+    }
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        self.map.state.store(OPEN, Ordering::Release);
+    }
+}
+
+/// A read-only mapping of a sealed object file, for any process on the
+/// machine. Holds a shared lock on the file while it lives.
+pub struct ReadMap {
+    mmap: Option<Mmap>,
+    _file: File,
+}
+
+impl ReadMap {
+    /// Maps the sealed object at `path` (see the module docs for the
+    /// protocol). Fails if it is unsealed, deleted or being reused.
+    pub fn open(path: &Path) -> Result<ReadMap, MapError> {
+        let io_err = |source| MapError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        if !try_lock(&file, libc::LOCK_SH).map_err(io_err)? {
+            return Err(MapError::NotSealed {
+                path: path.to_path_buf(),
+            });
+        }
+        let opened = file.metadata().map_err(io_err)?;
+        match std::fs::metadata(path) {
+            Ok(now) if now.ino() == opened.ino() && now.dev() == opened.dev() => {}
+            _ => {
+                return Err(MapError::NotSealed {
+                    path: path.to_path_buf(),
+                })
+            }
+        }
+        let len = usize::try_from(opened.len()).map_err(|_| MapError::TooLarge {
+            path: path.to_path_buf(),
+        })?;
+        let mmap = if len == 0 {
+            None
+        } else {
+            // SAFETY: the file is a sealed object: immutable from now on.
+            // Our shared lock keeps the store from reusing it (it only reuses
+            // files it can lock exclusively); a delete only unlinks it, and
+            // the pages stay valid while mapped. The store's directory is
+            // private to the node's user, whose processes are trusted not to
+            // truncate or write sealed objects.
+            Some(unsafe { MmapOptions::new().len(len).map(&file) }.map_err(io_err)?)
+        };
+        Ok(ReadMap { mmap, _file: file })
+    }
+
+    /// The object's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        self.mmap.as_deref().unwrap_or(&[])
+    }
+
+    /// The object's length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Whether the object is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A writable mapping of an unsealed object file by path, for a writer in
+/// another process. Writes are visible to the store through the shared
+/// pages; drop it before asking the store to seal.
+pub struct WriteMap {
+    mmap: MmapMut,
+    path: PathBuf,
+}
+
+impl WriteMap {
+    /// Maps the whole file at `path` for writing.
+    pub fn open(path: &Path) -> Result<WriteMap, MapError> {
+        let io_err = |source| MapError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io_err)?;
+        let len = usize::try_from(file.metadata().map_err(io_err)?.len()).map_err(|_| {
+            MapError::TooLarge {
+                path: path.to_path_buf(),
+            }
+        })?;
+        // SAFETY: the file was created by the store for this writer and is
+        // unsealed: nothing reads it until the seal this writer asks for, and
+        // the store does not resize or reuse it while it is unsealed (an
+        // abort only unlinks it, and unlinked pages stay mapped).
+        let mmap = unsafe { MmapOptions::new().len(len).map_mut(&file) }.map_err(io_err)?;
+        Ok(WriteMap {
+            mmap,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The object's bytes, writable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.mmap
+    }
+
+    /// The object's length in bytes.
+    pub fn len(&self) -> usize {
+        self.mmap.len()
+    }
+
+    /// Whether the object is empty.
+    pub fn is_empty(&self) -> bool {
+        self.mmap.is_empty()
+    }
+
+    /// The path this maps.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Tries to take a `flock` of `kind` (`LOCK_SH` or `LOCK_EX`) without
+/// blocking; `Ok(false)` if another open file holds a conflicting lock.
+pub(crate) fn try_lock(file: &File, kind: libc::c_int) -> io::Result<bool> {
+    // SAFETY: flock only reads the descriptor number, which `file` keeps
+    // open for the duration of the call; it touches no memory of ours.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), kind | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(err)
+    }
+}
+
+/// Takes an exclusive lock, `Ok(false)` if anyone else holds one.
+pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    try_lock(file, libc::LOCK_EX)
+}
+
+/// Drops this open file's lock. Needed even when the descriptor is closed:
+/// a mapping keeps the open file, and so its lock, alive.
+pub(crate) fn unlock(file: &File) -> io::Result<()> {
+    // SAFETY: as in `try_lock`: a call on a descriptor `file` keeps open.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn tmpfile(name: &str, len: u64) -> (PathBuf, File) {
+        let dir = std::env::temp_dir().join(format!("objstore-map-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f");
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.set_len(len).unwrap();
+        (path, f)
+    }
+
+    #[test]
+    fn object_map_states() {
+        let (path, f) = tmpfile("states", 100);
+        let m = Arc::new(ObjectMap::new(&f, 100, false).unwrap());
+        assert!(m.sealed_bytes().is_none());
+        let mut w = m.begin_write().unwrap();
+        assert!(m.begin_write().is_none());
+        w.as_mut_slice()[..3].copy_from_slice(b"abc");
+        assert!(matches!(m.seal_with(|_| Ok::<_, ()>(())), Err(None)));
+        drop(w);
+        assert!(matches!(m.seal_with(|_| Err::<(), _>(7)), Err(Some(7))));
+        assert!(m.sealed_bytes().is_none());
+        m.seal_with(|b| if &b[..3] == b"abc" { Ok(()) } else { Err(()) })
+            .unwrap();
+        assert_eq!(&m.sealed_bytes().unwrap()[..3], b"abc");
+        assert!(m.begin_write().is_none());
+        let other = Arc::clone(&m);
+        let m = match m.into_reusable() {
+            None => other,
+            Some(_) => panic!("reused while shared"),
+        };
+        let reopened = Arc::new(m.into_reusable().unwrap());
+        assert!(reopened.begin_write().is_some());
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn read_map_refused_while_exclusively_locked() {
+        let (path, f) = tmpfile("lock", 10);
+        assert!(try_lock_exclusive(&f).unwrap());
+        assert!(matches!(
+            ReadMap::open(&path),
+            Err(MapError::NotSealed { .. })
+        ));
+        drop(f);
+        let r = ReadMap::open(&path).unwrap();
+        assert_eq!(r.len(), 10);
+        let f2 = File::open(&path).unwrap();
+        assert!(!try_lock_exclusive(&f2).unwrap());
+        drop(r);
+        assert!(try_lock_exclusive(&f2).unwrap());
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn write_map_writes_are_shared() {
+        let (path, f) = tmpfile("write", 8);
+        let mut w = WriteMap::open(&path).unwrap();
+        w.as_mut_slice().copy_from_slice(b"12345678");
+        drop(w);
+        let m = Arc::new(ObjectMap::new(&f, 8, true).unwrap());
+        m.seal_with(|_| Ok::<_, ()>(())).unwrap();
+        assert_eq!(m.sealed_bytes().unwrap(), b"12345678");
+        assert!(ReadMap::open(&path.with_file_name("missing")).is_err());
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+}

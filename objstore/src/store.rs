@@ -1,0 +1,548 @@
+//! `Store`: the node's object store. One mutex guards the index, the
+//! eviction policy and the recycled files; object bytes are never touched
+//! under it except to spill or restore.
+//!
+//! Life of an object: `create` reserves its size (making room through the
+//! policy's steps), makes its file (a recycled one of the same size if
+//! there is one) and returns a writer; `seal` validates the layout and makes
+//! it readable; `get` pins it and returns a mapping (restoring it from the
+//! spill directory first if needed); dropping the handle unpins it; `delete`
+//! frees it (or hides it until the last pin goes).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::config::Config;
+use crate::error::{AbortError, CreateError, GetError, OpenError, SealError};
+use crate::handle::{Created, ReadHandle, Writer};
+use crate::key::ObjectKey;
+use crate::layout::{self, Layout};
+use crate::map::{try_lock_exclusive, unlock, ObjectMap};
+use crate::policy::{Id, NoRoom, Policy, Removal, Residence, Step};
+use crate::pool::Pool;
+use crate::spill::SpillDir;
+
+const LOCK_FILE: &str = ".lock";
+const RECYCLE_DIR: &str = ".recycle";
+
+/// Counters and sizes of a store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Capacity in bytes.
+    pub capacity: u64,
+    /// Bytes of objects in memory.
+    pub used: u64,
+    /// Bytes of freed files kept for reuse (counted in the capacity).
+    pub recycled: u64,
+    /// Bytes pinned by readers or being written.
+    pub pinned: u64,
+    /// Objects tracked (in memory or spilled).
+    pub objects: usize,
+    /// Objects spilled to disk.
+    pub spilled_objects: usize,
+    /// Bytes spilled to disk.
+    pub spilled_bytes: u64,
+    /// Evictions since open.
+    pub evictions: u64,
+    /// Spills since open.
+    pub spills: u64,
+    /// Restores since open.
+    pub restores: u64,
+}
+
+/// One object incarnation.
+struct Object {
+    key: ObjectKey,
+    path: PathBuf,
+    /// `None` while spilled.
+    map: Option<Arc<ObjectMap>>,
+    /// Held while unsealed: its exclusive lock keeps readers out.
+    file: Option<File>,
+    layout: Option<Arc<Layout>>,
+}
+
+struct State {
+    policy: Policy,
+    index: HashMap<ObjectKey, Id>,
+    objects: HashMap<Id, Object>,
+    pool: Pool,
+    next_id: Id,
+    stats: Stats,
+}
+
+/// What the handles and the store share.
+pub(crate) struct Shared {
+    root: PathBuf,
+    spill: SpillDir,
+    state: Mutex<State>,
+    _lock: File,
+}
+
+/// The node's shared-memory object store. Cheap to clone; all methods take
+/// `&self` and may be called from any thread.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
+    move |source| OpenError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Store {
+    /// Opens the store: creates its directories, takes its lock (one live
+    /// store per root), and removes object files left by a previous run.
+    pub fn open(config: Config) -> Result<Store, OpenError> {
+        config.validate()?;
+        let root = config.root.clone();
+        fs::create_dir_all(&root).map_err(io_at(&root))?;
+        fs::create_dir_all(&config.spill_dir).map_err(io_at(&config.spill_dir))?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io_at(&lock_path))?;
+        if !try_lock_exclusive(&lock).map_err(io_at(&lock_path))? {
+            return Err(OpenError::Locked { path: root });
+        }
+        for entry in fs::read_dir(&root).map_err(io_at(&root))? {
+            let entry = entry.map_err(io_at(&root))?;
+            if ObjectKey::from_hex(&entry.file_name().to_string_lossy()).is_some() {
+                fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
+            }
+        }
+        let recycle_dir = root.join(RECYCLE_DIR);
+        if recycle_dir.exists() {
+            fs::remove_dir_all(&recycle_dir).map_err(io_at(&recycle_dir))?;
+        }
+        fs::create_dir_all(&recycle_dir).map_err(io_at(&recycle_dir))?;
+        let spill = SpillDir::new(&config.spill_dir);
+        spill.clean().map_err(io_at(&config.spill_dir))?;
+        let state = State {
+            policy: Policy::new(config.capacity),
+            index: HashMap::new(),
+            objects: HashMap::new(),
+            pool: Pool::new(recycle_dir, config.recycle_bytes),
+            next_id: 0,
+            stats: Stats::default(),
+        };
+        Ok(Store {
+            shared: Arc::new(Shared {
+                root,
+                spill,
+                state: Mutex::new(state),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The file an object has (or would have) in the store directory.
+    pub fn path_of(&self, key: &ObjectKey) -> PathBuf {
+        self.shared.path_of(key)
+    }
+
+    /// Reserves a new object of `size` bytes (its whole file, layout
+    /// included), making room by evicting least recently used unpinned
+    /// secondary copies and then spilling unpinned primary copies. A primary
+    /// copy is never evicted, only spilled.
+    pub fn create(&self, key: ObjectKey, size: u64, primary: bool) -> Result<Created, CreateError> {
+        let shared = &self.shared;
+        let mut st = shared.lock();
+        if size == 0 {
+            return Err(CreateError::Empty);
+        }
+        if st.index.contains_key(&key) {
+            return Err(CreateError::AlreadyExists(key));
+        }
+        let path = shared.path_of(&key);
+        let (file, map) = shared.new_file(&mut st, &path, size)?;
+        let id = st.next_id;
+        st.next_id += 1;
+        st.policy.insert(id, size, primary);
+        let guard = map
+            .begin_write()
+            .expect("a new or recycled map is open and unshared");
+        st.index.insert(key, id);
+        st.objects.insert(
+            id,
+            Object {
+                key,
+                path: path.clone(),
+                map: Some(map),
+                file: Some(file),
+                layout: None,
+            },
+        );
+        Ok(Created {
+            key,
+            path,
+            writer: Writer {
+                shared: Arc::clone(shared),
+                key,
+                guard,
+            },
+        })
+    }
+
+    /// Seals an object written by another process (or by a dropped
+    /// [`Writer`]): validates its layout and makes it visible to readers.
+    pub fn seal(&self, key: &ObjectKey) -> Result<(), SealError> {
+        self.shared.seal(key)
+    }
+
+    /// Drops an unsealed object whose writer went away.
+    pub fn abort(&self, key: &ObjectKey) -> Result<(), AbortError> {
+        let mut st = self.shared.lock();
+        let id = *st.index.get(key).ok_or(AbortError::NotFound(*key))?;
+        if st.policy.residence(id) != Some(Residence::Writing) {
+            return Err(AbortError::Sealed(*key));
+        }
+        st.index.remove(key);
+        st.policy.remove(id);
+        if let Some(obj) = st.objects.remove(&id) {
+            let _ = fs::remove_file(&obj.path);
+        }
+        Ok(())
+    }
+
+    /// A sealed object, pinned while the handle lives; restored from the
+    /// spill directory first if it was spilled. `None` if there is no such
+    /// sealed object.
+    pub fn get(&self, key: &ObjectKey) -> Result<Option<ReadHandle>, GetError> {
+        let shared = &self.shared;
+        let mut st = shared.lock();
+        let Some(&id) = st.index.get(key) else {
+            return Ok(None);
+        };
+        match st.policy.residence(id) {
+            Some(Residence::Resident) => {}
+            Some(Residence::Spilled) => shared.restore(&mut st, id, key)?,
+            Some(Residence::Writing) | None => return Ok(None),
+        }
+        let obj = st.objects.get(&id).expect("indexed objects are tracked");
+        let (Some(map), Some(layout)) = (obj.map.clone(), obj.layout.clone()) else {
+            return Ok(None);
+        };
+        let path = obj.path.clone();
+        st.policy.pin(id);
+        Ok(Some(ReadHandle {
+            shared: Arc::clone(shared),
+            id,
+            key: *key,
+            path,
+            map,
+            layout,
+        }))
+    }
+
+    /// Deletes an object, sealed or not. A pinned object disappears now and
+    /// its memory is freed when the last handle goes. Returns whether it
+    /// existed.
+    pub fn delete(&self, key: &ObjectKey) -> bool {
+        let shared = &self.shared;
+        let mut st = shared.lock();
+        let Some(id) = st.index.remove(key) else {
+            return false;
+        };
+        match st.policy.remove(id) {
+            Removal::Freed(Residence::Resident) => {
+                if let Some(obj) = st.objects.remove(&id) {
+                    shared.recycle(&mut st, obj);
+                }
+            }
+            Removal::Freed(Residence::Writing) => {
+                if let Some(obj) = st.objects.remove(&id) {
+                    let _ = fs::remove_file(&obj.path);
+                }
+            }
+            Removal::Freed(Residence::Spilled) => {
+                st.objects.remove(&id);
+                shared.spill.remove(key);
+            }
+            Removal::Deferred => {
+                if let Some(obj) = st.objects.get(&id) {
+                    let _ = fs::remove_file(&obj.path);
+                }
+            }
+            Removal::Missing => return false,
+        }
+        true
+    }
+
+    /// Marks or unmarks an object as a primary copy. Primary copies are
+    /// spilled rather than evicted; the owner unmarks it when its last
+    /// reference dies. Returns whether the object exists.
+    pub fn set_primary(&self, key: &ObjectKey, primary: bool) -> bool {
+        let mut st = self.shared.lock();
+        let Some(&id) = st.index.get(key) else {
+            return false;
+        };
+        st.policy.set_primary(id, primary)
+    }
+
+    /// Whether a sealed object (in memory or spilled) is here.
+    pub fn contains(&self, key: &ObjectKey) -> bool {
+        let st = self.shared.lock();
+        st.index.get(key).is_some_and(|&id| {
+            matches!(
+                st.policy.residence(id),
+                Some(Residence::Resident | Residence::Spilled)
+            )
+        })
+    }
+
+    /// Sizes and counters.
+    pub fn stats(&self) -> Stats {
+        let st = self.shared.lock();
+        let (spilled_objects, spilled_bytes) = st.policy.spilled();
+        Stats {
+            capacity: st.policy.capacity(),
+            used: st.policy.used(),
+            recycled: st.policy.recycled(),
+            pinned: st.policy.pinned_bytes(),
+            objects: st.policy.len(),
+            spilled_objects,
+            spilled_bytes,
+            ..st.stats.clone()
+        }
+    }
+
+    /// The store directory.
+    pub fn root(&self) -> &Path {
+        &self.shared.root
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic under the lock leaves counts that are at worst stale;
+        // keep serving rather than poison every later call.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn path_of(&self, key: &ObjectKey) -> PathBuf {
+        self.root.join(key.to_string())
+    }
+
+    /// Makes room for `size` bytes and a file at `path` of that size,
+    /// exclusively locked, mapped and open.
+    fn new_file(
+        &self,
+        st: &mut State,
+        path: &Path,
+        size: u64,
+    ) -> Result<(File, Arc<ObjectMap>), CreateError> {
+        let io_err = |source| CreateError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let len = usize::try_from(size).map_err(|_| CreateError::TooLarge {
+            requested: size,
+            capacity: st.policy.capacity(),
+        })?;
+        let recycled = st.pool.take(size);
+        st.policy.set_recycled(st.pool.bytes());
+        let steps = match st.policy.make_room(size) {
+            Ok(steps) => steps,
+            Err(no_room) => {
+                if let Some(r) = recycled {
+                    st.pool.put_back(r);
+                    st.policy.set_recycled(st.pool.bytes());
+                }
+                return Err(match no_room {
+                    NoRoom::TooLarge {
+                        requested,
+                        capacity,
+                    } => CreateError::TooLarge {
+                        requested,
+                        capacity,
+                    },
+                    NoRoom::Full {
+                        requested,
+                        capacity,
+                        used,
+                        pinned,
+                    } => CreateError::StoreFull {
+                        requested,
+                        capacity,
+                        used,
+                        pinned,
+                    },
+                });
+            }
+        };
+        self.run_steps(st, &steps)?;
+        if let Some(r) = recycled {
+            fs::rename(&r.path, path).map_err(io_err)?;
+            return Ok((r.file, Arc::new(r.map)));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(io_err)?;
+        let made = (|| {
+            file.set_len(size)?;
+            try_lock_exclusive(&file)?;
+            ObjectMap::new(&file, len, false)
+        })();
+        match made {
+            Ok(map) => Ok((file, Arc::new(map))),
+            Err(e) => {
+                let _ = fs::remove_file(path);
+                Err(io_err(e))
+            }
+        }
+    }
+
+    /// Carries out the policy's steps to make room.
+    fn run_steps(&self, st: &mut State, steps: &[Step]) -> Result<(), CreateError> {
+        for step in steps {
+            match *step {
+                Step::ShrinkRecycled(n) => {
+                    st.pool.shrink(n);
+                    st.policy.set_recycled(st.pool.bytes());
+                }
+                Step::Evict(id) => {
+                    st.policy.evicted(id);
+                    st.stats.evictions += 1;
+                    if let Some(obj) = st.objects.remove(&id) {
+                        st.index.remove(&obj.key);
+                        let _ = fs::remove_file(&obj.path);
+                    }
+                }
+                Step::Spill(id) => {
+                    let obj = st.objects.get_mut(&id).expect("victims are tracked");
+                    let bytes = obj
+                        .map
+                        .as_ref()
+                        .and_then(|m| m.sealed_bytes())
+                        .expect("a spill victim is resident and sealed");
+                    self.spill
+                        .write(&obj.key, bytes)
+                        .map_err(CreateError::Spill)?;
+                    obj.map = None;
+                    let _ = fs::remove_file(&obj.path);
+                    st.policy.spilled_one(id);
+                    st.stats.spills += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings a spilled object back into memory.
+    fn restore(&self, st: &mut State, id: Id, key: &ObjectKey) -> Result<(), GetError> {
+        let size = st.policy.size(id).unwrap_or(0);
+        let path = self.path_of(key);
+        let (file, map) = self
+            .new_file(st, &path, size)
+            .map_err(|e| GetError::NoRoom {
+                key: *key,
+                source: Box::new(e),
+            })?;
+        let mut guard = map
+            .begin_write()
+            .expect("a new or recycled map is open and unshared");
+        let read = self.spill.read_into(key, guard.as_mut_slice());
+        drop(guard);
+        let sealed = read
+            .map_err(|source| GetError::Restore { key: *key, source })
+            .and_then(|()| {
+                map.seal_with(layout::parse).map_err(|e| match e {
+                    Some(source) => GetError::Corrupt { key: *key, source },
+                    None => GetError::Restore {
+                        key: *key,
+                        source: io::Error::other("restored map was not open"),
+                    },
+                })
+            });
+        let layout = match sealed {
+            Ok(layout) => layout,
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        let _ = unlock(&file);
+        st.policy.restored(id);
+        st.stats.restores += 1;
+        self.spill.remove(key);
+        if let Some(obj) = st.objects.get_mut(&id) {
+            obj.map = Some(map);
+            obj.layout = Some(Arc::new(layout));
+        }
+        Ok(())
+    }
+
+    /// Frees a resident object's file: recycled if possible, else unlinked.
+    fn recycle(&self, st: &mut State, obj: Object) {
+        match obj.map {
+            Some(map) => st.pool.offer(&obj.path, map),
+            None => {
+                let _ = fs::remove_file(&obj.path);
+            }
+        }
+        st.policy.set_recycled(st.pool.bytes());
+    }
+
+    pub(crate) fn seal(&self, key: &ObjectKey) -> Result<(), SealError> {
+        let mut st = self.lock();
+        let id = *st.index.get(key).ok_or(SealError::NotFound(*key))?;
+        if st.policy.residence(id) != Some(Residence::Writing) {
+            return Err(SealError::AlreadySealed(*key));
+        }
+        let obj = st
+            .objects
+            .get_mut(&id)
+            .expect("indexed objects are tracked");
+        let map = obj.map.as_ref().expect("an unsealed object is mapped");
+        let layout = map.seal_with(layout::parse).map_err(|e| match e {
+            Some(source) => SealError::BadLayout { key: *key, source },
+            None => SealError::WriterActive(*key),
+        })?;
+        obj.layout = Some(Arc::new(layout));
+        // Dropping the exclusive lock lets readers in other processes map it.
+        if let Some(file) = obj.file.take() {
+            let _ = unlock(&file);
+        }
+        st.policy.seal(id);
+        Ok(())
+    }
+
+    pub(crate) fn unpin(&self, id: Id) {
+        let mut st = self.lock();
+        if st.policy.unpin(id).is_some() {
+            // The last pin of a deleted object: its file was unlinked at
+            // delete; dropping the map frees the memory.
+            st.objects.remove(&id);
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for obj in st.objects.values() {
+            let _ = fs::remove_file(&obj.path);
+            self.spill.remove(&obj.key);
+        }
+        st.pool.clear();
+        let _ = fs::remove_dir(st.pool.dir());
+    }
+}
+
+#[cfg(test)]
+#[path = "store_test.rs"]
+mod tests;
