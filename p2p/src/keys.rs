@@ -87,18 +87,30 @@ pub fn parse_cluster_key(bytes: &[u8]) -> Result<PreSharedKey, String> {
             format!("not a pnet key file (/key/swarm/psk/1.0.0/, /base16/, 64 hex digits): {e}")
         });
     }
-    if trimmed.len() != 64 {
+    parse_hex32(trimmed).map(PreSharedKey::new)
+}
+
+/// The raw 32 bytes of a cluster key, for deriving other secrets from it
+/// (e.g. the token remote drivers present). Never log them.
+pub fn cluster_key_bytes(key: &PreSharedKey) -> [u8; 32] {
+    let text = key.to_key_file();
+    let hex = text.lines().nth(2).unwrap_or_default();
+    parse_hex32(hex).expect("libp2p writes a pnet key as 64 hex digits on its third line")
+}
+
+fn parse_hex32(hex: &str) -> Result<[u8; 32], String> {
+    if hex.len() != 64 {
         return Err(format!(
             "expected a pnet key file or 64 hex digits, found {} characters",
-            trimmed.len()
+            hex.len()
         ));
     }
     let mut key = [0u8; 32];
     for (i, byte) in key.iter_mut().enumerate() {
-        let pair = trimmed.get(i * 2..i * 2 + 2).ok_or("not hex digits")?;
+        let pair = hex.get(i * 2..i * 2 + 2).ok_or("not hex digits")?;
         *byte = u8::from_str_radix(pair, 16).map_err(|_| "not hex digits".to_string())?;
     }
-    Ok(PreSharedKey::new(key))
+    Ok(key)
 }
 
 /// Reads `path`, or creates it with `create()`'s bytes if it is missing.
@@ -216,6 +228,7 @@ mod tests {
         fs::write(&path, format!("{}\n", "ab".repeat(32))).expect("write");
         let key = load_or_create_cluster_key(Some(&path)).expect("load");
         assert_eq!(key, PreSharedKey::new([0xab; 32]));
+        assert_eq!(cluster_key_bytes(&key), [0xab; 32]);
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub use error::{
     CLUSTER_KEY_MISMATCH,
 };
 pub use handle::{Event, Handle, Responder};
-pub use keys::{default_cluster_key_path, load_or_create_cluster_key, load_or_create_identity};
+pub use keys::{
+    cluster_key_bytes, default_cluster_key_path, load_or_create_cluster_key,
+    load_or_create_identity,
+};
 pub use start::{spawn, Started};
 pub use transport::ClusterKeyMismatch;
 
