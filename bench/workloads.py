@@ -58,7 +58,7 @@ MODES = {
         n_to_n_arg=1000,            # calls per client
     ),
     "quick": dict(
-        warmup_s=0.2, reps=3, rep_s=0.4, pause_s=0.0,
+        warmup_s=0.15, reps=3, rep_s=0.3, pause_s=0.0,
         startup_reps=3, settle_s=1.5,
         batch=1000,
         contained_refs=10000,
