@@ -1,1 +1,96 @@
-//! node
+//! The raynode node: one process per machine that runs tasks and actors.
+//!
+//! Data flows in one direction through these parts:
+//! - [`server`] accepts drivers and workers on a Unix socket (and TCP),
+//!   decodes their frames and hands them to the core as [`core::Event`]s;
+//! - [`core`] alone owns the node's state: the object table ([`objects`]),
+//!   tasks and their dependencies, the [`scheduler`] (a pure state machine),
+//!   the worker pool ([`workers`]) and the actors; it answers by sending
+//!   frames back down each connection's writer;
+//! - [`store`] wraps the shared-memory object store for values too large to
+//!   travel inline, [`values`] builds the values the node itself makes
+//!   (errors), and [`status`] is the client side of `raynode status`.
+
+pub mod config;
+pub mod core;
+pub mod objects;
+pub mod scheduler;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod values;
+pub mod workers;
+
+use anyhow::Context;
+use config::NodeConfig;
+use tokio::sync::mpsc;
+
+/// Runs a node until Ctrl-C, SIGTERM or (with `exit_with_parent`) its parent's exit.
+pub fn run(config: NodeConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: NodeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let store = store::Store::open(&config)?;
+    let node_id = raynode_proto::NodeId(rand::random());
+    let (events_tx, events_rx) = mpsc::channel(core::EVENT_QUEUE);
+    let listeners = server::Listeners::bind(&config).await?;
+    let socket_path = config.socket_path();
+    println!("raynode node {node_id} ready");
+    println!("  socket: {}", socket_path.display());
+    if let Some(addr) = listeners.tcp_addr() {
+        println!("  client address: {addr}");
+    }
+    let accept = tokio::spawn(listeners.run(events_tx.clone()));
+    let core = core::Core::new(config.clone(), node_id, store, events_tx.clone());
+    let core_task = tokio::spawn(core.run(events_rx));
+
+    wait_for_stop(&config).await;
+    tracing::info!("stopping");
+    accept.abort();
+    let _ = events_tx.send(core::Event::Shutdown).await;
+    match tokio::time::timeout(std::time::Duration::from_secs(5), core_task).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("core task ended abnormally: {e}"),
+        Err(_) => tracing::warn!("core did not stop within 5 s"),
+    }
+    let _ = std::fs::remove_file(&socket_path);
+    Ok(())
+}
+
+async fn wait_for_stop(config: &NodeConfig) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot watch SIGTERM: {e}");
+            return;
+        }
+    };
+    let parent = std::os::unix::process::parent_id();
+    let watch_parent = config.exit_with_parent;
+    let orphaned = async move {
+        if !watch_parent {
+            return std::future::pending::<()>().await;
+        }
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            if std::os::unix::process::parent_id() != parent {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = orphaned => tracing::info!("parent process exited"),
+    }
+}

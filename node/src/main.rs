@@ -1,1 +1,131 @@
-fn main() {}
+//! `raynode`: start a node in the foreground, or ask a running one for its status.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use raynode::config::NodeConfig;
+use raynode_proto::Resources;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A node of a raynode cluster: runs tasks, actors and an object store.
+#[derive(Parser, Debug)]
+#[command(name = "raynode", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Directory for this node's socket, logs, spill files and control state.
+    #[arg(long, default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// Unix socket for local drivers and workers [default: <data-dir>/node.sock].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// TCP address serving remote drivers, e.g. 127.0.0.1:7001 (port 0 picks one).
+    #[arg(long)]
+    client_addr: Option<SocketAddr>,
+    /// CPUs this node offers to tasks [default: the machine's core count].
+    #[arg(long)]
+    num_cpus: Option<f64>,
+    /// GPUs this node offers to tasks.
+    #[arg(long, default_value_t = 0.0)]
+    num_gpus: f64,
+    /// Custom resources as JSON, e.g. '{"special": 1}'.
+    #[arg(long)]
+    resources: Option<String>,
+    /// Bytes of shared memory for the object store.
+    #[arg(long, default_value_t = 2 << 30)]
+    object_store_memory: u64,
+    /// Directory of the shared-memory object store [default: under /dev/shm].
+    #[arg(long)]
+    store_dir: Option<PathBuf>,
+    /// Python interpreter for workers [default: $RAYNODE_PYTHON, else python3 beside this binary, else python3].
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// Workers kept started while idle [default: the CPU count].
+    #[arg(long)]
+    min_workers: Option<usize>,
+    /// Stop when the parent process exits (used by `raynode.init()`).
+    #[arg(long)]
+    exit_with_parent: bool,
+    /// Log filter, e.g. info or raynode=debug (RUST_LOG overrides it).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the cluster as a node sees it.
+    Status {
+        /// The node's client address (host:port) or Unix socket path.
+        #[arg(long)]
+        address: String,
+    },
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("raynode-{}", std::process::id()))
+}
+
+fn default_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("RAYNODE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("python3")));
+    match beside {
+        Some(p) if p.exists() => p,
+        _ => PathBuf::from("python3"),
+    }
+}
+
+fn parse_resources(json: &str) -> anyhow::Result<Resources> {
+    let map: std::collections::BTreeMap<String, f64> = serde_json::from_str(json)
+        .with_context(|| format!("--resources must be a JSON object of numbers, got {json:?}"))?;
+    for name in ["CPU", "GPU"] {
+        if map.contains_key(name) {
+            bail!("--resources must not set {name}; use --num-cpus / --num-gpus");
+        }
+    }
+    Ok(Resources(map.into_iter().collect()))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
+        .context("--log-level")?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    if let Some(Command::Status { address }) = &cli.command {
+        return raynode::status::print(address);
+    }
+
+    let num_cpus = cli.num_cpus.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as f64)
+            .unwrap_or(1.0)
+    });
+    let config = NodeConfig {
+        data_dir: cli.data_dir,
+        socket: cli.socket,
+        client_addr: cli.client_addr,
+        num_cpus,
+        num_gpus: cli.num_gpus,
+        resources: match &cli.resources {
+            Some(json) => parse_resources(json)?,
+            None => Resources::default(),
+        },
+        object_store_memory: cli.object_store_memory,
+        store_dir: cli.store_dir,
+        python: cli.python.unwrap_or_else(default_python),
+        min_workers: cli.min_workers.unwrap_or(num_cpus.ceil().max(1.0) as usize),
+        exit_with_parent: cli.exit_with_parent,
+        ..NodeConfig::default()
+    };
+    config.validate()?;
+    raynode::run(config)
+}

@@ -156,6 +156,13 @@ fn to_usize(v: u64) -> Result<usize, LayoutError> {
 /// fits, that the recorded total matches the lengths, and that the object
 /// fits in `src`. Every range of a returned layout is in bounds of `src`.
 pub fn parse(src: &[u8]) -> Result<Layout, LayoutError> {
+    parse_header(src, src.len())
+}
+
+/// Like [`parse`], from the first bytes of an object (at least its header
+/// and buffer table) and the object's whole length: for a reader that maps
+/// the object itself and hands over only the header.
+pub fn parse_header(src: &[u8], object_len: usize) -> Result<Layout, LayoutError> {
     let truncated = |needed: usize| LayoutError::Truncated {
         needed: needed as u64,
         len: src.len() as u64,
@@ -205,8 +212,11 @@ pub fn parse(src: &[u8]) -> Result<Layout, LayoutError> {
             computed: cursor as u64,
         });
     }
-    if src.len() < cursor {
-        return Err(truncated(cursor));
+    if object_len < cursor {
+        return Err(LayoutError::Truncated {
+            needed: cursor as u64,
+            len: object_len as u64,
+        });
     }
     Ok(Layout {
         header_len,

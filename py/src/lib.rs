@@ -1,1 +1,30 @@
+//! `raynode._core`: the native half of the `raynode` package.
+//!
+//! - [`conn`]: the connection to a node (writer, reader thread, inbox);
+//! - [`refs`]: `ObjectRef` and the reference counts the node is told of;
+//! - [`client`]: the `Client` class the Python layer drives (submit, get,
+//!   put, wait, actors, and a worker's task loop);
+//! - [`codec`]: the object layout, for values built and read in Python;
+//! - [`errors`]: the mapping of failures to Python exceptions.
 
+mod client;
+mod codec;
+mod conn;
+mod errors;
+mod refs;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<client::Client>()?;
+    m.add_class::<refs::ObjectRef>()?;
+    m.add_function(wrap_pyfunction!(refs::begin_capture, m)?)?;
+    m.add_function(wrap_pyfunction!(refs::end_capture, m)?)?;
+    m.add_function(wrap_pyfunction!(refs::set_ref_rebuilder, m)?)?;
+    codec::register(m)?;
+    m.add("NodeError", m.py().get_type::<errors::NodeError>())?;
+    m.add("PROTOCOL_VERSION", raynode_proto::PROTOCOL_VERSION)?;
+    m.add("MAX_FRAME_BYTES", raynode_proto::MAX_FRAME_BYTES)?;
+    Ok(())
+}

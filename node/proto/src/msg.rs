@@ -105,10 +105,16 @@ pub enum ToNode {
         results: Vec<ReturnValue>,
         app_error: bool,
     },
-    /// Worker only: an actor's constructor finished; `error` holds the cause if it raised.
+    /// Worker only: an actor's constructor finished; `error` is the traceback if it raised.
     ActorReady {
         actor: ActorId,
-        error: Option<Vec<u8>>,
+        error: Option<String>,
+    },
+    /// Like `Submit`, answered by `Acked`: for calls whose refusal the
+    /// caller must learn at once (an actor name already taken).
+    SubmitAcked {
+        req: u64,
+        spec: TaskSpec,
     },
 }
 
@@ -161,6 +167,10 @@ pub enum FromNode {
     Info {
         req: u64,
         json: String,
+    },
+    Acked {
+        req: u64,
+        error: Option<String>,
     },
     /// Worker only: run this task (or actor constructor / method).
     Execute(Box<Execute>),

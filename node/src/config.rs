@@ -1,0 +1,104 @@
+//! The node's configuration, built by the binary from its command line.
+
+use raynode_proto::Resources;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Results up to this size travel inline (as in Ray: 100 KiB).
+pub const DEFAULT_INLINE_LIMIT: u64 = 100 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Where the node keeps its socket, logs, spill files and control state.
+    pub data_dir: PathBuf,
+    /// The Unix socket for local clients; default `<data_dir>/node.sock`.
+    pub socket: Option<PathBuf>,
+    /// TCP address for remote drivers; `None` serves the Unix socket only.
+    pub client_addr: Option<SocketAddr>,
+    pub num_cpus: f64,
+    pub num_gpus: f64,
+    /// Custom resources, besides CPU and GPU.
+    pub resources: Resources,
+    pub object_store_memory: u64,
+    /// Directory of the shared-memory store; default under `/dev/shm`.
+    pub store_dir: Option<PathBuf>,
+    /// The Python interpreter that runs workers.
+    pub python: PathBuf,
+    /// Workers to keep started even when idle; default: the CPU count.
+    pub min_workers: usize,
+    /// Stop when the process that started this node exits.
+    pub exit_with_parent: bool,
+    pub inline_limit: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: std::env::temp_dir().join("raynode"),
+            socket: None,
+            client_addr: None,
+            num_cpus: 1.0,
+            num_gpus: 0.0,
+            resources: Resources::default(),
+            object_store_memory: 2 << 30,
+            store_dir: None,
+            python: PathBuf::from("python3"),
+            min_workers: 1,
+            exit_with_parent: false,
+            inline_limit: DEFAULT_INLINE_LIMIT,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("--num-cpus must be a finite number >= 0, got {0}")]
+    NumCpus(f64),
+    #[error("--num-gpus must be a finite number >= 0, got {0}")]
+    NumGpus(f64),
+    #[error("resource {name:?} must be a finite number >= 0, got {value}")]
+    Resource { name: String, value: f64 },
+    #[error("--object-store-memory must be at least 1 MiB, got {0} bytes")]
+    StoreMemory(u64),
+}
+
+impl NodeConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ok = |v: f64| v.is_finite() && v >= 0.0;
+        if !ok(self.num_cpus) {
+            return Err(ConfigError::NumCpus(self.num_cpus));
+        }
+        if !ok(self.num_gpus) {
+            return Err(ConfigError::NumGpus(self.num_gpus));
+        }
+        if let Some((name, value)) = self.resources.0.iter().find(|(_, v)| !ok(*v)) {
+            return Err(ConfigError::Resource {
+                name: name.clone(),
+                value: *value,
+            });
+        }
+        if self.object_store_memory < (1 << 20) {
+            return Err(ConfigError::StoreMemory(self.object_store_memory));
+        }
+        Ok(())
+    }
+
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("node.sock"))
+    }
+
+    /// Everything this node offers: CPU, GPU and the custom resources.
+    pub fn total_resources(&self) -> Resources {
+        let mut total = Resources(vec![("CPU".into(), self.num_cpus)]);
+        if self.num_gpus > 0.0 {
+            total.set("GPU", self.num_gpus);
+        }
+        for (name, value) in &self.resources.0 {
+            total.set(name, *value);
+        }
+        total
+    }
+}

@@ -1,0 +1,274 @@
+//! Actors: a worker kept for one object's life, calls run in the order they
+//! were submitted, restarts up to `max_restarts`, names, and kills.
+
+use super::{Core, TaskState, WorkerState};
+use raynode_proto::meta::SystemErrorKind;
+use raynode_proto::{ActorId, ActorOptions, JobId, Resources, TaskId, TaskSpec, WorkerId};
+use std::collections::VecDeque;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum ActorState {
+    /// Waiting for its constructor's arguments, resources or a worker.
+    Pending,
+    /// Its constructor was sent to `worker`; calls may follow it.
+    Running {
+        worker: WorkerId,
+        demand: Resources,
+    },
+    Dead {
+        cause: String,
+    },
+}
+
+pub(super) struct Actor {
+    pub opts: ActorOptions,
+    pub creation: TaskId,
+    pub job: JobId,
+    pub state: ActorState,
+    pub restarts: u32,
+    /// Calls not sent yet, in submission order.
+    pub queue: VecDeque<TaskId>,
+    /// Calls sent to the worker, in order.
+    pub inflight: VecDeque<TaskId>,
+}
+
+impl Core {
+    /// Refuses an actor whose name a live actor already has.
+    pub(super) fn check_actor_name(&self, spec: &TaskSpec) -> Result<(), String> {
+        let raynode_proto::TaskKind::ActorCreate(opts) = &spec.kind else {
+            return Ok(());
+        };
+        let Some(name) = &opts.name else {
+            return Ok(());
+        };
+        let key = (opts.namespace.clone(), name.clone());
+        match self.names.get(&key).and_then(|id| self.actors.get(id)) {
+            Some(a) if !matches!(a.state, ActorState::Dead { .. }) => Err(format!(
+                "The name {name} (namespace={}) is already taken by another actor",
+                opts.namespace
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn register_actor(&mut self, opts: &ActorOptions, spec: &TaskSpec, job: JobId) {
+        if let Some(name) = &opts.name {
+            self.names
+                .insert((opts.namespace.clone(), name.clone()), opts.actor);
+        }
+        let actor = Actor {
+            opts: opts.clone(),
+            creation: spec.task_id,
+            job,
+            state: ActorState::Pending,
+            restarts: 0,
+            queue: VecDeque::new(),
+            inflight: VecDeque::new(),
+        };
+        self.actors.insert(opts.actor, actor);
+    }
+
+    /// The scheduler gave the actor its resources and a worker: run its constructor there.
+    pub(super) fn start_actor(&mut self, actor_id: ActorId, worker: WorkerId, demand: Resources) {
+        let creation = match self.actors.get_mut(&actor_id) {
+            Some(a) if a.state == ActorState::Pending => {
+                a.state = ActorState::Running { worker, demand };
+                a.creation
+            }
+            _ => {
+                self.sched.release(&demand);
+                self.idle.push(worker);
+                return;
+            }
+        };
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.state = WorkerState::Actor(actor_id);
+        }
+        if let Some(t) = self.tasks.get_mut(&creation) {
+            t.state = TaskState::Done;
+        }
+        self.execute(creation, worker);
+        self.pump_actor(actor_id);
+    }
+
+    /// Sends the actor's calls whose arguments are ready, in order.
+    pub(super) fn pump_actor(&mut self, actor_id: ActorId) {
+        loop {
+            let Some(actor) = self.actors.get(&actor_id) else {
+                return;
+            };
+            let Some(&next) = actor.queue.front() else {
+                return;
+            };
+            let worker = match &actor.state {
+                ActorState::Running { worker, .. } => *worker,
+                ActorState::Pending => return,
+                ActorState::Dead { cause } => {
+                    let why = format!("The actor died: {cause}");
+                    self.fail_task(next, SystemErrorKind::ActorDiedError, &why);
+                    continue;
+                }
+            };
+            let queued = self
+                .tasks
+                .get(&next)
+                .is_some_and(|t| matches!(t.state, TaskState::Queued));
+            if !queued {
+                if !self.tasks.contains_key(&next) {
+                    if let Some(a) = self.actors.get_mut(&actor_id) {
+                        a.queue.pop_front();
+                    }
+                    continue;
+                }
+                return;
+            }
+            if let Some(a) = self.actors.get_mut(&actor_id) {
+                a.queue.pop_front();
+                a.inflight.push_back(next);
+            }
+            if let Some(t) = self.tasks.get_mut(&next) {
+                t.state = TaskState::Running {
+                    worker,
+                    demand: Resources::default(),
+                };
+            }
+            self.execute(next, worker);
+        }
+    }
+
+    pub(super) fn on_actor_ready(&mut self, actor_id: ActorId, error: Option<String>) {
+        if let Some(traceback) = error {
+            tracing::info!(actor = %actor_id, "actor constructor raised");
+            let cause = format!("its constructor raised:\n{traceback}");
+            self.declare_dead(actor_id, cause);
+        }
+    }
+
+    pub(super) fn on_actor_worker_died(&mut self, actor_id: ActorId, why: &str) {
+        let Some(actor) = self.actors.get_mut(&actor_id) else {
+            return;
+        };
+        let ActorState::Running { demand, .. } = actor.state.clone() else {
+            return;
+        };
+        self.sched.release(&demand);
+        let max = actor.opts.max_restarts;
+        if max >= 0 && actor.restarts as i64 >= max as i64 {
+            let cause =
+                format!("its worker process died ({why}) and max_restarts={max} is used up");
+            return self.declare_dead(actor_id, cause);
+        }
+        actor.restarts += 1;
+        actor.state = ActorState::Pending;
+        tracing::info!(actor = %actor_id, restart = actor.restarts, "restarting actor: {why}");
+        // Calls in flight go first again if they may be retried, else fail.
+        let inflight: Vec<TaskId> = actor.inflight.drain(..).collect();
+        let max_task_retries = actor.opts.max_task_retries;
+        let creation = actor.creation;
+        let mut retried = Vec::new();
+        for task_id in inflight {
+            let Some(task) = self.tasks.get_mut(&task_id) else {
+                continue;
+            };
+            if max_task_retries < 0 || (task.attempt as i64) < max_task_retries as i64 {
+                task.attempt += 1;
+                task.state = TaskState::Queued;
+                retried.push(task_id);
+            } else {
+                let why = format!("The actor's worker died ({why}) while running this call");
+                self.fail_task(task_id, SystemErrorKind::ActorDiedError, &why);
+            }
+        }
+        if let Some(actor) = self.actors.get_mut(&actor_id) {
+            for task_id in retried.into_iter().rev() {
+                actor.queue.push_front(task_id);
+            }
+        }
+        if let Some(task) = self.tasks.get_mut(&creation) {
+            task.attempt += 1;
+            task.state = TaskState::Queued;
+            let demand = task.spec.resources.clone();
+            let _ = self.sched.enqueue(creation, &demand);
+        }
+        self.dispatch();
+    }
+
+    /// Kills the actor's worker; unless `no_restart`, it restarts as after a crash.
+    pub(super) fn kill_actor(&mut self, actor_id: ActorId, no_restart: bool, why: &str) {
+        let Some(actor) = self.actors.get(&actor_id) else {
+            return;
+        };
+        if no_restart {
+            return self.declare_dead(actor_id, why.to_string());
+        }
+        if let ActorState::Running { worker, .. } = &actor.state {
+            if let Some(w) = self.workers.get_mut(worker) {
+                w.process.kill();
+            }
+        }
+    }
+
+    /// The actor is dead for good: its calls fail, its worker stops, its name is freed.
+    pub(super) fn declare_dead(&mut self, actor_id: ActorId, cause: String) {
+        let Some(actor) = self.actors.get_mut(&actor_id) else {
+            return;
+        };
+        let previous = std::mem::replace(
+            &mut actor.state,
+            ActorState::Dead {
+                cause: cause.clone(),
+            },
+        );
+        let calls: Vec<TaskId> = actor
+            .inflight
+            .drain(..)
+            .chain(actor.queue.drain(..))
+            .collect();
+        let creation = actor.creation;
+        let name = actor
+            .opts
+            .name
+            .clone()
+            .map(|n| (actor.opts.namespace.clone(), n));
+        match previous {
+            ActorState::Running { worker, demand } => {
+                self.sched.release(&demand);
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    // The worker's exit finds the actor dead and does nothing more.
+                    w.process.kill();
+                }
+            }
+            ActorState::Pending => {
+                self.sched.remove(creation);
+            }
+            ActorState::Dead { .. } => {}
+        }
+        let why = format!("The actor died: {cause}");
+        for task_id in calls {
+            self.fail_task(task_id, SystemErrorKind::ActorDiedError, &why);
+        }
+        // The constructor's arguments are no longer needed for restarts.
+        self.finish_task(creation, Vec::new());
+        if let Some(key) = name {
+            if self.names.get(&key) == Some(&actor_id) {
+                self.names.remove(&key);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// A driver left: its actors die with it, unless detached.
+    pub(super) fn end_job(&mut self, job: JobId) {
+        let doomed: Vec<ActorId> = self
+            .actors
+            .iter()
+            .filter(|(_, a)| {
+                a.job == job && !a.opts.detached && !matches!(a.state, ActorState::Dead { .. })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for actor in doomed {
+            self.declare_dead(actor, "its driver exited".into());
+        }
+    }
+}

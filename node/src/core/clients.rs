@@ -1,0 +1,183 @@
+//! Clients: hello, the references they hold, the objects they put.
+
+use super::{Client, ConnId, Core, WorkerState};
+use crate::objects::ObjState;
+use crate::server::ConnTx;
+use raynode_proto::{FromNode, JobId, ObjectId, Role, PROTOCOL_VERSION};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+impl Core {
+    pub(super) fn on_connected(&mut self, conn: ConnId, tx: ConnTx) {
+        let client = Client {
+            tx,
+            role: None,
+            job: JobId(0),
+            held: HashSet::new(),
+            unsealed: HashSet::new(),
+        };
+        self.clients.insert(conn, client);
+    }
+
+    pub(super) fn on_hello(&mut self, conn: ConnId, version: u32, role: Role) {
+        if version != PROTOCOL_VERSION {
+            let why = format!(
+                "protocol version {version} is not supported (this node speaks {PROTOCOL_VERSION})"
+            );
+            return self.refuse(conn, &why);
+        }
+        let job = match &role {
+            Role::Driver { pid } => {
+                let job = JobId(self.next_job);
+                self.next_job += 1;
+                tracing::info!(%job, pid, "driver connected");
+                job
+            }
+            Role::Worker { worker } => match self.workers.get_mut(worker) {
+                Some(w) if w.conn.is_none() => {
+                    w.conn = Some(conn);
+                    if w.state == WorkerState::Starting {
+                        w.state = WorkerState::Idle;
+                        w.idle_since = std::time::Instant::now();
+                        self.idle.push(*worker);
+                    }
+                    JobId(0)
+                }
+                _ => return self.refuse(conn, &format!("no worker {worker} is expected")),
+            },
+        };
+        if let Some(client) = self.clients.get_mut(&conn) {
+            client.role = Some(role);
+            client.job = job;
+        }
+        let welcome = FromNode::Welcome {
+            node: self.node_id,
+            job,
+            store_root: self.store.root().display().to_string(),
+            inline_limit: self.config.inline_limit,
+        };
+        self.send(conn, welcome);
+        self.dispatch();
+    }
+
+    pub(super) fn on_disconnected(&mut self, conn: ConnId) {
+        let Some(client) = self.clients.remove(&conn) else {
+            return;
+        };
+        for id in client.unsealed {
+            self.store.abort(id);
+        }
+        let gone: Vec<_> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.conn == conn)
+            .map(|(id, _)| *id)
+            .collect();
+        for waiter in gone {
+            self.forget_waiter(waiter);
+        }
+        for id in client.held {
+            self.release(id);
+        }
+        match client.role {
+            Some(Role::Driver { .. }) => {
+                tracing::info!(job = %client.job, "driver disconnected");
+                self.end_job(client.job);
+            }
+            Some(Role::Worker { worker }) => self.on_worker_gone(worker, "its connection closed"),
+            None => {}
+        }
+    }
+
+    /// Takes a reference for `conn` (once per client and object).
+    pub(super) fn hold(&mut self, conn: ConnId, id: ObjectId) {
+        if let Some(client) = self.clients.get_mut(&conn) {
+            if client.held.insert(id) {
+                self.objects.add_ref(id);
+            }
+        }
+    }
+
+    /// Drops one reference, deleting whatever that frees.
+    pub(super) fn release(&mut self, id: ObjectId) {
+        for (freed, state) in self.objects.remove_ref(id) {
+            if let ObjState::Stored { .. } = state {
+                self.store.delete(freed);
+            }
+        }
+    }
+
+    pub(super) fn on_refs(&mut self, conn: ConnId, add: Vec<ObjectId>, remove: Vec<ObjectId>) {
+        for id in add {
+            self.hold(conn, id);
+        }
+        for id in remove {
+            let held = self
+                .clients
+                .get_mut(&conn)
+                .is_some_and(|c| c.held.remove(&id));
+            if held {
+                self.release(id);
+            }
+        }
+    }
+
+    pub(super) fn on_put(
+        &mut self,
+        conn: ConnId,
+        id: ObjectId,
+        bytes: Vec<u8>,
+        nested: Vec<ObjectId>,
+    ) {
+        self.hold(conn, id);
+        let error = crate::values::is_error(&bytes);
+        self.set_value(
+            id,
+            ObjState::Inline {
+                bytes: Arc::new(bytes),
+                error,
+            },
+            nested,
+        );
+    }
+
+    pub(super) fn on_create(&mut self, conn: ConnId, req: u64, id: ObjectId, size: u64) {
+        let result = self.store.create(id, size).map_err(|e| e.to_string());
+        if result.is_ok() {
+            if let Some(client) = self.clients.get_mut(&conn) {
+                client.unsealed.insert(id);
+            }
+            // A put's creator holds it from now on; a task result is held by its caller.
+            if !self.tasks.contains_key(&id.task()) {
+                self.hold(conn, id);
+            }
+        }
+        let result = result.map(|path| path.display().to_string());
+        self.send(conn, FromNode::Created { req, result });
+    }
+
+    pub(super) fn on_seal(&mut self, conn: ConnId, id: ObjectId, nested: Vec<ObjectId>) {
+        if let Some(state) = self.seal_created(conn, id) {
+            self.set_value(id, state, nested);
+        }
+    }
+
+    /// Seals a store object `conn` created, returning its new state.
+    pub(super) fn seal_created(&mut self, conn: ConnId, id: ObjectId) -> Option<ObjState> {
+        let created = self
+            .clients
+            .get_mut(&conn)
+            .is_some_and(|c| c.unsealed.remove(&id));
+        if !created {
+            tracing::warn!(object = %id, "seal of an object this client did not create");
+            return None;
+        }
+        match self.store.seal(id) {
+            Ok(size) => Some(ObjState::Stored { size }),
+            Err(e) => {
+                tracing::warn!(object = %id, "seal failed: {e}");
+                None
+            }
+        }
+    }
+}

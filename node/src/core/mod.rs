@@ -1,0 +1,336 @@
+//! The core: the one task that owns the node's state.
+//!
+//! Connections, worker processes and timers send it [`Event`]s; it updates
+//! its tables and answers through each connection's writer. Nothing here
+//! blocks or awaits besides receiving the next event, so the hot path of a
+//! task (submit, dispatch, done, get) is a few table updates.
+//!
+//! - `clients.rs`: hello, references, puts and store objects, disconnects;
+//! - `tasks.rs`: submission, dependencies, dispatch to workers, completion;
+//! - `pool.rs`: worker processes coming and going;
+//! - `actors.rs`: actor creation, ordered method calls, restarts, kills;
+//! - `waiters.rs`: `get` and `wait` requests;
+//! - `info.rs`: cluster information and the timeline.
+
+mod actors;
+mod clients;
+mod info;
+mod pool;
+mod tasks;
+mod waiters;
+
+use crate::config::NodeConfig;
+use crate::objects::{Objects, WaiterId};
+use crate::scheduler::Scheduler;
+use crate::server::ConnTx;
+use crate::store::Store;
+use crate::workers::WorkerProcess;
+use raynode_proto::{
+    ActorId, FromNode, FunctionId, JobId, NodeId, ObjectId, Resources, Role, TaskId, TaskSpec,
+    ToNode, WorkerId,
+};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Capacity of the core's event queue; senders wait when it is full.
+pub const EVENT_QUEUE: usize = 8192;
+
+/// Workers above the pool's minimum that sat idle this long are stopped.
+const IDLE_WORKER_TTL: Duration = Duration::from_secs(10);
+
+/// Workers started at once while tasks wait for one.
+const MAX_STARTING_WORKERS: usize = 8;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ConnId(pub u64);
+
+pub enum Event {
+    Connected { conn: ConnId, tx: ConnTx },
+    Frame { conn: ConnId, msg: ToNode },
+    Disconnected { conn: ConnId },
+    WorkerExited { worker: WorkerId, status: String },
+    Timeout { waiter: WaiterId },
+    Tick,
+    Shutdown,
+}
+
+struct Client {
+    tx: ConnTx,
+    /// Set by the client's hello; frames before it are refused.
+    role: Option<Role>,
+    job: JobId,
+    /// Objects this client holds references to.
+    held: HashSet<ObjectId>,
+    /// Store objects it created and has not sealed yet.
+    unsealed: HashSet<ObjectId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum WorkerState {
+    Starting,
+    Idle,
+    Running(TaskId),
+    Actor(ActorId),
+}
+
+struct Worker {
+    process: WorkerProcess,
+    conn: Option<ConnId>,
+    state: WorkerState,
+    /// Inside `get`/`wait`: its task's resources are lent out meanwhile.
+    blocked: bool,
+    /// The job whose work it is doing, for the tasks it submits.
+    job: JobId,
+    functions: HashSet<FunctionId>,
+    idle_since: Instant,
+}
+
+#[derive(Debug)]
+enum TaskState {
+    /// Waiting for this many dependencies.
+    Waiting(usize),
+    Queued,
+    Running {
+        worker: WorkerId,
+        demand: Resources,
+    },
+    /// An actor's constructor has run: the entry lives on as the actor's lineage.
+    Done,
+}
+
+struct Task {
+    spec: Arc<TaskSpec>,
+    job: JobId,
+    state: TaskState,
+    attempt: u32,
+    cancelled: bool,
+    started: Option<Instant>,
+}
+
+pub struct Core {
+    config: NodeConfig,
+    node_id: NodeId,
+    store: Store,
+    events: mpsc::Sender<Event>,
+    clients: HashMap<ConnId, Client>,
+    workers: HashMap<WorkerId, Worker>,
+    idle: Vec<WorkerId>,
+    next_worker: u64,
+    next_job: u32,
+    objects: Objects,
+    functions: HashMap<FunctionId, Arc<Vec<u8>>>,
+    tasks: HashMap<TaskId, Task>,
+    sched: Scheduler,
+    actors: HashMap<ActorId, actors::Actor>,
+    names: HashMap<(String, String), ActorId>,
+    waiters: HashMap<WaiterId, waiters::Waiter>,
+    next_waiter: WaiterId,
+    timeline: VecDeque<info::Span>,
+    started: Instant,
+}
+
+impl Core {
+    pub fn new(
+        config: NodeConfig,
+        node_id: NodeId,
+        store: Store,
+        events: mpsc::Sender<Event>,
+    ) -> Core {
+        let sched = Scheduler::new(config.total_resources());
+        Core {
+            config,
+            node_id,
+            store,
+            events,
+            clients: HashMap::new(),
+            workers: HashMap::new(),
+            idle: Vec::new(),
+            next_worker: 1,
+            next_job: 1,
+            objects: Objects::default(),
+            functions: HashMap::new(),
+            tasks: HashMap::new(),
+            sched,
+            actors: HashMap::new(),
+            names: HashMap::new(),
+            waiters: HashMap::new(),
+            next_waiter: 1,
+            timeline: VecDeque::new(),
+            started: Instant::now(),
+        }
+    }
+
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>) {
+        for _ in 0..self.config.min_workers {
+            self.start_worker();
+        }
+        let ticker = self.events.clone();
+        let tick = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                if ticker.send(Event::Tick).await.is_err() {
+                    return;
+                }
+            }
+        });
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Connected { conn, tx } => self.on_connected(conn, tx),
+                Event::Frame { conn, msg } => self.on_frame(conn, msg),
+                Event::Disconnected { conn } => self.on_disconnected(conn),
+                Event::WorkerExited { worker, status } => self.on_worker_exited(worker, &status),
+                Event::Timeout { waiter } => self.on_timeout(waiter),
+                Event::Tick => self.on_tick(),
+                Event::Shutdown => break,
+            }
+        }
+        tick.abort();
+        self.shutdown();
+    }
+
+    fn on_frame(&mut self, conn: ConnId, msg: ToNode) {
+        let Some(client) = self.clients.get(&conn) else {
+            return;
+        };
+        if client.role.is_none() {
+            return match msg {
+                ToNode::Hello { version, role } => self.on_hello(conn, version, role),
+                other => self.refuse(conn, &format!("expected hello, got {}", frame_name(&other))),
+            };
+        }
+        match msg {
+            ToNode::Hello { .. } => self.refuse(conn, "second hello"),
+            ToNode::RegisterFunction { id, body } => {
+                self.functions.entry(id).or_insert_with(|| Arc::new(body));
+            }
+            ToNode::Submit(spec) => self.on_submit(conn, spec),
+            ToNode::SubmitAcked { req, spec } => {
+                let error = self.check_actor_name(&spec).err();
+                if error.is_none() {
+                    self.on_submit(conn, spec);
+                }
+                self.send(conn, FromNode::Acked { req, error });
+            }
+            ToNode::Put { id, bytes, nested } => self.on_put(conn, id, bytes, nested),
+            ToNode::Create { req, id, size } => self.on_create(conn, req, id, size),
+            ToNode::Seal { id, nested } => self.on_seal(conn, id, nested),
+            ToNode::Get {
+                req,
+                ids,
+                timeout_ms,
+            } => self.on_get(conn, req, ids, timeout_ms),
+            ToNode::Wait {
+                req,
+                ids,
+                num_returns,
+                timeout_ms,
+            } => self.on_wait(conn, req, ids, num_returns, timeout_ms),
+            ToNode::Refs { add, remove } => self.on_refs(conn, add, remove),
+            ToNode::Cancel { id, force } => self.on_cancel(id, force),
+            ToNode::KillActor { actor, no_restart } => {
+                self.kill_actor(actor, no_restart, "killed by ray.kill")
+            }
+            ToNode::GetActor {
+                req,
+                name,
+                namespace,
+            } => {
+                let found = self.names.get(&(namespace, name)).and_then(|id| {
+                    self.actors
+                        .get(id)
+                        .map(|a| (*id, a.opts.handle_meta.clone()))
+                });
+                self.send(conn, FromNode::ActorFound { req, found });
+            }
+            ToNode::Info { req, what } => {
+                let json = self.info_json(what);
+                self.send(conn, FromNode::Info { req, json });
+            }
+            ToNode::TaskDone {
+                task,
+                results,
+                app_error,
+            } => self.on_task_done(conn, task, results, app_error),
+            ToNode::ActorReady { actor, error } => self.on_actor_ready(actor, error),
+        }
+    }
+
+    fn send(&self, conn: ConnId, msg: FromNode) {
+        if let Some(client) = self.clients.get(&conn) {
+            let _ = client.tx.send(msg);
+        }
+    }
+
+    /// Tells the client why, then closes its connection.
+    fn refuse(&mut self, conn: ConnId, why: &str) {
+        tracing::warn!(conn = conn.0, "refusing client: {why}");
+        self.send(
+            conn,
+            FromNode::Error {
+                req: 0,
+                message: why.to_string(),
+            },
+        );
+        self.on_disconnected(conn);
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let pooled = self
+            .workers
+            .values()
+            .filter(|w| !matches!(w.state, WorkerState::Actor(_)))
+            .count();
+        let mut surplus = pooled.saturating_sub(self.config.min_workers);
+        let mut expired = Vec::new();
+        for id in &self.idle {
+            if surplus == 0 {
+                break;
+            }
+            if let Some(w) = self.workers.get(id) {
+                if now.duration_since(w.idle_since) > IDLE_WORKER_TTL {
+                    expired.push(*id);
+                    surplus -= 1;
+                }
+            }
+        }
+        for id in expired {
+            tracing::debug!(worker = %id, "stopping an idle worker");
+            self.idle.retain(|w| *w != id);
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.process.kill();
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for worker in self.workers.values_mut() {
+            worker.process.kill();
+        }
+        self.store.remove_all();
+    }
+}
+
+fn frame_name(msg: &ToNode) -> &'static str {
+    match msg {
+        ToNode::Hello { .. } => "Hello",
+        ToNode::RegisterFunction { .. } => "RegisterFunction",
+        ToNode::Submit(_) => "Submit",
+        ToNode::SubmitAcked { .. } => "SubmitAcked",
+        ToNode::Put { .. } => "Put",
+        ToNode::Create { .. } => "Create",
+        ToNode::Seal { .. } => "Seal",
+        ToNode::Get { .. } => "Get",
+        ToNode::Wait { .. } => "Wait",
+        ToNode::Refs { .. } => "Refs",
+        ToNode::Cancel { .. } => "Cancel",
+        ToNode::KillActor { .. } => "KillActor",
+        ToNode::GetActor { .. } => "GetActor",
+        ToNode::Info { .. } => "Info",
+        ToNode::TaskDone { .. } => "TaskDone",
+        ToNode::ActorReady { .. } => "ActorReady",
+    }
+}

@@ -1,0 +1,102 @@
+//! The worker pool: starting workers, returning them to the idle list, and
+//! what happens to their work when a worker process dies.
+
+use super::{Core, TaskState, Worker, WorkerState};
+use raynode_proto::meta::SystemErrorKind;
+use raynode_proto::{TaskKind, WorkerId};
+use std::collections::HashSet;
+use std::time::Instant;
+
+impl Core {
+    pub(super) fn start_worker(&mut self) {
+        let id = WorkerId(self.next_worker);
+        self.next_worker += 1;
+        match crate::workers::spawn(&self.config, id, self.events.clone()) {
+            Ok(process) => {
+                let worker = Worker {
+                    process,
+                    conn: None,
+                    state: WorkerState::Starting,
+                    blocked: false,
+                    job: raynode_proto::JobId(0),
+                    functions: HashSet::new(),
+                    idle_since: Instant::now(),
+                };
+                self.workers.insert(id, worker);
+            }
+            Err(e) => {
+                tracing::error!(python = %self.config.python.display(), "cannot start a worker: {e}")
+            }
+        }
+    }
+
+    pub(super) fn worker_idle(&mut self, worker: WorkerId) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            if matches!(w.state, WorkerState::Running(_)) {
+                w.state = WorkerState::Idle;
+                w.blocked = false;
+                w.idle_since = Instant::now();
+                self.idle.push(worker);
+            }
+        }
+    }
+
+    pub(super) fn on_worker_exited(&mut self, worker: WorkerId, status: &str) {
+        let conn = self.workers.get(&worker).and_then(|w| w.conn);
+        match conn {
+            // Its connection's end does the rest.
+            Some(conn) if self.clients.contains_key(&conn) => {
+                tracing::debug!(%worker, status, "worker exited");
+                self.on_disconnected(conn);
+            }
+            _ => self.on_worker_gone(worker, status),
+        }
+    }
+
+    /// A worker is gone (its process exited or its connection closed):
+    /// its task is retried or failed, its actor restarted or declared dead.
+    pub(super) fn on_worker_gone(&mut self, worker: WorkerId, why: &str) {
+        let Some(mut w) = self.workers.remove(&worker) else {
+            return;
+        };
+        w.process.kill();
+        self.idle.retain(|id| *id != worker);
+        match w.state {
+            WorkerState::Starting => {
+                tracing::warn!(%worker, "worker exited before it connected: {why}");
+            }
+            WorkerState::Idle => {}
+            WorkerState::Running(task_id) => {
+                tracing::warn!(%worker, task = %task_id, "worker died running a task: {why}");
+                let Some(task) = self.tasks.get(&task_id) else {
+                    return self.dispatch();
+                };
+                if let TaskState::Running { demand, .. } = &task.state {
+                    if !w.blocked {
+                        self.sched.release(&demand.clone());
+                    }
+                }
+                let cancelled = task.cancelled;
+                let retry = super::tasks::retries_left(&task.spec, task.attempt);
+                let name = task.spec.name.clone();
+                if cancelled {
+                    self.fail_task(
+                        task_id,
+                        SystemErrorKind::TaskCancelledError,
+                        "the task was cancelled",
+                    );
+                } else if retry && matches!(task.spec.kind, TaskKind::Normal) {
+                    self.retry_task(task_id);
+                } else {
+                    let attempts = task.attempt + 1;
+                    let why = format!(
+                        "the worker running {name} died ({why}) after {attempts} attempt(s)"
+                    );
+                    self.fail_task(task_id, SystemErrorKind::WorkerCrashedError, &why);
+                }
+            }
+            WorkerState::Actor(actor) => self.on_actor_worker_died(actor, why),
+        }
+        self.dispatch();
+    }
+}

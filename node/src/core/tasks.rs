@@ -1,0 +1,422 @@
+//! Tasks: submission, dependencies, dispatch to workers, completion.
+
+use super::{ConnId, Core, Task, TaskState, WorkerState};
+use crate::objects::ObjState;
+use raynode_proto::meta::SystemErrorKind;
+use raynode_proto::{
+    Arg, Execute, FromNode, ObjectId, ReturnValue, TaskId, TaskKind, TaskSpec, Value, WorkerId,
+};
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Core {
+    pub(super) fn on_submit(&mut self, conn: ConnId, spec: TaskSpec) {
+        let job = match self.clients.get(&conn) {
+            Some(c) => match c.role {
+                Some(raynode_proto::Role::Worker { worker }) => {
+                    self.workers.get(&worker).map_or(c.job, |w| w.job)
+                }
+                _ => c.job,
+            },
+            None => return,
+        };
+        if self.tasks.contains_key(&spec.task_id) {
+            tracing::warn!(task = %spec.task_id, "duplicate task id ignored");
+            return;
+        }
+        for id in spec.return_ids() {
+            self.hold(conn, id);
+        }
+        let task_id = spec.task_id;
+        let mut missing = 0;
+        for dep in spec.dependencies() {
+            let entry = self.objects.add_ref(dep);
+            if !entry.is_ready() {
+                entry.dependents.push(task_id);
+                missing += 1;
+            }
+        }
+        for id in &spec.nested_refs {
+            self.objects.add_ref(*id);
+        }
+        if let TaskKind::ActorMethod { actor, .. } = &spec.kind {
+            let actor = *actor;
+            match self.actors.get_mut(&actor) {
+                Some(a) => a.queue.push_back(task_id),
+                None => {
+                    let spec = Arc::new(spec);
+                    self.tasks.insert(
+                        task_id,
+                        Task::new(spec.clone(), job, TaskState::Waiting(missing)),
+                    );
+                    let why =
+                        format!("the actor {actor} is unknown to this node (it may have died)");
+                    return self.fail_task(task_id, SystemErrorKind::ActorDiedError, &why);
+                }
+            }
+        }
+        if let TaskKind::ActorCreate(opts) = &spec.kind {
+            self.register_actor(opts, &spec, job);
+        }
+        let spec = Arc::new(spec);
+        self.tasks
+            .insert(task_id, Task::new(spec, job, TaskState::Waiting(missing)));
+        if missing == 0 {
+            self.on_task_ready(task_id);
+        }
+    }
+
+    /// All dependencies are here: queue it (or its actor's call), or fail it
+    /// at once with the error one of its arguments holds.
+    fn on_task_ready(&mut self, task_id: TaskId) {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        let spec = task.spec.clone();
+        if let Some(error) = spec
+            .dependencies()
+            .find_map(|d| self.objects.get(&d).and_then(error_bytes))
+        {
+            return self.finish_with(task_id, |_| error.clone());
+        }
+        match &spec.kind {
+            TaskKind::ActorMethod { actor, .. } => {
+                task.state = TaskState::Queued;
+                let actor = *actor;
+                self.pump_actor(actor);
+            }
+            _ => {
+                task.state = TaskState::Queued;
+                let demand = spec.resources.clone();
+                if let Err(infeasible) = self.sched.enqueue(task_id, &demand) {
+                    tracing::warn!(
+                        task = %spec.name,
+                        demand = ?infeasible.demand.0,
+                        total = ?self.sched.total().0,
+                        "a task needs more resources than this node has; it stays pending"
+                    );
+                }
+                self.dispatch();
+            }
+        }
+    }
+
+    /// Hands queued tasks to idle workers, and starts workers if tasks that
+    /// fit the free resources wait for one.
+    pub(super) fn dispatch(&mut self) {
+        while !self.idle.is_empty() {
+            let Some((task_id, demand)) = self.sched.pop_fitting() else {
+                break;
+            };
+            let Some(worker) = self.idle.pop() else { break };
+            let kind = self.tasks.get(&task_id).map(|t| t.spec.kind.clone());
+            match kind {
+                Some(TaskKind::ActorCreate(opts)) => self.start_actor(opts.actor, worker, demand),
+                Some(_) => {
+                    if let Some(w) = self.workers.get_mut(&worker) {
+                        w.state = WorkerState::Running(task_id);
+                    }
+                    if let Some(t) = self.tasks.get_mut(&task_id) {
+                        t.state = TaskState::Running { worker, demand };
+                    }
+                    self.execute(task_id, worker);
+                }
+                None => {
+                    self.sched.release(&demand);
+                    self.idle.push(worker);
+                }
+            }
+        }
+        let waiting = self.sched.fitting_len(super::MAX_STARTING_WORKERS);
+        let starting = self
+            .workers
+            .values()
+            .filter(|w| w.state == WorkerState::Starting)
+            .count();
+        for _ in starting..waiting.min(super::MAX_STARTING_WORKERS) {
+            self.start_worker();
+        }
+    }
+
+    /// Sends a task to a worker, resolving its arguments to values.
+    pub(super) fn execute(&mut self, task_id: TaskId, worker: WorkerId) {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        task.started = Some(Instant::now());
+        let spec = task.spec.clone();
+        let attempt = task.attempt;
+        let job = task.job;
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        w.job = job;
+        let Some(conn) = w.conn else { return };
+        let function_body = if w.functions.insert(spec.function) {
+            match self.functions.get(&spec.function) {
+                Some(body) => Some(body.as_ref().clone()),
+                None => {
+                    w.functions.remove(&spec.function);
+                    let why = format!(
+                        "function {} of task {} was never registered",
+                        spec.function, spec.name
+                    );
+                    return self.fail_task(task_id, SystemErrorKind::RaySystemError, &why);
+                }
+            }
+        } else {
+            None
+        };
+        let mut args = Vec::with_capacity(spec.args.len());
+        for arg in &spec.args {
+            args.push(match arg {
+                Arg::Value(bytes) => Value::Inline(bytes.clone()),
+                Arg::Ref(id) => match self.value_of(*id) {
+                    Some(v) => v,
+                    None => {
+                        let why = format!("argument {id} of task {} is gone", spec.name);
+                        return self.fail_task(task_id, SystemErrorKind::ObjectLostError, &why);
+                    }
+                },
+            });
+        }
+        let exec = Execute {
+            spec: spec.as_ref().clone(),
+            job,
+            function_body,
+            args,
+            attempt,
+        };
+        self.send(conn, FromNode::Execute(Box::new(exec)));
+    }
+
+    /// The value of a ready object, as a client reads it.
+    pub(super) fn value_of(&mut self, id: ObjectId) -> Option<Value> {
+        match &self.objects.get(&id)?.state {
+            ObjState::Pending => None,
+            ObjState::Inline { bytes, .. } => Some(Value::Inline(bytes.as_ref().clone())),
+            ObjState::Stored { size } => {
+                let size = *size;
+                let path = self.store.resident_path(id)?;
+                Some(Value::Store {
+                    path: path.display().to_string(),
+                    size,
+                })
+            }
+        }
+    }
+
+    pub(super) fn on_task_done(
+        &mut self,
+        conn: ConnId,
+        task_id: TaskId,
+        results: Vec<ReturnValue>,
+        app_error: bool,
+    ) {
+        let Some(task) = self.tasks.get(&task_id) else {
+            return;
+        };
+        let retry = app_error
+            && task.spec.retry_exceptions
+            && retries_left(&task.spec, task.attempt)
+            && !task.cancelled;
+        let worker = match &task.state {
+            TaskState::Running { worker, demand } => {
+                let (worker, demand) = (*worker, demand.clone());
+                let blocked = self.workers.get(&worker).is_some_and(|w| w.blocked);
+                if !blocked {
+                    self.sched.release(&demand);
+                }
+                Some(worker)
+            }
+            _ => None,
+        };
+        self.record_span(task_id);
+        if let Some(worker) = worker {
+            self.worker_idle(worker);
+        }
+        if retry {
+            tracing::debug!(task = %task_id, "retrying a task that raised");
+            return self.retry_task(task_id);
+        }
+        let mut values = Vec::with_capacity(results.len());
+        for (i, result) in results.into_iter().enumerate() {
+            let id = ObjectId::for_return(task_id, i as u32);
+            match result {
+                ReturnValue::Inline { bytes, nested } => {
+                    let error = app_error || crate::values::is_error(&bytes);
+                    values.push((
+                        id,
+                        ObjState::Inline {
+                            bytes: Arc::new(bytes),
+                            error,
+                        },
+                        nested,
+                    ));
+                }
+                ReturnValue::Stored { nested } => {
+                    if let Some(state) = self.seal_created(conn, id) {
+                        values.push((id, state, nested));
+                    }
+                }
+            }
+        }
+        self.finish_task(task_id, values);
+        self.dispatch();
+    }
+
+    /// Puts a task back in line for another attempt.
+    pub(super) fn retry_task(&mut self, task_id: TaskId) {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        task.attempt += 1;
+        task.state = TaskState::Waiting(0);
+        self.on_task_ready(task_id);
+    }
+
+    /// Sets every return value from `make` (given the return's id) and ends the task.
+    pub(super) fn finish_with(&mut self, task_id: TaskId, make: impl Fn(ObjectId) -> Vec<u8>) {
+        let Some(task) = self.tasks.get(&task_id) else {
+            return;
+        };
+        let values = task
+            .spec
+            .return_ids()
+            .map(|id| {
+                (
+                    id,
+                    ObjState::Inline {
+                        bytes: Arc::new(make(id)),
+                        error: true,
+                    },
+                    Vec::new(),
+                )
+            })
+            .collect();
+        self.finish_task(task_id, values);
+    }
+
+    pub(super) fn fail_task(&mut self, task_id: TaskId, kind: SystemErrorKind, why: &str) {
+        let bytes = crate::values::system_error(kind, why);
+        self.finish_with(task_id, |_| bytes.clone());
+    }
+
+    /// Records results and drops the task with what it held.
+    pub(super) fn finish_task(
+        &mut self,
+        task_id: TaskId,
+        values: Vec<(ObjectId, ObjState, Vec<ObjectId>)>,
+    ) {
+        for (id, state, nested) in values {
+            self.set_value(id, state, nested);
+        }
+        let Some(task) = self.tasks.remove(&task_id) else {
+            return;
+        };
+        if matches!(task.state, TaskState::Queued) {
+            self.sched.remove(task_id);
+        }
+        if let TaskKind::ActorMethod { actor, .. } = &task.spec.kind {
+            if let Some(a) = self.actors.get_mut(actor) {
+                a.queue.retain(|t| *t != task_id);
+                a.inflight.retain(|t| *t != task_id);
+            }
+        }
+        for dep in task.spec.dependencies() {
+            if let Some(entry) = self.objects.get_mut(&dep) {
+                entry.dependents.retain(|t| *t != task_id);
+            }
+            self.release(dep);
+        }
+        for id in &task.spec.nested_refs {
+            self.release(*id);
+        }
+    }
+
+    /// Stores a value and wakes what waited for it; discards it if nobody holds it.
+    pub(super) fn set_value(&mut self, id: ObjectId, state: ObjState, nested: Vec<ObjectId>) {
+        let stored = matches!(state, ObjState::Stored { .. });
+        let Some(readied) = self.objects.set_value(id, state, nested) else {
+            if stored {
+                self.store.delete(id);
+            }
+            return;
+        };
+        for task_id in readied.dependents {
+            let ready = match self.tasks.get_mut(&task_id) {
+                Some(Task {
+                    state: TaskState::Waiting(n),
+                    ..
+                }) => {
+                    *n = n.saturating_sub(1);
+                    *n == 0
+                }
+                _ => false,
+            };
+            if ready {
+                self.on_task_ready(task_id);
+            }
+        }
+        for waiter in readied.waiters {
+            self.on_waiter_progress(waiter);
+        }
+    }
+
+    pub(super) fn on_cancel(&mut self, id: ObjectId, force: bool) {
+        let task_id = id.task();
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        if matches!(task.spec.kind, TaskKind::ActorCreate(_)) {
+            return;
+        }
+        task.cancelled = true;
+        match &task.state {
+            TaskState::Waiting(_) | TaskState::Queued => {
+                self.fail_task(
+                    task_id,
+                    SystemErrorKind::TaskCancelledError,
+                    "the task was cancelled before it ran",
+                );
+            }
+            TaskState::Running { worker, .. } => {
+                let worker = *worker;
+                if matches!(task.spec.kind, TaskKind::ActorMethod { .. }) {
+                    return;
+                }
+                // A running task is stopped by ending its worker; the pool replaces it.
+                let _ = force;
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.process.kill();
+                }
+            }
+            TaskState::Done => {}
+        }
+    }
+}
+
+impl Task {
+    pub(super) fn new(spec: Arc<TaskSpec>, job: raynode_proto::JobId, state: TaskState) -> Task {
+        Task {
+            spec,
+            job,
+            state,
+            attempt: 0,
+            cancelled: false,
+            started: None,
+        }
+    }
+}
+
+/// Whether a task may run once more after `attempt` failed runs.
+pub(super) fn retries_left(spec: &TaskSpec, attempt: u32) -> bool {
+    spec.max_retries < 0 || (attempt as i64) < spec.max_retries as i64
+}
+
+fn error_bytes(entry: &crate::objects::ObjectEntry) -> Option<Vec<u8>> {
+    match &entry.state {
+        ObjState::Inline { bytes, error: true } => Some(bytes.as_ref().clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,246 @@
+//! `get` and `wait`: answered at once when they can be, else when the
+//! objects they name become ready, or at their timeout.
+//!
+//! A worker that waits inside a task lends its task's resources out while
+//! it waits, so the tasks it waits for can run (nested tasks never deadlock).
+
+use super::{ConnId, Core, Event, TaskState, WorkerState};
+use crate::objects::WaiterId;
+use raynode_proto::meta::SystemErrorKind;
+use raynode_proto::{FromNode, ObjectId, Role, Value, WorkerId};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(super) struct Waiter {
+    pub conn: ConnId,
+    req: u64,
+    ids: Vec<ObjectId>,
+    /// `None` for a get; for a wait, how many ready objects answer it.
+    num_returns: Option<usize>,
+    /// Objects still pending.
+    pending: usize,
+    blocked_worker: Option<WorkerId>,
+}
+
+impl Core {
+    pub(super) fn on_get(
+        &mut self,
+        conn: ConnId,
+        req: u64,
+        ids: Vec<ObjectId>,
+        timeout_ms: Option<u64>,
+    ) {
+        self.add_waiter(conn, req, ids, None, timeout_ms);
+    }
+
+    pub(super) fn on_wait(
+        &mut self,
+        conn: ConnId,
+        req: u64,
+        ids: Vec<ObjectId>,
+        num_returns: u32,
+        timeout_ms: Option<u64>,
+    ) {
+        let num_returns = (num_returns as usize).min(ids.len());
+        self.add_waiter(conn, req, ids, Some(num_returns), timeout_ms);
+    }
+
+    fn add_waiter(
+        &mut self,
+        conn: ConnId,
+        req: u64,
+        ids: Vec<ObjectId>,
+        num_returns: Option<usize>,
+        timeout_ms: Option<u64>,
+    ) {
+        let waiter_id = self.next_waiter;
+        self.next_waiter += 1;
+        let mut pending = 0;
+        for id in &ids {
+            match self.objects.get_mut(id) {
+                Some(entry) if !entry.is_ready() => {
+                    if !entry.waiters.contains(&waiter_id) {
+                        entry.waiters.push(waiter_id);
+                        pending += 1;
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    // Nobody holds it and it is not being made: it can never be had.
+                    let lost = crate::values::system_error(
+                        SystemErrorKind::ObjectLostError,
+                        &format!("object {id} is not known to this node: all references to it were dropped"),
+                    );
+                    let state = crate::objects::ObjState::Inline {
+                        bytes: Arc::new(lost),
+                        error: true,
+                    };
+                    self.objects.add_ref(*id);
+                    self.objects.set_value(*id, state, Vec::new());
+                    // The waiter keeps the error alive until it is answered.
+                    if let Some(entry) = self.objects.get_mut(id) {
+                        entry.waiters.push(waiter_id);
+                    }
+                    self.release(*id);
+                }
+            }
+        }
+        let waiter = Waiter {
+            conn,
+            req,
+            ids,
+            num_returns,
+            pending,
+            blocked_worker: None,
+        };
+        self.waiters.insert(waiter_id, waiter);
+        if self.try_answer(waiter_id) {
+            return;
+        }
+        if timeout_ms == Some(0) {
+            return self.on_timeout(waiter_id);
+        }
+        self.block_worker(waiter_id);
+        if let Some(ms) = timeout_ms {
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let _ = events.send(Event::Timeout { waiter: waiter_id }).await;
+            });
+        }
+    }
+
+    /// A worker whose task waits lends its resources out meanwhile.
+    fn block_worker(&mut self, waiter_id: WaiterId) {
+        let Some(conn) = self.waiters.get(&waiter_id).map(|w| w.conn) else {
+            return;
+        };
+        let Some(Role::Worker { worker }) = self.clients.get(&conn).and_then(|c| c.role.clone())
+        else {
+            return;
+        };
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        let WorkerState::Running(task_id) = w.state else {
+            return;
+        };
+        if w.blocked {
+            return;
+        }
+        w.blocked = true;
+        if let Some(waiter) = self.waiters.get_mut(&waiter_id) {
+            waiter.blocked_worker = Some(worker);
+        }
+        if let Some(TaskState::Running { demand, .. }) = self.tasks.get(&task_id).map(|t| &t.state)
+        {
+            let demand = demand.clone();
+            self.sched.release(&demand);
+        }
+        self.dispatch();
+    }
+
+    fn unblock_worker(&mut self, worker: WorkerId) {
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        if !w.blocked {
+            return;
+        }
+        w.blocked = false;
+        if let WorkerState::Running(task_id) = w.state {
+            if let Some(TaskState::Running { demand, .. }) =
+                self.tasks.get(&task_id).map(|t| &t.state)
+            {
+                let demand = demand.clone();
+                self.sched.acquire(&demand);
+            }
+        }
+    }
+
+    pub(super) fn on_waiter_progress(&mut self, waiter_id: WaiterId) {
+        if let Some(w) = self.waiters.get_mut(&waiter_id) {
+            w.pending = w.pending.saturating_sub(1);
+        }
+        self.try_answer(waiter_id);
+    }
+
+    /// Answers the waiter if it can be answered now. Returns whether it was.
+    fn try_answer(&mut self, waiter_id: WaiterId) -> bool {
+        let Some(w) = self.waiters.get(&waiter_id) else {
+            return true;
+        };
+        let done = match w.num_returns {
+            None => w.pending == 0,
+            Some(n) => w.ids.len() - w.pending >= n,
+        };
+        if done {
+            self.answer(waiter_id, false);
+        }
+        done
+    }
+
+    pub(super) fn on_timeout(&mut self, waiter_id: WaiterId) {
+        if self.waiters.contains_key(&waiter_id) {
+            self.answer(waiter_id, true);
+        }
+    }
+
+    fn answer(&mut self, waiter_id: WaiterId, timed_out: bool) {
+        let Some(w) = self.waiters.remove(&waiter_id) else {
+            return;
+        };
+        let reply = match w.num_returns {
+            None if timed_out => FromNode::Got {
+                req: w.req,
+                values: None,
+            },
+            None => {
+                let values: Option<Vec<Value>> =
+                    w.ids.iter().map(|id| self.value_of(*id)).collect();
+                match values {
+                    Some(values) => FromNode::Got {
+                        req: w.req,
+                        values: Some(values),
+                    },
+                    None => FromNode::Error {
+                        req: w.req,
+                        message: "an object vanished from the store".into(),
+                    },
+                }
+            }
+            Some(n) => {
+                let mut ready = Vec::new();
+                for (i, id) in w.ids.iter().enumerate() {
+                    if ready.len() >= n {
+                        break;
+                    }
+                    if self.objects.get(id).is_some_and(|e| e.is_ready()) {
+                        ready.push(i as u32);
+                    }
+                }
+                FromNode::Waited { req: w.req, ready }
+            }
+        };
+        self.send(w.conn, reply);
+        if let Some(worker) = w.blocked_worker {
+            self.unblock_worker(worker);
+        }
+        self.drop_waiter_refs(&w.ids, waiter_id);
+    }
+
+    /// Drops a waiter whose client went away.
+    pub(super) fn forget_waiter(&mut self, waiter_id: WaiterId) {
+        if let Some(w) = self.waiters.remove(&waiter_id) {
+            self.drop_waiter_refs(&w.ids, waiter_id);
+        }
+    }
+
+    fn drop_waiter_refs(&mut self, ids: &[ObjectId], waiter_id: WaiterId) {
+        for (id, state) in self.objects.drop_waiter(ids, waiter_id) {
+            if let crate::objects::ObjState::Stored { .. } = state {
+                self.store.delete(id);
+            }
+        }
+    }
+}

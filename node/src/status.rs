@@ -1,0 +1,61 @@
+//! `raynode status`: connect to a node as a client and print what it knows.
+
+use anyhow::{bail, Context};
+use raynode_proto::frame::{self, HEADER_BYTES};
+use raynode_proto::{FromNode, InfoKind, Role, ToNode, PROTOCOL_VERSION};
+use std::io::{Read, Write};
+use std::time::Duration;
+
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+fn connect(address: &str) -> anyhow::Result<Box<dyn Stream>> {
+    let timeout = Some(Duration::from_secs(5));
+    if address.contains('/') {
+        let s = std::os::unix::net::UnixStream::connect(address)
+            .with_context(|| format!("connecting to {address}"))?;
+        s.set_read_timeout(timeout)?;
+        return Ok(Box::new(s));
+    }
+    let addr: std::net::SocketAddr = address
+        .parse()
+        .with_context(|| format!("{address:?} is not host:port or a socket path"))?;
+    let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to {address}"))?;
+    s.set_read_timeout(timeout)?;
+    Ok(Box::new(s))
+}
+
+fn read_frame(stream: &mut dyn Stream) -> anyhow::Result<FromNode> {
+    let mut header = [0u8; HEADER_BYTES];
+    stream.read_exact(&mut header)?;
+    let mut body = vec![0; frame::body_len(header)?];
+    stream.read_exact(&mut body)?;
+    Ok(frame::decode(&body)?)
+}
+
+pub fn print(address: &str) -> anyhow::Result<()> {
+    let mut stream = connect(address)?;
+    let hello = ToNode::Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Driver {
+            pid: std::process::id(),
+        },
+    };
+    stream.write_all(&frame::encode(&hello)?)?;
+    stream.write_all(&frame::encode(&ToNode::Info {
+        req: 1,
+        what: InfoKind::Nodes,
+    })?)?;
+    loop {
+        match read_frame(stream.as_mut())? {
+            FromNode::Info { json, .. } => {
+                let nodes: serde_json::Value = serde_json::from_str(&json)?;
+                println!("{}", serde_json::to_string_pretty(&nodes)?);
+                return Ok(());
+            }
+            FromNode::Error { message, .. } => bail!("the node refused: {message}"),
+            _ => continue,
+        }
+    }
+}

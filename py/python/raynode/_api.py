@@ -1,0 +1,254 @@
+"""Ray Core's module-level API: init, get, put, wait and friends."""
+
+import atexit
+import json
+import os
+import warnings
+
+from . import _core, _runtime, _serialization, exceptions
+from ._core import ObjectRef
+
+
+class RayContext(dict):
+    """What `init` returns: the address connected to, and this node's id."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        shutdown()
+
+
+def init(
+    address=None,
+    *,
+    num_cpus=None,
+    num_gpus=None,
+    resources=None,
+    object_store_memory=None,
+    namespace=None,
+    ignore_reinit_error=False,
+    **_ignored,
+):
+    """Connects this process to a cluster.
+
+    With no address (and no RAYNODE_ADDRESS), starts a private node as a
+    child process and stops it at exit or `shutdown()`. With an address (a
+    node's client host:port or Unix socket path), connects to that node and
+    starts nothing.
+    """
+    with _runtime._lock:
+        if _runtime.connected():
+            if ignore_reinit_error:
+                return _context()
+            raise RuntimeError("Maybe you called ray.init twice by accident? Call ray.shutdown() first.")
+        if resources is not None and not isinstance(resources, dict):
+            raise TypeError("resources must be a dict of resource name to amount")
+        for name in ("CPU", "GPU"):
+            if resources and name in resources:
+                raise ValueError(f"Use the num_{name.lower()}s argument instead of resources['{name}']")
+        address = address or os.environ.get("RAYNODE_ADDRESS") or os.environ.get("RAY_ADDRESS")
+        if address in ("local", None):
+            from . import _node_process
+
+            node, client = _node_process.start(num_cpus, num_gpus, resources, object_store_memory)
+            address = node.socket
+        else:
+            if address == "auto":
+                raise ConnectionError("address='auto' needs RAYNODE_ADDRESS to name a node")
+            if address.startswith("raynode://"):
+                address = address[len("raynode://") :]
+            node = None
+            client = _core.Client.connect(address)
+        _runtime.set_client(client, node, namespace or "default")
+        return _context(address)
+
+
+def _context(address=None):
+    c = _runtime.client()
+    return RayContext(address=address, node_id=c.node_id, job_id=c.job_id, namespace=_runtime.namespace())
+
+
+def shutdown():
+    """Disconnects; stops the private node if `init` started one."""
+    with _runtime._lock:
+        client, node = _runtime.clear()
+        if client is not None:
+            client.close()
+        if node is not None:
+            node.stop()
+
+
+atexit.register(shutdown)
+
+
+def is_initialized():
+    return _runtime.connected()
+
+
+def _refs_of(object_refs, what):
+    if isinstance(object_refs, ObjectRef):
+        return [object_refs], True
+    if isinstance(object_refs, (list, tuple)):
+        for r in object_refs:
+            if not isinstance(r, ObjectRef):
+                raise TypeError(f"{what} expected a list of ObjectRefs, but the list holds a {type(r).__name__}")
+        return list(object_refs), False
+    raise TypeError(f"{what} expected an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}")
+
+
+def get(object_refs, *, timeout=None):
+    """The values of one ref or a list of refs; raises the error a value holds."""
+    if timeout is not None and timeout < 0:
+        raise ValueError("timeout must be None or >= 0")
+    refs, single = _refs_of(object_refs, "ray.get()")
+    if not refs:
+        return []
+    values = _runtime.client().get(refs, timeout)
+    if values is None:
+        raise exceptions.GetTimeoutError(f"Get timed out: some object(s) not ready after {timeout} s")
+    if single:
+        return _serialization.deserialize(values[0])
+    return [_serialization.deserialize(v) for v in values]
+
+
+def put(value, *, _owner=None):
+    """Stores a value in the cluster; returns a ref to it."""
+    if isinstance(value, ObjectRef):
+        raise TypeError("Calling 'put' on an ObjectRef is not allowed. If you really want to do this, you can wrap it in a list.")
+    client = _runtime.client()
+    try:
+        s = _serialization.serialize(value)
+    except Exception as e:
+        raise TypeError(f"Could not serialize the put value {value!r} of type {type(value).__name__}: {e}") from e
+    return _put_serialized(client, s)
+
+
+def _put_serialized(client, s):
+    if s.size <= client.inline_limit:
+        return client.put_inline(s.inline(), s.nested)
+    ref, path = client.create_put(s.planned_size())
+    s.write_to(path)
+    client.seal(ref.binary(), s.nested)
+    return ref
+
+
+def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
+    """Splits refs into (ready, not ready) once `num_returns` are ready or at `timeout`."""
+    if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
+        raise TypeError(f"wait() expected a list of ObjectRefs, got {type(object_refs).__name__}")
+    refs, _ = _refs_of(object_refs, "wait()")
+    if len(set(refs)) != len(refs):
+        raise ValueError("Wait requires a list of unique object refs.")
+    if num_returns <= 0:
+        raise ValueError(f"Invalid number of objects to return {num_returns}.")
+    if num_returns > len(refs):
+        raise ValueError("num_returns cannot be greater than the number of objects provided to ray.wait.")
+    if timeout is not None and timeout < 0:
+        raise ValueError("timeout must be None or >= 0")
+    if not refs:
+        return [], []
+    ready_idx = set(_runtime.client().wait(refs, num_returns, timeout))
+    ready = [r for i, r in enumerate(refs) if i in ready_idx]
+    rest = [r for i, r in enumerate(refs) if i not in ready_idx]
+    return ready, rest
+
+
+def cancel(object_ref, *, force=False, recursive=True):
+    """Cancels the task that makes `object_ref`; `get` on it raises TaskCancelledError."""
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"ray.cancel() only supports an ObjectRef, got {type(object_ref).__name__}")
+    _runtime.client().cancel(object_ref, force)
+
+
+def kill(actor, *, no_restart=True):
+    """Kills an actor; its pending and later calls raise RayActorError."""
+    from ._actor import ActorHandle
+
+    if not isinstance(actor, ActorHandle):
+        raise ValueError(f"ray.kill() only supports actors, got {type(actor).__name__}")
+    _runtime.client().kill_actor(actor._actor_id, no_restart)
+
+
+def get_actor(name, namespace=None):
+    """The handle of the live actor named `name`."""
+    from ._actor import ActorHandle
+
+    if not isinstance(name, str) or not name:
+        raise ValueError("Please supply a non-empty value to get_actor")
+    ns = namespace or _runtime.namespace()
+    found = _runtime.client().get_actor(name, ns)
+    if found is None:
+        raise ValueError(f"Failed to look up actor with name '{name}'. This could because 1. You are trying to look up a named actor you didn't create. 2. The named actor died. 3. You did not use a namespace matching the namespace of the actor.")
+    actor_id, meta = found
+    return ActorHandle._from_meta(actor_id, meta)
+
+
+def _info(what):
+    return json.loads(_runtime.client().info(what))
+
+
+def nodes():
+    return _info("nodes")
+
+
+def cluster_resources():
+    return _info("cluster_resources")
+
+
+def available_resources():
+    return _info("available_resources")
+
+
+def timeline(filename=None):
+    """Tasks run so far, as Chrome trace events; written to `filename` if given."""
+    events = _info("timeline")
+    if filename is None:
+        return events
+    with open(filename, "w") as f:
+        json.dump(events, f)
+    return None
+
+
+class RuntimeContext:
+    """What the calling code runs as: node, job, task, actor."""
+
+    def get_node_id(self):
+        return _runtime.client().node_id
+
+    def get_job_id(self):
+        return getattr(_runtime._current, "job_id", None) or _runtime.client().job_id
+
+    def get_task_id(self):
+        t = getattr(_runtime._current, "task_id", None)
+        return t.hex() if t else None
+
+    def get_actor_id(self):
+        a = getattr(_runtime._current, "actor_id", None)
+        return a.hex() if a else None
+
+    def get_worker_id(self):
+        return os.environ.get("RAYNODE_WORKER_ID")
+
+    @property
+    def namespace(self):
+        return _runtime.namespace()
+
+    @property
+    def was_current_actor_reconstructed(self):
+        return getattr(_runtime._current, "attempt", 0) > 0
+
+    def get(self):
+        return {"node_id": self.get_node_id(), "job_id": self.get_job_id(), "task_id": self.get_task_id(), "actor_id": self.get_actor_id()}
+
+
+def get_runtime_context():
+    return RuntimeContext()
+
+

@@ -1,0 +1,87 @@
+"""Starting and stopping the private node that `init()` runs for a driver."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import _core
+
+START_TIMEOUT_S = 20.0
+
+
+def find_binary():
+    """The `raynode` binary: $RAYNODE_BIN, else beside this Python, else on PATH."""
+    path = os.environ.get("RAYNODE_BIN")
+    if path:
+        return path
+    beside = os.path.join(os.path.dirname(sys.executable), "raynode")
+    if os.path.exists(beside):
+        return beside
+    found = shutil.which("raynode")
+    if found:
+        return found
+    raise RuntimeError(
+        "cannot find the raynode binary: install it beside this Python, put it on PATH, or set RAYNODE_BIN"
+    )
+
+
+class NodeProcess:
+    def __init__(self, proc, data_dir, socket):
+        self.proc = proc
+        self.data_dir = data_dir
+        self.socket = socket
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self, timeout=5.0):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def start(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None):
+    """Starts a node as a child process; returns it with a connected client."""
+    data_dir = tempfile.mkdtemp(prefix="raynode-")
+    socket = os.path.join(data_dir, "node.sock")
+    cmd = [find_binary(), "--data-dir", data_dir, "--exit-with-parent", "--python", sys.executable]
+    cmd += ["--log-level", os.environ.get("RAYNODE_LOG", "warn")]
+    if num_cpus is not None:
+        cmd += ["--num-cpus", str(num_cpus)]
+    if num_gpus is not None:
+        cmd += ["--num-gpus", str(num_gpus)]
+    if resources:
+        import json
+
+        cmd += ["--resources", json.dumps(resources)]
+    if object_store_memory is not None:
+        cmd += ["--object-store-memory", str(int(object_store_memory))]
+    env = dict(os.environ)
+    # Workers import what the driver can import (its script's directory first).
+    paths = [p for p in sys.path if p] + ([os.getcwd()] if "" in sys.path else [])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+    node = NodeProcess(proc, data_dir, socket)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            raise RuntimeError(f"the raynode node exited at start with status {proc.returncode}")
+        if os.path.exists(socket):
+            try:
+                return node, _core.Client.connect(socket)
+            except ConnectionError:
+                pass
+        if time.monotonic() > deadline:
+            node.stop()
+            raise RuntimeError(f"the raynode node did not start within {START_TIMEOUT_S:.0f} s")
+        time.sleep(0.002)

@@ -1,0 +1,124 @@
+"""Values to object-layout bytes and back: pickle protocol 5 with
+out-of-band buffers, so numpy arrays read from the store are zero-copy."""
+
+import mmap
+import pickle
+
+import cloudpickle
+
+from . import _core, exceptions
+
+META_PICKLE = _core.META_PICKLE
+META_TASK_ERROR = _core.META_TASK_ERROR
+META_SYSTEM_ERROR = _core.META_SYSTEM_ERROR
+
+_PLAIN = frozenset([int, float, str, bytes, bool, type(None)])
+
+
+class Serialized:
+    """A value pickled: data, out-of-band buffers, and the refs inside it."""
+
+    __slots__ = ("meta", "data", "buffers", "nested", "size")
+
+    def __init__(self, meta, data, buffers, nested):
+        self.meta = meta
+        self.data = data
+        self.buffers = buffers
+        self.nested = nested
+        self.size = len(data) + sum(b.nbytes for b in buffers)
+
+    def inline(self):
+        return _core.encode(self.meta, self.data, self.buffers)
+
+    def write_to(self, path):
+        """Writes the value into the store file made for it."""
+        header, meta_off, data_off, buf_offs, total = _core.plan(
+            len(self.meta), len(self.data), [b.nbytes for b in self.buffers]
+        )
+        with open(path, "r+b") as f:
+            mm = mmap.mmap(f.fileno(), total)
+        with memoryview(mm) as view:
+            view[: len(header)] = header
+            view[meta_off : meta_off + len(self.meta)] = self.meta
+            view[data_off : data_off + len(self.data)] = self.data
+            for off, buf in zip(buf_offs, self.buffers):
+                view[off : off + buf.nbytes] = buf
+        mm.close()
+
+    def planned_size(self):
+        return _core.plan(len(self.meta), len(self.data), [b.nbytes for b in self.buffers])[4]
+
+
+def serialize(value, meta=META_PICKLE):
+    if type(value) in _PLAIN:
+        return Serialized(meta, pickle.dumps(value, 5), [], [])
+    buffers = []
+    _core.begin_capture()
+    try:
+        data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    finally:
+        nested = _core.end_capture()
+    views = []
+    for b in buffers:
+        try:
+            views.append(b.raw())
+        except BufferError:
+            # Not contiguous: pickle it in band instead.
+            return _serialize_in_band(value, meta)
+    return Serialized(meta, data, views, nested)
+
+
+def _serialize_in_band(value, meta):
+    _core.begin_capture()
+    try:
+        data = cloudpickle.dumps(value, protocol=5)
+    finally:
+        nested = _core.end_capture()
+    return Serialized(meta, data, [], nested)
+
+
+def _sections(value):
+    """(meta, data view, buffer views) of a value from the node."""
+    if type(value) is bytes:
+        (ms, me), (ds, de), bufs = _core.parse(value)
+        view = memoryview(value)
+        return value[ms:me], view[ds:de], [view[s:e] for s, e in bufs]
+    path, size = value
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+    view = memoryview(mm)
+    count = int.from_bytes(view[12:16], "little")
+    header = bytes(view[: _core.HEADER_PREFIX + 8 * count])
+    (ms, me), (ds, de), bufs = _core.parse_header(header, size)
+    return bytes(view[ms:me]), view[ds:de], [view[s:e] for s, e in bufs]
+
+
+def deserialize(value):
+    """The Python value, or raises the error the value holds."""
+    meta, data, buffers = _sections(value)
+    if meta == META_PICKLE:
+        return pickle.loads(data, buffers=buffers)
+    raise error_of(meta, data)
+
+
+def error_of(meta, data):
+    if meta == META_TASK_ERROR:
+        err = pickle.loads(data)
+        if isinstance(err, exceptions.RayTaskError):
+            return err.as_instanceof_cause()
+        return err
+    if meta == META_SYSTEM_ERROR:
+        kind, _, message = bytes(data).decode("utf-8", "replace").partition("\n")
+        cls = getattr(exceptions, kind, exceptions.RaySystemError)
+        return cls(message)
+    return exceptions.RaySystemError(f"a value of unknown kind {meta!r}")
+
+
+def task_error(function_name, traceback_str, exc):
+    """A pickled RayTaskError for `exc`, even if `exc` itself will not pickle."""
+    err = exceptions.RayTaskError(function_name, traceback_str, exc)
+    try:
+        return serialize(err, META_TASK_ERROR)
+    except Exception:
+        plain = exceptions.RayTaskError(function_name, traceback_str, None)
+        return serialize(plain, META_TASK_ERROR)

@@ -1,0 +1,583 @@
+//! `Client`: what the Python layer calls to reach its node. Every call that
+//! waits releases the GIL, in slices so Ctrl-C still interrupts it.
+
+use crate::conn::{read_frame, Conn, Stream};
+use crate::errors;
+use crate::refs::{ObjectRef, RefTable};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+use raynode_proto::frame;
+use raynode_proto::{
+    ActorId, ActorOptions, Arg, FromNode, FunctionId, InfoKind, ObjectId, Resources, ReturnValue,
+    Role, TaskId, TaskKind, TaskSpec, ToNode, Value, WorkerId, PROTOCOL_VERSION,
+};
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const SLICE: Duration = Duration::from_millis(100);
+
+#[pyclass(frozen, module = "raynode._core")]
+pub struct Client {
+    conn: Arc<Conn>,
+    prefix: [u8; 8],
+    counter: AtomicU64,
+    #[pyo3(get)]
+    node_id: String,
+    #[pyo3(get)]
+    job_id: String,
+    #[pyo3(get)]
+    store_root: String,
+    #[pyo3(get)]
+    inline_limit: u64,
+}
+
+fn id20(b: &[u8]) -> PyResult<ObjectId> {
+    ObjectId::from_slice(b).ok_or_else(|| errors::value("an object id is 20 bytes"))
+}
+
+fn id16<T>(b: &[u8], make: fn([u8; 16]) -> T) -> PyResult<T> {
+    <[u8; 16]>::try_from(b)
+        .map(make)
+        .map_err(|_| errors::value("an id is 16 bytes"))
+}
+
+fn value_to_py<'py>(py: Python<'py>, v: Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match v {
+        Value::Inline(bytes) => PyBytes::new(py, &bytes).into_any(),
+        Value::Store { path, size } => (path, size).into_pyobject(py)?.into_any(),
+    })
+}
+
+#[pymethods]
+impl Client {
+    /// Connects to a node (a Unix socket path or host:port) and says hello.
+    #[staticmethod]
+    #[pyo3(signature = (address, worker_id=None, timeout=5.0))]
+    fn connect(
+        py: Python<'_>,
+        address: String,
+        worker_id: Option<u64>,
+        timeout: f64,
+    ) -> PyResult<Client> {
+        let role = match worker_id {
+            Some(id) => Role::Worker {
+                worker: WorkerId(id),
+            },
+            None => Role::Driver {
+                pid: std::process::id(),
+            },
+        };
+        let timeout = Duration::from_secs_f64(timeout.max(0.01));
+        let (stream, welcome) = py
+            .detach(|| -> std::io::Result<(Stream, FromNode)> {
+                let mut stream = Stream::connect(&address, timeout)?;
+                let hello = frame::encode(&ToNode::Hello {
+                    version: PROTOCOL_VERSION,
+                    role,
+                })
+                .map_err(std::io::Error::other)?;
+                stream.write_all(&hello)?;
+                if let Stream::Unix(s) = &stream {
+                    s.set_read_timeout(Some(timeout))?;
+                }
+                if let Stream::Tcp(s) = &stream {
+                    s.set_read_timeout(Some(timeout))?;
+                }
+                let welcome = read_frame(&mut stream)?;
+                match &stream {
+                    Stream::Unix(s) => s.set_read_timeout(None)?,
+                    Stream::Tcp(s) => s.set_read_timeout(None)?,
+                }
+                Ok((stream, welcome))
+            })
+            .map_err(|e| {
+                errors::connection(format!(
+                    "could not connect to a raynode node at {address}: {e}"
+                ))
+            })?;
+        let (node, job, store_root, inline_limit) = match welcome {
+            FromNode::Welcome {
+                node,
+                job,
+                store_root,
+                inline_limit,
+            } => (node, job, store_root, inline_limit),
+            FromNode::Error { message, .. } => {
+                return Err(errors::connection(format!(
+                    "the node at {address} refused: {message}"
+                )))
+            }
+            _ => {
+                return Err(errors::connection(format!(
+                    "the node at {address} sent no welcome"
+                )))
+            }
+        };
+        let conn =
+            Conn::start(stream, Arc::new(RefTable::default())).map_err(errors::connection)?;
+        Ok(Client {
+            conn,
+            prefix: rand_prefix(),
+            counter: AtomicU64::new(1),
+            node_id: node.to_string(),
+            job_id: job.to_string(),
+            store_root,
+            inline_limit,
+        })
+    }
+
+    /// A fresh 16-byte id (tasks, puts, actors).
+    fn new_id<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.fresh_id())
+    }
+
+    fn register_function(&self, py: Python<'_>, function_id: &[u8], body: Vec<u8>) -> PyResult<()> {
+        let id = id16(function_id, FunctionId)?;
+        self.send(py, ToNode::RegisterFunction { id, body })
+    }
+
+    /// Submits a task; returns its result refs. `args` holds `bytes`
+    /// (inline values) and `ObjectRef`s. `kind` is `None`, `("method",
+    /// actor_id, name)` or `("create", actor_id, name, namespace, detached,
+    /// max_restarts, max_task_retries, max_concurrency, is_async, meta)`.
+    #[pyo3(signature = (function_id, name, args, kwargs, num_returns, resources, max_retries, retry_exceptions, nested, kind=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn submit<'py>(
+        &self,
+        py: Python<'py>,
+        function_id: &[u8],
+        name: String,
+        args: &Bound<'py, PyList>,
+        kwargs: Vec<String>,
+        num_returns: u32,
+        resources: Vec<(String, f64)>,
+        max_retries: i32,
+        retry_exceptions: bool,
+        nested: Vec<Vec<u8>>,
+        kind: Option<&Bound<'py, PyTuple>>,
+    ) -> PyResult<Vec<ObjectRef>> {
+        let mut spec_args = Vec::with_capacity(args.len());
+        for a in args.iter() {
+            if let Ok(r) = a.cast::<ObjectRef>() {
+                spec_args.push(Arg::Ref(r.get().id));
+            } else {
+                spec_args.push(Arg::Value(a.extract::<Vec<u8>>()?));
+            }
+        }
+        let nested_refs = nested
+            .iter()
+            .map(|b| id20(b))
+            .collect::<PyResult<Vec<_>>>()?;
+        let (kind, acked) = match kind {
+            None => (TaskKind::Normal, false),
+            Some(t) => parse_kind(t)?,
+        };
+        let spec = TaskSpec {
+            task_id: TaskId(self.fresh_id()),
+            function: id16(function_id, FunctionId)?,
+            name,
+            args: spec_args,
+            kwargs,
+            num_returns,
+            resources: Resources(resources),
+            max_retries,
+            retry_exceptions,
+            nested_refs,
+            kind,
+        };
+        let ids: Vec<ObjectId> = spec.return_ids().collect();
+        if acked {
+            let req = self.conn.next_req();
+            self.send(py, ToNode::SubmitAcked { req, spec })?;
+            if let FromNode::Acked { error: Some(e), .. } = self.reply(py, req)? {
+                return Err(errors::value(e));
+            }
+        } else {
+            self.send(py, ToNode::Submit(spec))?;
+        }
+        Ok(ids
+            .into_iter()
+            .map(|id| ObjectRef::new(id, self.conn.refs.clone(), true))
+            .collect())
+    }
+
+    /// Puts a small value (layout bytes) held by the node's memory.
+    fn put_inline(
+        &self,
+        py: Python<'_>,
+        value: Vec<u8>,
+        nested: Vec<Vec<u8>>,
+    ) -> PyResult<ObjectRef> {
+        let id = ObjectId::for_return(TaskId(self.fresh_id()), 0);
+        let nested = nested
+            .iter()
+            .map(|b| id20(b))
+            .collect::<PyResult<Vec<_>>>()?;
+        self.send(
+            py,
+            ToNode::Put {
+                id,
+                bytes: value,
+                nested,
+            },
+        )?;
+        Ok(ObjectRef::new(id, self.conn.refs.clone(), true))
+    }
+
+    /// Reserves a store object for a put: returns `(ref, path)` to write then `seal`.
+    fn create_put(&self, py: Python<'_>, size: u64) -> PyResult<(ObjectRef, String)> {
+        let id = ObjectId::for_return(TaskId(self.fresh_id()), 0);
+        let path = self.create_object(py, id, size)?;
+        Ok((ObjectRef::new(id, self.conn.refs.clone(), true), path))
+    }
+
+    /// Reserves the store object of a task's return (worker side).
+    fn create_return(&self, py: Python<'_>, object_id: &[u8], size: u64) -> PyResult<String> {
+        self.create_object(py, id20(object_id)?, size)
+    }
+
+    fn seal(&self, py: Python<'_>, object_id: &[u8], nested: Vec<Vec<u8>>) -> PyResult<()> {
+        let nested = nested
+            .iter()
+            .map(|b| id20(b))
+            .collect::<PyResult<Vec<_>>>()?;
+        self.send(
+            py,
+            ToNode::Seal {
+                id: id20(object_id)?,
+                nested,
+            },
+        )
+    }
+
+    /// Values of `refs` in order (`bytes` inline, `(path, size)` stored), or
+    /// `None` if `timeout` (seconds) passed first.
+    #[pyo3(signature = (refs, timeout=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        refs: Vec<Bound<'py, ObjectRef>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
+        let ids = refs.iter().map(|r| r.get().id).collect();
+        let req = self.conn.next_req();
+        let timeout_ms = timeout.map(|t| (t.max(0.0) * 1000.0) as u64);
+        self.send(
+            py,
+            ToNode::Get {
+                req,
+                ids,
+                timeout_ms,
+            },
+        )?;
+        match self.reply(py, req)? {
+            FromNode::Got {
+                values: Some(values),
+                ..
+            } => Ok(Some(
+                values
+                    .into_iter()
+                    .map(|v| value_to_py(py, v))
+                    .collect::<PyResult<_>>()?,
+            )),
+            FromNode::Got { values: None, .. } => Ok(None),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Indexes of the ready refs (at most `num_returns`).
+    #[pyo3(signature = (refs, num_returns, timeout=None))]
+    fn wait(
+        &self,
+        py: Python<'_>,
+        refs: Vec<Bound<'_, ObjectRef>>,
+        num_returns: u32,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<u32>> {
+        let ids = refs.iter().map(|r| r.get().id).collect();
+        let req = self.conn.next_req();
+        let timeout_ms = timeout.map(|t| (t.max(0.0) * 1000.0) as u64);
+        self.send(
+            py,
+            ToNode::Wait {
+                req,
+                ids,
+                num_returns,
+                timeout_ms,
+            },
+        )?;
+        match self.reply(py, req)? {
+            FromNode::Waited { ready, .. } => Ok(ready),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A new ref to an id (a ref unpickled from a value).
+    fn make_ref(&self, object_id: &[u8]) -> PyResult<ObjectRef> {
+        Ok(ObjectRef::new(
+            id20(object_id)?,
+            self.conn.refs.clone(),
+            false,
+        ))
+    }
+
+    fn cancel(&self, py: Python<'_>, r: &Bound<'_, ObjectRef>, force: bool) -> PyResult<()> {
+        self.send(
+            py,
+            ToNode::Cancel {
+                id: r.get().id,
+                force,
+            },
+        )
+    }
+
+    fn kill_actor(&self, py: Python<'_>, actor_id: &[u8], no_restart: bool) -> PyResult<()> {
+        self.send(
+            py,
+            ToNode::KillActor {
+                actor: id16(actor_id, ActorId)?,
+                no_restart,
+            },
+        )
+    }
+
+    /// `(actor_id, meta)` of the live actor of that name, or `None`.
+    fn get_actor<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        namespace: String,
+    ) -> PyResult<Option<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+        let req = self.conn.next_req();
+        self.send(
+            py,
+            ToNode::GetActor {
+                req,
+                name,
+                namespace,
+            },
+        )?;
+        match self.reply(py, req)? {
+            FromNode::ActorFound { found, .. } => {
+                Ok(found.map(|(id, meta)| (PyBytes::new(py, &id.0), PyBytes::new(py, &meta))))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Cluster information as JSON: `nodes`, `cluster_resources`,
+    /// `available_resources` or `timeline`.
+    fn info(&self, py: Python<'_>, what: &str) -> PyResult<String> {
+        let what = match what {
+            "nodes" => InfoKind::Nodes,
+            "cluster_resources" => InfoKind::ClusterResources,
+            "available_resources" => InfoKind::AvailableResources,
+            "timeline" => InfoKind::Timeline,
+            other => return Err(errors::value(format!("unknown info {other:?}"))),
+        };
+        let req = self.conn.next_req();
+        self.send(py, ToNode::Info { req, what })?;
+        match self.reply(py, req)? {
+            FromNode::Info { json, .. } => Ok(json),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Worker: the next thing to do, waiting up to `timeout` seconds.
+    /// `None` if nothing came; raises `ConnectionError` once the node is gone.
+    /// Returns `("cancel", task_id)` or `("run", task_id, function_id,
+    /// body|None, name, args, kwargs, num_returns, kind, job, attempt)`.
+    fn next_work<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: f64,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let conn = self.conn.clone();
+        let got = py.detach(|| conn.wait_work(Duration::from_secs_f64(timeout.max(0.0))));
+        let msg = match got.map_err(errors::connection)? {
+            None => return Ok(None),
+            Some(m) => m,
+        };
+        match msg {
+            FromNode::Cancel { task } => Ok(Some(PyTuple::new(
+                py,
+                [
+                    PyBytes::new(py, b"cancel").into_any(),
+                    PyBytes::new(py, &task.0).into_any(),
+                ],
+            )?)),
+            FromNode::Execute(ex) => {
+                let spec = ex.spec;
+                let args = PyList::empty(py);
+                for v in ex.args {
+                    args.append(value_to_py(py, v)?)?;
+                }
+                let kind: Bound<'py, PyAny> = match spec.kind {
+                    TaskKind::Normal => py.None().into_bound(py),
+                    TaskKind::ActorMethod { actor, method } => {
+                        ("method", PyBytes::new(py, &actor.0), method)
+                            .into_pyobject(py)?
+                            .into_any()
+                    }
+                    TaskKind::ActorCreate(o) => (
+                        "create",
+                        PyBytes::new(py, &o.actor.0),
+                        o.max_concurrency,
+                        o.is_async,
+                    )
+                        .into_pyobject(py)?
+                        .into_any(),
+                };
+                let body = ex.function_body.map(|b| PyBytes::new(py, &b));
+                let items: Vec<Bound<'py, PyAny>> = vec![
+                    PyBytes::new(py, b"run").into_any(),
+                    PyBytes::new(py, &spec.task_id.0).into_any(),
+                    PyBytes::new(py, &spec.function.0).into_any(),
+                    body.into_pyobject(py)?.into_any(),
+                    spec.name.into_pyobject(py)?.into_any(),
+                    args.into_any(),
+                    spec.kwargs.into_pyobject(py)?.into_any(),
+                    spec.num_returns.into_pyobject(py)?.into_any(),
+                    kind,
+                    ex.job.to_string().into_pyobject(py)?.into_any(),
+                    ex.attempt.into_pyobject(py)?.into_any(),
+                ];
+                Ok(Some(PyTuple::new(py, items)?))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Worker: reports a task's results: each `(bytes, nested)` inline or
+    /// `(None, nested)` when written to the store object made by `create_return`.
+    fn task_done(
+        &self,
+        py: Python<'_>,
+        task_id: &[u8],
+        results: Vec<(Option<Vec<u8>>, Vec<Vec<u8>>)>,
+        app_error: bool,
+    ) -> PyResult<()> {
+        let mut out = Vec::with_capacity(results.len());
+        for (bytes, nested) in results {
+            let nested = nested
+                .iter()
+                .map(|b| id20(b))
+                .collect::<PyResult<Vec<_>>>()?;
+            out.push(match bytes {
+                Some(bytes) => ReturnValue::Inline { bytes, nested },
+                None => ReturnValue::Stored { nested },
+            });
+        }
+        self.send(
+            py,
+            ToNode::TaskDone {
+                task: id16(task_id, TaskId)?,
+                results: out,
+                app_error,
+            },
+        )
+    }
+
+    #[pyo3(signature = (actor_id, error=None))]
+    fn actor_ready(&self, py: Python<'_>, actor_id: &[u8], error: Option<String>) -> PyResult<()> {
+        self.send(
+            py,
+            ToNode::ActorReady {
+                actor: id16(actor_id, ActorId)?,
+                error,
+            },
+        )
+    }
+
+    /// Tells the node of dropped refs now rather than at the next frame.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        let conn = self.conn.clone();
+        py.detach(|| conn.send_all(&[])).map_err(errors::connection)
+    }
+
+    fn close(&self, py: Python<'_>) {
+        let conn = self.conn.clone();
+        py.detach(|| conn.close());
+    }
+}
+
+impl Client {
+    fn fresh_id(&self) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.prefix);
+        id[8..].copy_from_slice(&self.counter.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        id
+    }
+
+    fn send(&self, py: Python<'_>, msg: ToNode) -> PyResult<()> {
+        let conn = self.conn.clone();
+        py.detach(|| conn.send(msg))
+            .map_err(|e| errors::connection(format!("lost the connection to the node: {e}")))
+    }
+
+    /// Waits for the reply to `req`, checking for Ctrl-C between slices.
+    fn reply(&self, py: Python<'_>, req: u64) -> PyResult<FromNode> {
+        loop {
+            let conn = self.conn.clone();
+            let got = py.detach(|| conn.wait_reply(req, SLICE));
+            match got.map_err(errors::connection)? {
+                Some(FromNode::Error { message, .. }) => return Err(errors::node(message)),
+                Some(msg) => return Ok(msg),
+                None => py.check_signals()?,
+            }
+        }
+    }
+
+    fn create_object(&self, py: Python<'_>, id: ObjectId, size: u64) -> PyResult<String> {
+        let req = self.conn.next_req();
+        self.send(py, ToNode::Create { req, id, size })?;
+        match self.reply(py, req)? {
+            FromNode::Created {
+                result: Ok(path), ..
+            } => Ok(path),
+            FromNode::Created { result: Err(e), .. } => Err(errors::node(e)),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn parse_kind(t: &Bound<'_, PyTuple>) -> PyResult<(TaskKind, bool)> {
+    let tag: String = t.get_item(0)?.extract()?;
+    let actor = id16(&t.get_item(1)?.extract::<Vec<u8>>()?, ActorId)?;
+    match tag.as_str() {
+        "method" => Ok((
+            TaskKind::ActorMethod {
+                actor,
+                method: t.get_item(2)?.extract()?,
+            },
+            false,
+        )),
+        "create" => {
+            let name: Option<String> = t.get_item(2)?.extract()?;
+            let acked = name.is_some();
+            let opts = ActorOptions {
+                actor,
+                name,
+                namespace: t.get_item(3)?.extract()?,
+                detached: t.get_item(4)?.extract()?,
+                max_restarts: t.get_item(5)?.extract()?,
+                max_task_retries: t.get_item(6)?.extract()?,
+                max_concurrency: t.get_item(7)?.extract()?,
+                is_async: t.get_item(8)?.extract()?,
+                handle_meta: t.get_item(9)?.extract()?,
+            };
+            Ok((TaskKind::ActorCreate(opts), acked))
+        }
+        other => Err(errors::value(format!("unknown task kind {other:?}"))),
+    }
+}
+
+fn unexpected(msg: FromNode) -> PyErr {
+    errors::connection(format!("unexpected reply from the node: {msg:?}"))
+}
+
+fn rand_prefix() -> [u8; 8] {
+    rand::random()
+}

@@ -1,0 +1,98 @@
+//! The object layout for Python: build inline values, plan store objects,
+//! and find the sections of a value without copying it.
+
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+use raynode_proto::meta;
+
+fn buffer_bytes(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let buf = PyBuffer::<u8>::get(obj)?;
+    buf.to_vec(py)
+}
+
+/// Builds a whole value: `encode(meta, data, buffers) -> bytes`.
+#[pyfunction]
+fn encode<'py>(
+    py: Python<'py>,
+    meta: &[u8],
+    data: &Bound<'py, PyAny>,
+    buffers: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let data = buffer_bytes(py, data)?;
+    let mut owned = Vec::with_capacity(buffers.len());
+    for b in buffers.iter() {
+        owned.push(buffer_bytes(py, &b)?);
+    }
+    let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_slice()).collect();
+    Ok(PyBytes::new(
+        py,
+        &objstore::layout::encode(meta, &data, &slices),
+    ))
+}
+
+/// Plans a store object: `(header, meta_offset, data_offset, [buffer offsets], total)`.
+#[pyfunction]
+fn plan<'py>(
+    py: Python<'py>,
+    meta_len: usize,
+    data_len: usize,
+    buffer_lens: Vec<usize>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let layout = objstore::layout::try_plan(meta_len, data_len, &buffer_lens)
+        .map_err(crate::errors::value)?;
+    let mut header = vec![0u8; layout.header_len];
+    objstore::layout::write_header(&mut header, &layout).map_err(crate::errors::value)?;
+    let offsets: Vec<usize> = layout.buffers.iter().map(|r| r.start).collect();
+    (
+        PyBytes::new(py, &header),
+        layout.meta.start,
+        layout.data.start,
+        offsets,
+        layout.total,
+    )
+        .into_pyobject(py)
+}
+
+fn ranges(
+    layout: &objstore::layout::Layout,
+) -> ((usize, usize), (usize, usize), Vec<(usize, usize)>) {
+    (
+        (layout.meta.start, layout.meta.end),
+        (layout.data.start, layout.data.end),
+        layout.buffers.iter().map(|r| (r.start, r.end)).collect(),
+    )
+}
+
+/// Sections of an inline value: `((meta), (data), [(buffer)])` as (start, end).
+#[pyfunction]
+fn parse(value: &[u8]) -> PyResult<((usize, usize), (usize, usize), Vec<(usize, usize)>)> {
+    let layout = objstore::layout::parse(value).map_err(crate::errors::value)?;
+    Ok(ranges(&layout))
+}
+
+/// Sections of a stored value from its header bytes and the object's length.
+#[pyfunction]
+fn parse_header(
+    header: &[u8],
+    object_len: usize,
+) -> PyResult<((usize, usize), (usize, usize), Vec<(usize, usize)>)> {
+    let layout =
+        objstore::layout::parse_header(header, object_len).map_err(crate::errors::value)?;
+    Ok(ranges(&layout))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(encode, m)?)?;
+    m.add_function(wrap_pyfunction!(plan, m)?)?;
+    m.add_function(wrap_pyfunction!(parse, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_header, m)?)?;
+    m.add("HEADER_PREFIX", objstore::layout::FIXED_HEADER)?;
+    m.add("META_PICKLE", PyBytes::new(m.py(), meta::PICKLE))?;
+    m.add("META_TASK_ERROR", PyBytes::new(m.py(), meta::TASK_ERROR))?;
+    m.add(
+        "META_SYSTEM_ERROR",
+        PyBytes::new(m.py(), meta::SYSTEM_ERROR),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! A client's connection to its node: a writer shared by the caller's
+//! threads, and a reader thread that files replies by request number and
+//! queues work sent to a worker.
+
+use raynode_proto::frame::{self, HEADER_BYTES};
+use raynode_proto::{FromNode, ToNode};
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::refs::RefTable;
+
+pub enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    pub fn connect(address: &str, timeout: Duration) -> std::io::Result<Stream> {
+        if address.contains('/') {
+            return UnixStream::connect(address).map(Stream::Unix);
+        }
+        use std::net::ToSocketAddrs;
+        let mut last =
+            std::io::Error::new(std::io::ErrorKind::NotFound, "address resolved to nothing");
+        for addr in address.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(s) => {
+                    s.set_nodelay(true)?;
+                    return Ok(Stream::Tcp(s));
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn try_clone(&self) -> std::io::Result<Stream> {
+        match self {
+            Stream::Unix(s) => s.try_clone().map(Stream::Unix),
+            Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn read_frame(r: &mut impl Read) -> std::io::Result<FromNode> {
+    let mut header = [0u8; HEADER_BYTES];
+    r.read_exact(&mut header)?;
+    let len = frame::body_len(header).map_err(std::io::Error::other)?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    frame::decode(&body).map_err(std::io::Error::other)
+}
+
+#[derive(Default)]
+struct Inbox {
+    replies: HashMap<u64, FromNode>,
+    work: VecDeque<FromNode>,
+    closed: Option<String>,
+}
+
+pub struct Conn {
+    writer: Mutex<(Stream, Vec<u8>)>,
+    inbox: Mutex<Inbox>,
+    replied: Condvar,
+    work_ready: Condvar,
+    next_req: AtomicU64,
+    pub refs: Arc<RefTable>,
+    stopping: AtomicBool,
+}
+
+impl Conn {
+    /// Wraps a connected stream whose hello is done; starts the reader thread
+    /// and the reference flusher.
+    pub fn start(stream: Stream, refs: Arc<RefTable>) -> std::io::Result<Arc<Conn>> {
+        let reader = stream.try_clone()?;
+        let conn = Arc::new(Conn {
+            writer: Mutex::new((stream, Vec::with_capacity(64 * 1024))),
+            inbox: Mutex::new(Inbox::default()),
+            replied: Condvar::new(),
+            work_ready: Condvar::new(),
+            next_req: AtomicU64::new(1),
+            refs,
+            stopping: AtomicBool::new(false),
+        });
+        let for_reader = conn.clone();
+        std::thread::Builder::new()
+            .name("raynode-reader".into())
+            .spawn(move || for_reader.read_loop(reader))?;
+        let weak = Arc::downgrade(&conn);
+        std::thread::Builder::new()
+            .name("raynode-refs".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(50));
+                let Some(conn) = weak.upgrade() else { return };
+                if conn.stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                if conn.refs.has_changes() {
+                    let _ = conn.send_all(&[]);
+                }
+            })?;
+        Ok(conn)
+    }
+
+    fn read_loop(&self, stream: Stream) {
+        let mut reader = BufReader::with_capacity(256 * 1024, stream);
+        let why = loop {
+            match read_frame(&mut reader) {
+                Ok(msg) => self.file(msg),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    break "the node closed the connection".to_string()
+                }
+                Err(e) => break format!("connection to the node failed: {e}"),
+            }
+        };
+        let mut inbox = self.lock_inbox();
+        inbox.closed = Some(why);
+        drop(inbox);
+        self.replied.notify_all();
+        self.work_ready.notify_all();
+    }
+
+    fn lock_inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn file(&self, msg: FromNode) {
+        let req = match &msg {
+            FromNode::Created { req, .. }
+            | FromNode::Got { req, .. }
+            | FromNode::Waited { req, .. }
+            | FromNode::ActorFound { req, .. }
+            | FromNode::Info { req, .. }
+            | FromNode::Acked { req, .. }
+            | FromNode::Error { req, .. } => Some(*req),
+            FromNode::Execute(_) | FromNode::Cancel { .. } | FromNode::Welcome { .. } => None,
+        };
+        let mut inbox = self.lock_inbox();
+        match req {
+            Some(0) => {
+                if let FromNode::Error { message, .. } = msg {
+                    inbox.closed = Some(format!("the node closed the connection: {message}"));
+                }
+                drop(inbox);
+                self.replied.notify_all();
+            }
+            Some(req) => {
+                inbox.replies.insert(req, msg);
+                drop(inbox);
+                self.replied.notify_all();
+            }
+            None => {
+                inbox.work.push_back(msg);
+                drop(inbox);
+                self.work_ready.notify_one();
+            }
+        }
+    }
+
+    pub fn next_req(&self) -> u64 {
+        self.next_req.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Writes the frames, preceded by any reference changes not yet told.
+    pub fn send_all(&self, msgs: &[ToNode]) -> std::io::Result<()> {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (stream, buf) = &mut *guard;
+        buf.clear();
+        if let Some((add, remove)) = self.refs.take_changes() {
+            if !add.is_empty() || !remove.is_empty() {
+                frame::encode_into(&ToNode::Refs { add, remove }, buf)
+                    .map_err(std::io::Error::other)?;
+            }
+        }
+        for msg in msgs {
+            frame::encode_into(msg, buf).map_err(std::io::Error::other)?;
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        stream.write_all(buf)
+    }
+
+    pub fn send(&self, msg: ToNode) -> std::io::Result<()> {
+        self.send_all(std::slice::from_ref(&msg))
+    }
+
+    /// Waits up to `slice` for the reply to `req`. `Ok(None)`: not yet.
+    pub fn wait_reply(&self, req: u64, slice: Duration) -> Result<Option<FromNode>, String> {
+        let mut inbox = self.lock_inbox();
+        let deadline = std::time::Instant::now() + slice;
+        loop {
+            if let Some(msg) = inbox.replies.remove(&req) {
+                return Ok(Some(msg));
+            }
+            if let Some(why) = &inbox.closed {
+                return Err(why.clone());
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            inbox = self
+                .replied
+                .wait_timeout(inbox, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// Waits up to `slice` for work sent to this worker.
+    pub fn wait_work(&self, slice: Duration) -> Result<Option<FromNode>, String> {
+        let mut inbox = self.lock_inbox();
+        let deadline = std::time::Instant::now() + slice;
+        loop {
+            if let Some(msg) = inbox.work.pop_front() {
+                return Ok(Some(msg));
+            }
+            if let Some(why) = &inbox.closed {
+                return Err(why.clone());
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            inbox = self
+                .work_ready
+                .wait_timeout(inbox, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    pub fn close(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let _ = self.send_all(&[]);
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0.shutdown();
+    }
+}
