@@ -66,6 +66,10 @@ class Registration:
         self.fid = None
         self.client = None
 
+    def __reduce__(self):
+        # The connection is this process's own; a copy registers anew.
+        return (Registration, (self.obj,))
+
     def function_id(self, client):
         if self.client is not client:
             if self.body is None:
