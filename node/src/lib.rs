@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod core;
+pub mod gcs;
 pub mod objects;
 pub mod scheduler;
 pub mod server;
@@ -39,6 +40,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let store = store::Store::open(&config)?;
+    let gcs = gcs::open(&config).await?;
     let node_id = raynode_proto::NodeId(rand::random());
     let (events_tx, events_rx) = mpsc::channel(core::EVENT_QUEUE);
     let listeners = server::Listeners::bind(&config).await?;
@@ -49,7 +51,13 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         println!("  client address: {addr}");
     }
     let accept = tokio::spawn(listeners.run(events_tx.clone()));
-    let core = core::Core::new(config.clone(), node_id, store, events_tx.clone());
+    let core = core::Core::new(
+        config.clone(),
+        node_id,
+        store,
+        gcs.clone(),
+        events_tx.clone(),
+    );
     let core_task = tokio::spawn(core.run(events_rx));
 
     wait_for_stop(&config).await;
@@ -61,6 +69,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         Ok(Err(e)) => tracing::warn!("core task ended abnormally: {e}"),
         Err(_) => tracing::warn!("core did not stop within 5 s"),
     }
+    gcs.shutdown().await;
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
 }

@@ -113,6 +113,7 @@ pub struct Core {
     config: NodeConfig,
     node_id: NodeId,
     store: Store,
+    gcs: raft_gcs::Gcs,
     events: mpsc::Sender<Event>,
     clients: HashMap<ConnId, Client>,
     workers: HashMap<WorkerId, Worker>,
@@ -136,6 +137,7 @@ impl Core {
         config: NodeConfig,
         node_id: NodeId,
         store: Store,
+        gcs: raft_gcs::Gcs,
         events: mpsc::Sender<Event>,
     ) -> Core {
         let sched = Scheduler::new(config.total_resources());
@@ -143,6 +145,7 @@ impl Core {
             config,
             node_id,
             store,
+            gcs,
             events,
             clients: HashMap::new(),
             workers: HashMap::new(),
@@ -203,9 +206,7 @@ impl Core {
         }
         match msg {
             ToNode::Hello { .. } => self.refuse(conn, "second hello"),
-            ToNode::RegisterFunction { id, body } => {
-                self.functions.entry(id).or_insert_with(|| Arc::new(body));
-            }
+            ToNode::RegisterFunction { id, body } => self.register_function(id, body),
             ToNode::Submit(spec) => self.on_submit(conn, spec),
             ToNode::SubmitAcked { req, spec } => {
                 let error = self.check_actor_name(&spec).err();
@@ -256,6 +257,39 @@ impl Core {
             } => self.on_task_done(conn, task, results, app_error),
             ToNode::ActorReady { actor, error } => self.on_actor_ready(actor, error),
         }
+    }
+
+    /// Caches a function for the hot path and records it in the control
+    /// store in the background (the write is batched; nobody waits for it).
+    fn register_function(&mut self, id: FunctionId, body: Vec<u8>) {
+        if self.functions.contains_key(&id) {
+            return;
+        }
+        let body = Arc::new(body);
+        self.functions.insert(id, body.clone());
+        let gcs = self.gcs.clone();
+        tokio::spawn(async move {
+            let command = raft_gcs::Command::RegisterFunction {
+                id: crate::gcs::function_key(id),
+                body: body.as_ref().clone(),
+            };
+            if let Err(e) = gcs.write(command).await {
+                tracing::warn!(function = %id, "recording a function in the control store failed: {e}");
+            }
+        });
+    }
+
+    /// A function's body: from the cache, else from the control store's replica.
+    fn function_body(&mut self, id: FunctionId) -> Option<Arc<Vec<u8>>> {
+        if let Some(body) = self.functions.get(&id) {
+            return Some(body.clone());
+        }
+        let body = self
+            .gcs
+            .read_local(|s| s.functions.get(&crate::gcs::function_key(id)).cloned())?;
+        let body = Arc::new(body);
+        self.functions.insert(id, body.clone());
+        Some(body)
     }
 
     fn send(&self, conn: ConnId, msg: FromNode) {

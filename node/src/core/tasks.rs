@@ -147,16 +147,25 @@ impl Core {
         let spec = task.spec.clone();
         let attempt = task.attempt;
         let job = task.job;
-        let Some(w) = self.workers.get_mut(&worker) else {
+        let needs_body = match self.workers.get_mut(&worker) {
+            Some(w) => {
+                w.job = job;
+                !w.functions.contains(&spec.function)
+            }
+            None => return,
+        };
+        let Some(conn) = self.workers.get(&worker).and_then(|w| w.conn) else {
             return;
         };
-        w.job = job;
-        let Some(conn) = w.conn else { return };
-        let function_body = if w.functions.insert(spec.function) {
-            match self.functions.get(&spec.function) {
-                Some(body) => Some(body.as_ref().clone()),
+        let function_body = if needs_body {
+            match self.function_body(spec.function) {
+                Some(body) => {
+                    if let Some(w) = self.workers.get_mut(&worker) {
+                        w.functions.insert(spec.function);
+                    }
+                    Some(body.as_ref().clone())
+                }
                 None => {
-                    w.functions.remove(&spec.function);
                     let why = format!(
                         "function {} of task {} was never registered",
                         spec.function, spec.name
