@@ -1,7 +1,9 @@
 """Values to object-layout bytes and back: pickle protocol 5 with
 out-of-band buffers, so numpy arrays read from the store are zero-copy."""
 
+import fcntl
 import mmap
+import os
 import pickle
 
 import cloudpickle
@@ -85,6 +87,11 @@ def _sections(value):
         return value[ms:me], view[ds:de], [view[s:e] for s, e in bufs]
     path, size = value
     with open(path, "rb") as f:
+        # A shared lock tells the store this file is mapped, so it is never
+        # recycled under us; the mapping's own descriptor keeps the lock.
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        if os.fstat(f.fileno()).st_ino != os.stat(path).st_ino:
+            raise exceptions.ObjectLostError(f"object file {path} was replaced while opening it")
         mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
     view = memoryview(mm)
     count = int.from_bytes(view[12:16], "little")
