@@ -87,6 +87,13 @@ impl Config {
         self
     }
 
+    /// Set the write batcher's limits: commands per entry, entries in flight.
+    pub fn with_write_pipeline(mut self, max_batch_commands: usize, max_inflight: usize) -> Self {
+        self.max_batch_commands = max_batch_commands;
+        self.max_inflight_entries = max_inflight;
+        self
+    }
+
     /// Set the event log capacity.
     pub fn with_event_log_capacity(mut self, n: u32) -> Self {
         self.event_log_capacity = n;
@@ -180,7 +187,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(500),
             max_batch_commands: 4096,
-            max_inflight_entries: 64,
+            max_inflight_entries: 2,
             subscriber_buffer: 4096,
             op_timeout: Duration::from_secs(5),
         }

@@ -145,6 +145,16 @@ impl Db {
     }
 }
 
+/// Make everything written so far durable (fsync) on a blocking thread.
+/// (sled's own `flush_async` can stall; a blocking flush does not.)
+pub(crate) async fn flush(db: &sled::Db) -> Result<(), sled::Error> {
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || db.flush()).await {
+        Ok(r) => r.map(|_| ()),
+        Err(e) => Err(sled::Error::Io(std::io::Error::other(e.to_string()))),
+    }
+}
+
 /// Key of log entry `index`: big-endian so sled orders keys by index.
 pub(crate) fn log_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()

@@ -373,7 +373,7 @@ impl Gcs {
                 abort.abort();
             }
         }
-        if let Err(e) = self.inner.db.db.flush_async().await {
+        if let Err(e) = crate::db::flush(&self.inner.db.db).await {
             tracing::warn!(error = %e, "GCS flush at shutdown failed");
         }
         tracing::info!(node = %self.id(), "GCS member stopped");

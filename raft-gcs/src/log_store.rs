@@ -91,7 +91,9 @@ impl LogStore {
     }
 
     async fn flush(&self) -> Result<(), StorageError<NodeId>> {
-        self.db.db.flush_async().await.map_err(|e| write_err(&e))?;
+        crate::db::flush(&self.db.db)
+            .await
+            .map_err(|e| write_err(&e))?;
         Ok(())
     }
 }
@@ -104,12 +106,9 @@ async fn flusher(db: sled::Db, mut rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
         while let Ok(more) = rx.try_recv() {
             group.push(more);
         }
-        let db2 = db.clone();
-        let res = match tokio::task::spawn_blocking(move || db2.flush()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
-            Err(e) => Err(std::io::Error::other(e.to_string())),
-        };
+        let res = crate::db::flush(&db)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()));
         if let Err(e) = &res {
             tracing::error!(error = %e, "GCS log flush failed");
         }

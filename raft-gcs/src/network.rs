@@ -244,3 +244,66 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         Backoff::new(std::iter::repeat(self.backoff))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::types::{Batch, Command, Entry, FunctionId};
+
+    fn append(term: u64, leader: u64, bodies: Vec<Vec<u8>>) -> RaftRpc {
+        let lid = CommittedLeaderId::new(term, NodeId(leader));
+        let entries = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| Entry {
+                log_id: LogId::new(lid, i as u64 + 1),
+                payload: EntryPayload::Normal(Batch::encode(
+                    &[Command::RegisterFunction {
+                        id: FunctionId(vec![i as u8]),
+                        body,
+                    }],
+                    10,
+                )),
+            })
+            .collect();
+        RaftRpc::AppendEntries(AppendEntriesRequest {
+            vote: Vote::new_committed(term, NodeId(leader)),
+            prev_log_id: None,
+            entries,
+            leader_commit: None,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn rpcs_round_trip(term in 0u64..1000, leader in 0u64..100,
+                           bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..8)) {
+            let rpc = append(term, leader, bodies);
+            let back = RaftRpc::from_bytes(&rpc.to_bytes().expect("encode")).expect("decode");
+            prop_assert_eq!(format!("{rpc:?}"), format!("{back:?}"));
+
+            let vote = RaftRpc::Vote(VoteRequest::new(Vote::new(term, NodeId(leader)), None));
+            let back = RaftRpc::from_bytes(&vote.to_bytes().expect("encode")).expect("decode");
+            prop_assert_eq!(format!("{vote:?}"), format!("{back:?}"));
+
+            let reply = RaftReply::Vote(Ok(VoteResponse::new(Vote::new(term, NodeId(leader)), None, true)));
+            let back = RaftReply::from_bytes(&reply.to_bytes().expect("encode")).expect("decode");
+            prop_assert_eq!(format!("{reply:?}"), format!("{back:?}"));
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = RaftRpc::from_bytes(&bytes);
+            let _ = RaftReply::from_bytes(&bytes);
+        }
+    }
+
+    #[test]
+    fn oversized_messages_are_refused() {
+        let big = vec![0u8; MAX_RPC_BYTES + 1];
+        assert!(matches!(RaftRpc::from_bytes(&big), Err(NetError::Codec(_))));
+    }
+}

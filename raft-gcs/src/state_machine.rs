@@ -112,7 +112,7 @@ async fn store_snapshot(db: &Db, stored: &StoredSnapshot) -> Result<(), StorageE
     db.snapshot
         .insert(KEY_CURRENT, bytes)
         .map_err(|e| write_err(&e))?;
-    db.db.flush_async().await.map_err(|e| write_err(&e))?;
+    crate::db::flush(&db.db).await.map_err(|e| write_err(&e))?;
     Ok(())
 }
 
