@@ -220,33 +220,26 @@ impl Conn {
 
     /// Waits up to `slice` for the reply to `req`. `Ok(None)`: not yet.
     pub fn wait_reply(&self, req: u64, slice: Duration) -> Result<Option<FromNode>, String> {
-        let mut inbox = self.lock_inbox();
-        let deadline = std::time::Instant::now() + slice;
-        loop {
-            if let Some(msg) = inbox.replies.remove(&req) {
-                return Ok(Some(msg));
-            }
-            if let Some(why) = &inbox.closed {
-                return Err(why.clone());
-            }
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return Ok(None);
-            }
-            inbox = self
-                .replied
-                .wait_timeout(inbox, deadline - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
+        self.wait_for(&self.replied, slice, |inbox| inbox.replies.remove(&req))
     }
 
     /// Waits up to `slice` for work sent to this worker.
     pub fn wait_work(&self, slice: Duration) -> Result<Option<FromNode>, String> {
+        self.wait_for(&self.work_ready, slice, |inbox| inbox.work.pop_front())
+    }
+
+    /// Waits on `signal` until `take` finds something, the connection
+    /// closes, or `slice` passes.
+    fn wait_for(
+        &self,
+        signal: &Condvar,
+        slice: Duration,
+        mut take: impl FnMut(&mut Inbox) -> Option<FromNode>,
+    ) -> Result<Option<FromNode>, String> {
         let mut inbox = self.lock_inbox();
         let deadline = std::time::Instant::now() + slice;
         loop {
-            if let Some(msg) = inbox.work.pop_front() {
+            if let Some(msg) = take(&mut inbox) {
                 return Ok(Some(msg));
             }
             if let Some(why) = &inbox.closed {
@@ -256,8 +249,7 @@ impl Conn {
             if now >= deadline {
                 return Ok(None);
             }
-            inbox = self
-                .work_ready
+            inbox = signal
                 .wait_timeout(inbox, deadline - now)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);

@@ -230,7 +230,7 @@ impl Core {
                 timeout_ms,
             } => self.on_wait(conn, req, ids, num_returns, timeout_ms),
             ToNode::Refs { add, remove } => self.on_refs(conn, add, remove),
-            ToNode::Cancel { id, force } => self.on_cancel(id, force),
+            ToNode::Cancel { id, .. } => self.on_cancel(id),
             ToNode::KillActor { actor, no_restart } => {
                 self.kill_actor(actor, no_restart, "killed by ray.kill")
             }

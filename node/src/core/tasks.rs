@@ -372,7 +372,10 @@ impl Core {
         }
     }
 
-    pub(super) fn on_cancel(&mut self, id: ObjectId, force: bool) {
+    /// Cancels the task making `id`. A queued task fails at once; a running
+    /// one is stopped by ending its worker (with or without `force`: Python
+    /// code cannot be interrupted safely from outside), and is not retried.
+    pub(super) fn on_cancel(&mut self, id: ObjectId) {
         let task_id = id.task();
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return;
@@ -394,8 +397,6 @@ impl Core {
                 if matches!(task.spec.kind, TaskKind::ActorMethod { .. }) {
                     return;
                 }
-                // A running task is stopped by ending its worker; the pool replaces it.
-                let _ = force;
                 if let Some(w) = self.workers.get_mut(&worker) {
                     w.process.kill();
                 }
