@@ -29,6 +29,14 @@ pub struct NodeConfig {
     /// Stop when the process that started this node exits.
     pub exit_with_parent: bool,
     pub inline_limit: u64,
+    /// p2p listen address (multiaddr); port 0 picks one.
+    pub listen: String,
+    /// Peers to join the cluster through (`--join`); empty starts a new cluster.
+    pub join: Vec<String>,
+    /// The cluster key file; `None` is `~/.raynode/cluster.key`.
+    pub cluster_key: Option<PathBuf>,
+    /// Voters of the control store's Raft group (odd).
+    pub gcs_voters: usize,
 }
 
 impl Default for NodeConfig {
@@ -46,6 +54,10 @@ impl Default for NodeConfig {
             min_workers: 1,
             exit_with_parent: false,
             inline_limit: DEFAULT_INLINE_LIMIT,
+            listen: "/ip4/0.0.0.0/tcp/0".into(),
+            join: Vec::new(),
+            cluster_key: None,
+            gcs_voters: 3,
         }
     }
 }
@@ -61,6 +73,8 @@ pub enum ConfigError {
     Resource { name: String, value: f64 },
     #[error("--object-store-memory must be at least 1 MiB, got {0} bytes")]
     StoreMemory(u64),
+    #[error("--gcs-voters must be an odd number >= 1, got {0}")]
+    GcsVoters(usize),
 }
 
 impl NodeConfig {
@@ -80,6 +94,9 @@ impl NodeConfig {
         }
         if self.object_store_memory < (1 << 20) {
             return Err(ConfigError::StoreMemory(self.object_store_memory));
+        }
+        if self.gcs_voters % 2 == 0 {
+            return Err(ConfigError::GcsVoters(self.gcs_voters));
         }
         Ok(())
     }

@@ -7,10 +7,13 @@
 //!   tasks and their dependencies, the [`scheduler`] (a pure state machine),
 //!   the worker pool ([`workers`]) and the actors; it answers by sending
 //!   frames back down each connection's writer;
+//! - [`cluster`] is the node's place among the others: the swarm, the
+//!   control store's Raft member over it, and the messages between nodes;
 //! - [`store`] wraps the shared-memory object store for values too large to
 //!   travel inline, [`values`] builds the values the node itself makes
 //!   (errors), and [`status`] is the client side of `raynode status`.
 
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod gcs;
@@ -40,9 +43,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let store = store::Store::open(&config)?;
-    let gcs = gcs::open(&config).await?;
-    let node_id = raynode_proto::NodeId(rand::random());
     let (events_tx, events_rx) = mpsc::channel(core::EVENT_QUEUE);
+    let cluster = cluster::start(&config, events_tx.clone(), store.shared()).await?;
+    let gcs = cluster.gcs.clone();
+    let node_id = cluster.node_id;
     let listeners = server::Listeners::bind(&config).await?;
     let socket_path = config.socket_path();
     println!("raynode node {node_id} ready");
@@ -50,14 +54,17 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     if let Some(addr) = listeners.tcp_addr() {
         println!("  client address: {addr}");
     }
+    for addr in &cluster.p2p_addrs {
+        println!("  p2p: {addr}");
+    }
+    println!("  peer id: {}", cluster.peer_id);
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let client_addr = listeners.tcp_addr().map(|a| a.to_string());
     let accept = tokio::spawn(listeners.run(events_tx.clone()));
-    let core = core::Core::new(
-        config.clone(),
-        node_id,
-        store,
-        gcs.clone(),
-        events_tx.clone(),
-    );
+    let p2p = cluster.p2p.clone();
+    let mut core = core::Core::new(config.clone(), node_id, store, cluster, events_tx.clone());
+    core.client_addr = client_addr;
     let core_task = tokio::spawn(core.run(events_rx));
 
     wait_for_stop(&config).await;
@@ -70,6 +77,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("core did not stop within 5 s"),
     }
     gcs.shutdown().await;
+    p2p.shutdown().await;
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
 }

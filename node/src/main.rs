@@ -47,6 +47,20 @@ struct Cli {
     /// Stop when the parent process exits (used by `raynode.init()`).
     #[arg(long)]
     exit_with_parent: bool,
+    /// p2p listen address: host:port or a multiaddr such as /ip4/0.0.0.0/tcp/4001 (port 0 picks one).
+    #[arg(long, default_value = "/ip4/0.0.0.0/tcp/0")]
+    listen: String,
+    /// Join the cluster through this node's p2p address (host:port or multiaddr); repeatable.
+    /// Without it the node starts a new cluster.
+    #[arg(long)]
+    join: Vec<String>,
+    /// Cluster key file shared by every node of the cluster (created 0600 on first use)
+    /// [default: ~/.raynode/cluster.key].
+    #[arg(long)]
+    cluster_key: Option<PathBuf>,
+    /// Voters of the control store's Raft group, chosen among live nodes (odd).
+    #[arg(long, default_value_t = 3)]
+    gcs_voters: usize,
     /// Log filter, e.g. info or raynode=debug (RUST_LOG overrides it).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -70,13 +84,16 @@ fn default_python() -> PathBuf {
     if let Some(p) = std::env::var_os("RAYNODE_PYTHON") {
         return PathBuf::from(p);
     }
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("python3")));
-    match beside {
-        Some(p) if p.exists() => p,
-        _ => PathBuf::from("python3"),
-    }
+    // Beside the binary as invoked (a venv's bin holds a link to it), then
+    // beside the file it resolves to.
+    let invoked = std::env::args_os().next().map(PathBuf::from);
+    let candidates = [invoked, std::env::current_exe().ok()];
+    candidates
+        .into_iter()
+        .flatten()
+        .filter_map(|exe| exe.parent().map(|dir| dir.join("python3")))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("python3"))
 }
 
 fn parse_resources(json: &str) -> anyhow::Result<Resources> {
@@ -124,6 +141,10 @@ fn main() -> anyhow::Result<()> {
         python: cli.python.unwrap_or_else(default_python),
         min_workers: cli.min_workers.unwrap_or(num_cpus.ceil().max(1.0) as usize),
         exit_with_parent: cli.exit_with_parent,
+        listen: cli.listen,
+        join: cli.join,
+        cluster_key: cli.cluster_key,
+        gcs_voters: cli.gcs_voters,
         ..NodeConfig::default()
     };
     config.validate()?;

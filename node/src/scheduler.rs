@@ -147,6 +147,21 @@ impl Scheduler {
         None
     }
 
+    /// Takes the most recently queued task that `take` accepts, without
+    /// acquiring anything: it is to run elsewhere.
+    pub fn steal(&mut self, mut take: impl FnMut(TaskId, &Resources) -> bool) -> Option<TaskId> {
+        for shape in &mut self.shapes {
+            let found = shape
+                .queue
+                .iter()
+                .rposition(|t| take(*t, &shape.demand));
+            if let Some(pos) = found {
+                return shape.queue.remove(pos);
+            }
+        }
+        None
+    }
+
     /// Removes a queued task (cancelled). Returns whether it was queued.
     pub fn remove(&mut self, task: TaskId) -> bool {
         for shape in &mut self.shapes {

@@ -31,6 +31,11 @@ impl Store {
         Ok(Store { inner, root })
     }
 
+    /// The store itself, for work off the core (serving and pulling chunks).
+    pub fn shared(&self) -> objstore::Store {
+        self.inner.clone()
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -119,7 +119,7 @@ impl Client {
             Conn::start(stream, Arc::new(RefTable::default())).map_err(errors::connection)?;
         Ok(Client {
             conn,
-            prefix: rand_prefix(),
+            prefix: id_prefix(&node),
             counter: AtomicU64::new(1),
             node_id: node.to_string(),
             job_id: job.to_string(),
@@ -578,6 +578,11 @@ fn unexpected(msg: FromNode) -> PyErr {
     errors::connection(format!("unexpected reply from the node: {msg:?}"))
 }
 
-fn rand_prefix() -> [u8; 8] {
-    rand::random()
+/// The first bytes of every id this client makes: its node's tag (the
+/// first four bytes of the node id), so any node can tell who owns an
+/// object, then four random bytes that tell this client from the others.
+fn id_prefix(node: &raynode_proto::NodeId) -> [u8; 8] {
+    let mut prefix: [u8; 8] = rand::random();
+    prefix[..4].copy_from_slice(&node.0[..4]);
+    prefix
 }

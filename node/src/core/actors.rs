@@ -270,5 +270,6 @@ impl Core {
         for actor in doomed {
             self.declare_dead(actor, "its driver exited".into());
         }
+        self.end_remote_job(job);
     }
 }

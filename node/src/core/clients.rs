@@ -100,10 +100,19 @@ impl Core {
 
     /// Drops one reference, deleting whatever that frees.
     pub(super) fn release(&mut self, id: ObjectId) {
-        for (freed, state) in self.objects.remove_ref(id) {
+        let freed = self.objects.remove_ref(id);
+        if freed.is_empty() {
+            return;
+        }
+        let mut ids = Vec::with_capacity(freed.len());
+        for (freed, state) in freed {
             if let ObjState::Stored { .. } = state {
                 self.store.delete(freed);
             }
+            ids.push(freed);
+        }
+        if !self.remote.peers.is_empty() {
+            self.freed_here(&ids);
         }
     }
 

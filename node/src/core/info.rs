@@ -57,7 +57,25 @@ impl Core {
                     .values()
                     .filter(|w| !matches!(w.state, WorkerState::Idle))
                     .count();
-                json!([{
+                let status = self.gcs.status();
+                let role = |raft: raft_gcs::NodeId| -> &'static str {
+                    if status.voters.contains(&raft) {
+                        if status.leader == Some(raft) {
+                            "leader"
+                        } else if raft == status.id
+                            && status.state == raft_gcs::ServerState::Candidate
+                        {
+                            "candidate"
+                        } else {
+                            "follower"
+                        }
+                    } else if status.learners.contains(&raft) {
+                        "learner"
+                    } else {
+                        "none"
+                    }
+                };
+                let mut nodes = vec![json!({
                     "NodeID": self.node_id.to_string(),
                     "Alive": true,
                     "NodeManagerAddress": "127.0.0.1",
@@ -66,16 +84,78 @@ impl Core {
                     "NodeManagerSocketName": self.config.socket_path().display().to_string(),
                     "Resources": resources_json(&total),
                     "alive": true,
-                    "RaftRole": "leader",
+                    "RaftRole": role(crate::cluster::raft_id(self.node_id)),
+                    "PeerId": self.cluster.peer_id.to_string(),
+                    "P2pAddress": self.cluster.p2p_addrs.first(),
+                    "ClientAddress": self.client_addr,
+                    "Available": resources_json(&self.sched.available()),
                     "Workers": self.workers.len(),
                     "BusyWorkers": busy,
                     "QueuedTasks": self.sched.queued(),
                     "Objects": self.objects.len(),
                     "Actors": self.actors.len(),
-                }])
+                })];
+                let mut seen = vec![self.node_id];
+                for (id, peer) in &self.remote.peers {
+                    seen.push(*id);
+                    let load = &peer.load;
+                    nodes.push(json!({
+                        "NodeID": id.to_string(),
+                        "Alive": true,
+                        "alive": true,
+                        "NodeManagerAddress": "127.0.0.1",
+                        "Resources": resources_json(&load.total),
+                        "Available": resources_json(&load.available),
+                        "QueuedTasks": load.queued,
+                        "RaftRole": role(crate::cluster::raft_id(*id)),
+                        "PeerId": load.peer,
+                        "P2pAddress": load.p2p_addrs.first(),
+                        "ClientAddress": load.client_addr,
+                    }));
+                }
+                // Nodes the control store knows of that do not gossip: gone (or just starting).
+                let recorded: Vec<(raft_gcs::NodeId, raft_gcs::NodeInfo)> =
+                    self.gcs.read_local(|s| s.nodes.iter().map(|(k, v)| (*k, v.clone())).collect());
+                for (raft, info) in recorded {
+                    let peer = info.addrs.iter().find_map(|a| crate::cluster::peer_of(a));
+                    let Some(peer) = peer else { continue };
+                    let id = crate::cluster::node_id_of(&peer);
+                    if seen.contains(&id) {
+                        continue;
+                    }
+                    let resources: Map<String, Value> =
+                        info.resources.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                    nodes.push(json!({
+                        "NodeID": id.to_string(),
+                        "Alive": false,
+                        "alive": false,
+                        "Resources": resources,
+                        "RaftRole": role(raft),
+                        "PeerId": peer.to_string(),
+                        "P2pAddress": info.addrs.first(),
+                        "ClientAddress": null,
+                    }));
+                }
+                Value::Array(nodes)
             }
-            InfoKind::ClusterResources => resources_json(&total),
-            InfoKind::AvailableResources => resources_json(&self.sched.available()),
+            InfoKind::ClusterResources => {
+                let mut sum = total.clone();
+                for peer in self.remote.peers.values() {
+                    for (name, v) in &peer.load.total.0 {
+                        sum.set(name, sum.get(name) + v);
+                    }
+                }
+                resources_json(&sum)
+            }
+            InfoKind::AvailableResources => {
+                let mut sum = self.sched.available();
+                for peer in self.remote.peers.values() {
+                    for (name, v) in &peer.load.available.0 {
+                        sum.set(name, sum.get(name) + v);
+                    }
+                }
+                resources_json(&sum)
+            }
             InfoKind::Timeline => Value::Array(
                 self.timeline
                     .iter()

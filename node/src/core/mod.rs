@@ -10,15 +10,20 @@
 //! - `pool.rs`: worker processes coming and going;
 //! - `actors.rs`: actor creation, ordered method calls, restarts, kills;
 //! - `waiters.rs`: `get` and `wait` requests;
-//! - `info.rs`: cluster information and the timeline.
+//! - `info.rs`: cluster information and the timeline;
+//! - `remote.rs`: the other nodes: placement, forwarded tasks and their
+//!   results, objects owned elsewhere, and the gossiped load of peers.
 
 mod actors;
 mod clients;
 mod info;
 mod pool;
+mod remote;
 mod tasks;
 mod waiters;
 
+use crate::cluster::wire::{Load, PeerMsg};
+use crate::cluster::Cluster;
 use crate::config::NodeConfig;
 use crate::objects::{Objects, WaiterId};
 use crate::scheduler::Scheduler;
@@ -52,6 +57,21 @@ pub enum Event {
     Disconnected { conn: ConnId },
     WorkerExited { worker: WorkerId, status: String },
     Timeout { waiter: WaiterId },
+    /// Messages from another node, in the order it sent them.
+    Peer {
+        from: NodeId,
+        peer: p2p::PeerId,
+        msgs: Vec<PeerMsg>,
+    },
+    /// A peer's gossiped load report.
+    Load(Box<Load>),
+    PeerDisconnected(p2p::PeerId),
+    /// A pull of a remote object into the local store ended.
+    Pulled {
+        id: ObjectId,
+        size: u64,
+        result: Result<(), String>,
+    },
     Tick,
     Shutdown,
 }
@@ -98,6 +118,8 @@ enum TaskState {
     },
     /// An actor's constructor has run: the entry lives on as the actor's lineage.
     Done,
+    /// Forwarded to another node, which reports back when it is done.
+    Remote(NodeId),
 }
 
 struct Task {
@@ -107,6 +129,10 @@ struct Task {
     attempt: u32,
     cancelled: bool,
     started: Option<Instant>,
+    /// The node that owns this task, when it runs here for another node.
+    origin: Option<NodeId>,
+    /// Times it was forwarded before it got here.
+    hops: u8,
 }
 
 pub struct Core {
@@ -130,6 +156,10 @@ pub struct Core {
     next_waiter: WaiterId,
     timeline: VecDeque<info::Span>,
     started: Instant,
+    cluster: Cluster,
+    remote: remote::Remote,
+    /// The TCP address drivers reach this node at, if it serves one.
+    pub client_addr: Option<String>,
 }
 
 impl Core {
@@ -137,9 +167,10 @@ impl Core {
         config: NodeConfig,
         node_id: NodeId,
         store: Store,
-        gcs: raft_gcs::Gcs,
+        cluster: Cluster,
         events: mpsc::Sender<Event>,
     ) -> Core {
+        let gcs = cluster.gcs.clone();
         let sched = Scheduler::new(config.total_resources());
         Core {
             config,
@@ -162,6 +193,9 @@ impl Core {
             next_waiter: 1,
             timeline: VecDeque::new(),
             started: Instant::now(),
+            cluster,
+            remote: remote::Remote::default(),
+            client_addr: None,
         }
     }
 
@@ -186,6 +220,10 @@ impl Core {
                 Event::Disconnected { conn } => self.on_disconnected(conn),
                 Event::WorkerExited { worker, status } => self.on_worker_exited(worker, &status),
                 Event::Timeout { waiter } => self.on_timeout(waiter),
+                Event::Peer { from, peer, msgs } => self.on_peer_msgs(from, peer, msgs),
+                Event::Load(load) => self.on_load(*load),
+                Event::PeerDisconnected(peer) => self.on_peer_disconnected(peer),
+                Event::Pulled { id, size, result } => self.on_pulled(id, size, result),
                 Event::Tick => self.on_tick(),
                 Event::Shutdown => break,
             }
@@ -232,7 +270,9 @@ impl Core {
             ToNode::Refs { add, remove } => self.on_refs(conn, add, remove),
             ToNode::Cancel { id, .. } => self.on_cancel(id),
             ToNode::KillActor { actor, no_restart } => {
-                self.kill_actor(actor, no_restart, "killed by ray.kill")
+                if !self.kill_remote_actor(actor, no_restart) {
+                    self.kill_actor(actor, no_restart, "killed by ray.kill")
+                }
             }
             ToNode::GetActor {
                 req,
@@ -267,13 +307,13 @@ impl Core {
         }
         let body = Arc::new(body);
         self.functions.insert(id, body.clone());
-        let gcs = self.gcs.clone();
+        let cluster = self.cluster.clone();
         tokio::spawn(async move {
             let command = raft_gcs::Command::RegisterFunction {
                 id: crate::gcs::function_key(id),
                 body: body.as_ref().clone(),
             };
-            if let Err(e) = gcs.write(command).await {
+            if let Err(e) = cluster.write(vec![command]).await {
                 tracing::warn!(function = %id, "recording a function in the control store failed: {e}");
             }
         });
@@ -312,6 +352,7 @@ impl Core {
     }
 
     fn on_tick(&mut self) {
+        self.gossip_tick();
         let now = Instant::now();
         let pooled = self
             .workers

@@ -27,28 +27,46 @@ impl Core {
         for id in spec.return_ids() {
             self.hold(conn, id);
         }
+        self.submit(spec, job, None, 0);
+    }
+
+    /// Takes a task in: from a local client (`origin` none), or from the
+    /// node that owns it, which holds its return values.
+    pub(super) fn submit(
+        &mut self,
+        spec: TaskSpec,
+        job: raynode_proto::JobId,
+        origin: Option<raynode_proto::NodeId>,
+        hops: u8,
+    ) {
         let task_id = spec.task_id;
         let mut missing = 0;
+        let mut wanted = Vec::new();
         for dep in spec.dependencies() {
             let entry = self.objects.add_ref(dep);
             if !entry.is_ready() {
                 entry.dependents.push(task_id);
                 missing += 1;
+                wanted.push(dep);
             }
         }
         for id in &spec.nested_refs {
             self.objects.add_ref(*id);
         }
+        let mut task = Task::new(Arc::new(spec), job, TaskState::Waiting(missing));
+        task.origin = origin;
+        task.hops = hops;
+        let spec = task.spec.clone();
+        self.tasks.insert(task_id, task);
         if let TaskKind::ActorMethod { actor, .. } = &spec.kind {
             let actor = *actor;
+            let elsewhere = self.remote_actor_home(actor).is_some();
             match self.actors.get_mut(&actor) {
                 Some(a) => a.queue.push_back(task_id),
+                None if elsewhere => {
+                    self.remote.actor_queue(actor).push_back(task_id)
+                }
                 None => {
-                    let spec = Arc::new(spec);
-                    self.tasks.insert(
-                        task_id,
-                        Task::new(spec.clone(), job, TaskState::Waiting(missing)),
-                    );
                     let why =
                         format!("the actor {actor} is unknown to this node (it may have died)");
                     return self.fail_task(task_id, SystemErrorKind::ActorDiedError, &why);
@@ -58,9 +76,9 @@ impl Core {
         if let TaskKind::ActorCreate(opts) = &spec.kind {
             self.register_actor(opts, &spec, job);
         }
-        let spec = Arc::new(spec);
-        self.tasks
-            .insert(task_id, Task::new(spec, job, TaskState::Waiting(missing)));
+        for id in wanted {
+            self.want(id);
+        }
         if missing == 0 {
             self.on_task_ready(task_id);
         }
@@ -79,14 +97,33 @@ impl Core {
         {
             return self.finish_with(task_id, |_| error.clone());
         }
+        let hops = task.hops;
         match &spec.kind {
             TaskKind::ActorMethod { actor, .. } => {
                 task.state = TaskState::Queued;
                 let actor = *actor;
-                self.pump_actor(actor);
+                if self.actors.contains_key(&actor) {
+                    self.pump_actor(actor);
+                } else {
+                    self.pump_remote_actor(actor);
+                }
             }
             _ => {
                 task.state = TaskState::Queued;
+                match self.place(&spec, hops) {
+                    super::remote::Place::Local => {}
+                    super::remote::Place::Remote(node) => return self.forward(task_id, node),
+                    super::remote::Place::Nowhere => {
+                        tracing::warn!(
+                            task = %spec.name,
+                            demand = ?spec.resources.0,
+                            "no node of the cluster has the resources this task needs; \
+                             it stays pending until one joins"
+                        );
+                        self.remote.unplaced.push(task_id);
+                        return;
+                    }
+                }
                 let demand = spec.resources.clone();
                 if let Err(infeasible) = self.sched.enqueue(task_id, &demand) {
                     tracing::warn!(
@@ -317,9 +354,19 @@ impl Core {
         task_id: TaskId,
         values: Vec<(ObjectId, ObjState, Vec<ObjectId>)>,
     ) {
-        for (id, state, nested) in values {
-            self.set_value(id, state, nested);
+        match self.tasks.get(&task_id).and_then(|t| t.origin) {
+            Some(owner) => self.send_results(owner, task_id, values),
+            None => {
+                for (id, state, nested) in values {
+                    self.set_value(id, state, nested);
+                }
+            }
         }
+        self.drop_task(task_id);
+    }
+
+    /// Forgets an ended task and releases what it held.
+    pub(super) fn drop_task(&mut self, task_id: TaskId) {
         let Some(task) = self.tasks.remove(&task_id) else {
             return;
         };
@@ -352,6 +399,7 @@ impl Core {
             }
             return;
         };
+        self.answer_subscribers(id);
         for task_id in readied.dependents {
             let ready = match self.tasks.get_mut(&task_id) {
                 Some(Task {
@@ -385,6 +433,10 @@ impl Core {
         }
         task.cancelled = true;
         match &task.state {
+            TaskState::Remote(node) => {
+                let node = *node;
+                self.send_peer(node, crate::cluster::wire::PeerMsg::Cancel { task: task_id });
+            }
             TaskState::Waiting(_) | TaskState::Queued => {
                 self.fail_task(
                     task_id,
@@ -415,6 +467,8 @@ impl Task {
             attempt: 0,
             cancelled: false,
             started: None,
+            origin: None,
+            hops: 0,
         }
     }
 }

@@ -56,15 +56,25 @@ impl Core {
         let waiter_id = self.next_waiter;
         self.next_waiter += 1;
         let mut pending = 0;
+        let mut wanted = Vec::new();
         for id in &ids {
+            let elsewhere = self.owned_elsewhere(*id);
             match self.objects.get_mut(id) {
                 Some(entry) if !entry.is_ready() => {
                     if !entry.waiters.contains(&waiter_id) {
                         entry.waiters.push(waiter_id);
                         pending += 1;
+                        wanted.push(*id);
                     }
                 }
                 Some(_) => {}
+                None if elsewhere => {
+                    // Its owner is another node: ask it; the waiter keeps the entry.
+                    self.objects.add_ref(*id).waiters.push(waiter_id);
+                    self.objects.remove_ref(*id);
+                    pending += 1;
+                    wanted.push(*id);
+                }
                 None => {
                     // Nobody holds it and it is not being made: it can never be had.
                     let lost = crate::values::system_error(
@@ -94,6 +104,9 @@ impl Core {
             blocked_worker: None,
         };
         self.waiters.insert(waiter_id, waiter);
+        for id in wanted {
+            self.want(id);
+        }
         if self.try_answer(waiter_id) {
             return;
         }

@@ -1,0 +1,327 @@
+//! The node's place in the cluster: the swarm, the control store's Raft
+//! member on top of it, and the traffic between nodes.
+//!
+//! - [`start`] loads the node's identity (data dir) and the cluster key,
+//!   starts the swarm (joining through `--join`), opens the control store
+//!   with a Raft transport over the swarm, bootstraps a new cluster or
+//!   registers with an existing one, and starts the dispatcher.
+//! - The dispatcher turns the swarm's events into work: Raft RPCs go to the
+//!   control store, forwarded writes to the leader, chunk pulls to the
+//!   object store, and everything about tasks and objects to the core as
+//!   [`Event`]s, in the order each peer sent it.
+//! - [`Cluster::outbox`] gives the core an ordered, batching channel to a peer.
+//! - `pull.rs` copies a sealed object from a peer's store into ours.
+
+mod pull;
+pub mod wire;
+
+pub use pull::pull;
+
+use crate::config::NodeConfig;
+use crate::core::Event;
+use anyhow::Context;
+use p2p::{Multiaddr, PeerId, Protocol};
+use raft_gcs::{Command, Gcs, NetError, RaftReply, RaftRpc, Response, RpcFuture, Transport};
+use raynode_proto::NodeId;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use wire::{PeerMsg, PeerRequest, WriteReply};
+
+/// Attempts of a control-store write before it is given up.
+const WRITE_ATTEMPTS: u32 = 30;
+
+/// A batch of peer messages is sent once it holds this many bytes.
+const BATCH_BYTES: usize = 4 << 20;
+const BATCH_MSGS: usize = 512;
+
+/// The node's handles on the cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    pub p2p: p2p::Handle,
+    pub gcs: Gcs,
+    pub node_id: NodeId,
+    pub peer_id: PeerId,
+    /// Listen addresses ending in `/p2p/<peer id>`.
+    pub p2p_addrs: Vec<String>,
+}
+
+/// A node's 16-byte id: the tail of its peer id (its public key), so it
+/// stays the same across restarts from one data dir.
+pub fn node_id_of(peer: &PeerId) -> NodeId {
+    let bytes = peer.to_bytes();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&bytes[bytes.len() - 16..]);
+    NodeId(id)
+}
+
+/// A node's id as a member of the Raft group.
+pub fn raft_id(node: NodeId) -> raft_gcs::NodeId {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&node.0[..8]);
+    raft_gcs::NodeId(u64::from_be_bytes(head))
+}
+
+/// The peer id at the end of a `/p2p/` multiaddr.
+pub fn peer_of(addr: &str) -> Option<PeerId> {
+    let addr: Multiaddr = addr.parse().ok()?;
+    p2p::split_peer_id(&addr).1
+}
+
+fn listen_addr(input: &str) -> anyhow::Result<Multiaddr> {
+    p2p::parse_join_addr(input).with_context(|| format!("--listen {input:?}"))
+}
+
+/// Joins or starts the cluster. `core` receives what peers send.
+pub async fn start(
+    config: &NodeConfig,
+    core: mpsc::Sender<Event>,
+    store: objstore::Store,
+) -> anyhow::Result<Cluster> {
+    let identity = p2p::load_or_create_identity(&config.data_dir)?;
+    let key = p2p::load_or_create_cluster_key(config.cluster_key.as_deref())?;
+    let mut join = Vec::new();
+    for input in &config.join {
+        join.push(p2p::parse_join_addr(input).with_context(|| format!("--join {input:?}"))?);
+    }
+    let fingerprint = key.fingerprint().to_string();
+    let p2p_config = p2p::Config::new(identity, key)
+        .with_listen(vec![listen_addr(&config.listen)?])
+        .with_bootstrap(join);
+    let started = p2p::spawn(p2p_config).await?;
+    let peer_id = started.peer_id;
+    let node_id = node_id_of(&peer_id);
+    let p2p_addrs: Vec<String> = started.join_addrs().iter().map(|a| a.to_string()).collect();
+    let raft_addr = p2p_addrs
+        .iter()
+        .find(|a| !a.starts_with("/ip4/0.0.0.0"))
+        .or(p2p_addrs.first())
+        .cloned()
+        .context("the swarm listens on no address")?;
+
+    let mut gcs_config = raft_gcs::Config::new(raft_id(node_id), config.data_dir.join("gcs"))
+        .with_addr(raft_addr.clone())
+        .with_cluster(fingerprint);
+    gcs_config.voters = config.gcs_voters;
+    let transport = Arc::new(SwarmTransport {
+        p2p: started.handle.clone(),
+    });
+    let gcs = Gcs::open(gcs_config, transport).await?;
+    let cluster = Cluster {
+        p2p: started.handle.clone(),
+        gcs,
+        node_id,
+        peer_id,
+        p2p_addrs,
+    };
+    if let Err(e) = cluster.p2p.subscribe(wire::LOAD_TOPIC).await {
+        anyhow::bail!("subscribing to load gossip: {e}");
+    }
+    tokio::spawn(dispatch(cluster.clone(), started.events, core, store));
+    if config.join.is_empty() {
+        cluster.gcs.bootstrap().await?;
+    }
+    let register = Command::RegisterNode {
+        id: raft_id(node_id),
+        addrs: vec![raft_addr],
+        resources: config
+            .total_resources()
+            .0
+            .into_iter()
+            .collect(),
+    };
+    let c = cluster.clone();
+    tokio::spawn(async move {
+        if let Err(e) = c.write(vec![register]).await {
+            tracing::error!("registering this node in the control store failed: {e}");
+        }
+    });
+    Ok(cluster)
+}
+
+impl Cluster {
+    /// Commits control-store commands, forwarding them to the leader when
+    /// this member is not it; retries while a leader is being elected.
+    pub async fn write(&self, commands: Vec<Command>) -> Result<Vec<Response>, String> {
+        let mut last = String::from("no attempt");
+        for attempt in 0..WRITE_ATTEMPTS {
+            if attempt > 0 {
+                let backoff = Duration::from_millis(100 * u64::from(attempt.min(10)));
+                tokio::time::sleep(backoff).await;
+            }
+            match self.write_once(&commands, true).await {
+                Ok(r) => return Ok(r),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// One attempt: commit here if leading, else forward to the leader (or,
+    /// with `any_peer` and no leader known, to any peer, which forwards it
+    /// to the leader it knows).
+    async fn write_once(&self, commands: &[Command], any_peer: bool) -> Result<Vec<Response>, String> {
+        let leader = match self.gcs.write_batch(commands.to_vec()).await {
+            Ok(r) => return Ok(r),
+            Err(raft_gcs::WriteError::NotLeader { leader }) => leader,
+            Err(e) => return Err(e.to_string()),
+        };
+        let mut target = leader
+            .and_then(|(_, addr)| peer_of(&addr))
+            .filter(|p| *p != self.peer_id);
+        if target.is_none() && any_peer {
+            target = self.p2p.connected_peers().await.into_iter().next();
+        }
+        let peer = target.ok_or("no GCS leader is known yet")?;
+        let request = wire::encode(&PeerRequest::GcsWrite(commands.to_vec()));
+        let reply = self
+            .p2p
+            .request(peer, Protocol::Rpc, request)
+            .await
+            .map_err(|e| format!("forwarding a GCS write to {peer}: {e}"))?;
+        wire::decode::<WriteReply>(&reply)?
+    }
+
+    /// An ordered channel to `peer`: messages go out in batches, in order.
+    pub fn outbox(&self, peer: PeerId) -> mpsc::UnboundedSender<PeerMsg> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<PeerMsg>();
+        let p2p = self.p2p.clone();
+        let from = self.node_id;
+        tokio::spawn(async move {
+            let mut next = None;
+            loop {
+                let first = match next.take() {
+                    Some(m) => m,
+                    None => match rx.recv().await {
+                        Some(m) => wire::encode(&m),
+                        None => return,
+                    },
+                };
+                let mut bytes = first.len();
+                let mut msgs = vec![first];
+                while msgs.len() < BATCH_MSGS && bytes < BATCH_BYTES {
+                    let Ok(m) = rx.try_recv() else { break };
+                    let m = wire::encode(&m);
+                    if bytes + m.len() > BATCH_BYTES {
+                        next = Some(m);
+                        break;
+                    }
+                    bytes += m.len();
+                    msgs.push(m);
+                }
+                let request = wire::encode(&PeerRequest::Msgs { from, msgs });
+                if let Err(e) = p2p.request(peer, Protocol::Rpc, request).await {
+                    tracing::warn!(%peer, "messages to a peer were lost: {e}");
+                }
+            }
+        });
+        tx
+    }
+}
+
+/// Raft RPCs over the swarm: the target's Raft address ends in its peer id.
+struct SwarmTransport {
+    p2p: p2p::Handle,
+}
+
+impl Transport for SwarmTransport {
+    fn call<'a>(&'a self, target: raft_gcs::NodeId, addr: &'a str, rpc: RaftRpc) -> RpcFuture<'a> {
+        Box::pin(async move {
+            let peer = peer_of(addr).ok_or_else(|| {
+                NetError::Unreachable(target, format!("no peer id in its address {addr}"))
+            })?;
+            let request = wire::encode(&PeerRequest::Raft(rpc.to_bytes()?));
+            let reply = self
+                .p2p
+                .request(peer, Protocol::Rpc, request)
+                .await
+                .map_err(|e| NetError::Unreachable(target, e.to_string()))?;
+            RaftReply::from_bytes(&reply)
+        })
+    }
+}
+
+/// Serves the swarm's events until it stops.
+async fn dispatch(
+    cluster: Cluster,
+    mut events: mpsc::Receiver<p2p::Event>,
+    core: mpsc::Sender<Event>,
+    store: objstore::Store,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            p2p::Event::InboundRequest {
+                peer,
+                protocol: Protocol::Rpc,
+                request,
+                responder,
+            } => match wire::decode::<PeerRequest>(&request) {
+                Ok(PeerRequest::Raft(bytes)) => {
+                    let c = cluster.clone();
+                    tokio::spawn(async move {
+                        let reply = match RaftRpc::from_bytes(&bytes) {
+                            Ok(rpc) => c.gcs.handle_rpc(rpc).await,
+                            Err(e) => RaftReply::Unavailable(e.to_string()),
+                        };
+                        let bytes = reply.to_bytes().unwrap_or_default();
+                        let _ = c.p2p.respond(responder, bytes).await;
+                    });
+                }
+                Ok(PeerRequest::GcsWrite(commands)) => {
+                    let c = cluster.clone();
+                    tokio::spawn(async move {
+                        let reply: WriteReply = c.write_once(&commands, false).await;
+                        let _ = c.p2p.respond(responder, wire::encode(&reply)).await;
+                    });
+                }
+                Ok(PeerRequest::Msgs { from, msgs }) => {
+                    let mut decoded = Vec::with_capacity(msgs.len());
+                    for m in &msgs {
+                        match wire::decode::<PeerMsg>(m) {
+                            Ok(m) => decoded.push(m),
+                            Err(e) => tracing::warn!(%peer, "dropping an undecodable peer message: {e}"),
+                        }
+                    }
+                    let event = Event::Peer {
+                        from,
+                        peer,
+                        msgs: decoded,
+                    };
+                    if core.send(event).await.is_err() {
+                        return;
+                    }
+                    let _ = cluster.p2p.respond(responder, Vec::new()).await;
+                }
+                Err(e) => tracing::warn!(%peer, "dropping an undecodable peer request: {e}"),
+            },
+            p2p::Event::InboundRequest {
+                protocol: Protocol::Object,
+                request,
+                responder,
+                ..
+            } => {
+                let (c, store) = (cluster.clone(), store.clone());
+                tokio::spawn(async move {
+                    let reply = pull::serve(&store, &request);
+                    let _ = c.p2p.respond(responder, wire::encode(&reply)).await;
+                });
+            }
+            p2p::Event::Gossip { topic, data, .. } if topic == wire::LOAD_TOPIC => {
+                match wire::decode::<wire::Load>(&data) {
+                    Ok(load) => {
+                        if core.send(Event::Load(Box::new(load))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::debug!("dropping an undecodable load report: {e}"),
+                }
+            }
+            p2p::Event::PeerDisconnected { peer } => {
+                if core.send(Event::PeerDisconnected(peer)).await.is_err() {
+                    return;
+                }
+            }
+            _ => {}
+        }
+    }
+}

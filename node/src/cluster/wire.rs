@@ -1,0 +1,114 @@
+//! What nodes say to one another, over the swarm's request/response
+//! protocols (postcard, bounded by the swarm's message limits).
+//!
+//! - [`PeerRequest`] on the RPC protocol: Raft, control-store writes
+//!   forwarded to the leader, and batches of [`PeerMsg`] (tasks, results,
+//!   object values) that the receiving core applies in order.
+//! - [`PullRequest`] on the object protocol: one chunk of a sealed object.
+//! - [`Load`] on the gossip topic [`LOAD_TOPIC`], about once a second.
+
+use raynode_proto::{JobId, NodeId, ObjectId, Resources, TaskId, TaskSpec};
+use serde::{Deserialize, Serialize};
+
+/// Gossip topic of node load reports.
+pub const LOAD_TOPIC: &str = "load";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerRequest {
+    /// An encoded `raft_gcs::RaftRpc`; answered by an encoded `RaftReply`.
+    Raft(Vec<u8>),
+    /// Control-store commands for the leader; answered by [`WriteReply`].
+    GcsWrite(Vec<raft_gcs::Command>),
+    /// Encoded [`PeerMsg`]s for the receiving core, applied in order;
+    /// answered empty. Each is encoded alone so a batch is bounded in bytes.
+    Msgs { from: NodeId, msgs: Vec<Vec<u8>> },
+}
+
+/// The answer to [`PeerRequest::GcsWrite`].
+pub type WriteReply = Result<Vec<raft_gcs::Response>, String>;
+
+/// Where a value is, as one node tells another.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum WireValue {
+    /// The object's layout bytes; `error` if the value is an error.
+    Inline { bytes: Vec<u8>, error: bool },
+    /// Sealed in `holder`'s store, `size` bytes long: pull it from there.
+    Stored { holder: NodeId, size: u64 },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerMsg {
+    /// Run this task for its owner (the sender); its arguments' values come along.
+    Run(Box<RunTask>),
+    /// A task run for the receiver ended: one value per return.
+    Done {
+        task: TaskId,
+        results: Vec<(WireValue, Vec<ObjectId>)>,
+    },
+    /// Send me the value of this object you own once it is ready.
+    Subscribe { id: ObjectId },
+    /// The value of an object the receiver subscribed to.
+    Value {
+        id: ObjectId,
+        value: WireValue,
+        nested: Vec<ObjectId>,
+    },
+    /// The receiver may drop its copies of these objects: their owner has its own.
+    Free { ids: Vec<ObjectId> },
+    /// Cancel a task the receiver runs for the sender.
+    Cancel { task: TaskId },
+    /// Kill an actor that lives on the receiver.
+    KillActor {
+        actor: raynode_proto::ActorId,
+        no_restart: bool,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunTask {
+    pub spec: TaskSpec,
+    pub job: JobId,
+    /// The pickled function, the first time the sender sends it to the receiver.
+    pub function: Option<Vec<u8>>,
+    /// The value of every argument reference, ready.
+    pub args: Vec<(ObjectId, WireValue)>,
+    /// Placement hops so far; a task is forwarded at most [`MAX_HOPS`] times.
+    pub hops: u8,
+}
+
+/// A forwarded task runs where it lands after this many hops.
+pub const MAX_HOPS: u8 = 1;
+
+/// One chunk of a sealed object, answered by [`PullReply`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PullRequest {
+    pub id: ObjectId,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// The chunk's bytes, or why there are none.
+pub type PullReply = Result<Vec<u8>, String>;
+
+/// A node's load report, gossiped about once a second.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Load {
+    pub node: NodeId,
+    pub peer: String,
+    /// Its p2p addresses, each ending in `/p2p/<peer id>`.
+    pub p2p_addrs: Vec<String>,
+    /// Its TCP address for drivers, if it serves one.
+    pub client_addr: Option<String>,
+    pub total: Resources,
+    pub available: Resources,
+    /// Tasks waiting for resources on it.
+    pub queued: u32,
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("encoding plain data into a Vec cannot fail")
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| e.to_string())
+}

@@ -1,0 +1,889 @@
+//! The other nodes, as the core sees them.
+//!
+//! - Load: every node gossips its resources and queue about once a second
+//!   ([`Core::gossip_tick`]); peers silent for [`PEER_TIMEOUT`] or
+//!   disconnected are gone ([`Core::on_peer_lost`]).
+//! - Placement ([`Core::place`]): a task runs here when it fits now;
+//!   otherwise it goes to the better of two random peers that can take it
+//!   (by gossiped free resources, minus what was sent there since), or
+//!   waits here when none can. A task no node can fit waits, with a warning,
+//!   until one joins. A forwarded task is not forwarded again.
+//! - Ownership: the node a task was submitted to owns it and its results.
+//!   It sends the task with its arguments' values ([`PeerMsg::Run`]); the
+//!   node that runs it answers [`PeerMsg::Done`] with inline values or the
+//!   location of stored ones, which the owner pulls into its own store and
+//!   then lets the runner free.
+//! - Objects owned elsewhere: an id carries its owner's tag (the first four
+//!   bytes of the owner's node id, given to clients in their welcome). A node
+//!   that needs such an object subscribes to its owner ([`PeerMsg::Subscribe`])
+//!   and gets its value, pulling it if it is stored.
+//! - Actors placed on a peer stay reachable: calls to them are forwarded in
+//!   submission order, each once its arguments are ready, to the actor's
+//!   home, or to its owner, which relays them.
+
+use super::{Core, TaskState};
+use crate::cluster::wire::{Load, PeerMsg, RunTask, WireValue, MAX_HOPS};
+use crate::objects::ObjState;
+use p2p::PeerId;
+use raynode_proto::meta::SystemErrorKind;
+use raynode_proto::{ActorId, JobId, NodeId, ObjectId, Resources, TaskId, TaskKind, TaskSpec};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// A peer that has not gossiped for this long is taken for gone.
+const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) enum Place {
+    Local,
+    Remote(NodeId),
+    Nowhere,
+}
+
+pub(super) struct Peer {
+    pub load: Load,
+    pub seen: Instant,
+    /// Functions already sent to it.
+    sent_functions: HashSet<raynode_proto::FunctionId>,
+}
+
+/// An actor of ours that lives on another node.
+pub(super) struct RemoteActor {
+    pub home: NodeId,
+    pub job: JobId,
+    pub detached: bool,
+}
+
+#[derive(Default)]
+pub(super) struct Remote {
+    pub peers: HashMap<NodeId, Peer>,
+    peer_ids: HashMap<NodeId, PeerId>,
+    outboxes: HashMap<NodeId, UnboundedSender<PeerMsg>>,
+    /// Objects owned elsewhere that we asked their owner for.
+    subscribed: HashSet<ObjectId>,
+    /// Peers waiting for objects we own.
+    subscribers: HashMap<ObjectId, Vec<NodeId>>,
+    /// Pulls under way: from which holder, and whether to tell it to free
+    /// its copy afterwards (it lent it to us).
+    pulling: HashMap<ObjectId, (NodeId, bool)>,
+    /// Stored results we made for other owners, kept until they have their copy.
+    lent: HashSet<ObjectId>,
+    /// Our objects referenced inside values we sent to other nodes, held
+    /// (once per sending) until that node frees its entry.
+    lent_nested: HashMap<ObjectId, u32>,
+    /// Our actors on other nodes.
+    pub actors: HashMap<ActorId, RemoteActor>,
+    /// Calls to actors that live elsewhere, in submission order.
+    actor_queues: HashMap<ActorId, VecDeque<TaskId>>,
+    /// Tasks no node can fit yet.
+    pub unplaced: Vec<TaskId>,
+}
+
+impl Remote {
+    pub fn actor_queue(&mut self, actor: ActorId) -> &mut VecDeque<TaskId> {
+        self.actor_queues.entry(actor).or_default()
+    }
+}
+
+fn fits(capacity: &Resources, demand: &Resources) -> bool {
+    demand
+        .0
+        .iter()
+        .all(|(name, need)| *need <= 0.0 || capacity.get(name) + 1e-9 >= *need)
+}
+
+fn take(capacity: &mut Resources, demand: &Resources) {
+    for (name, need) in &demand.0 {
+        let left = capacity.get(name) - need;
+        capacity.set(name, left.max(0.0));
+    }
+}
+
+fn tag(id: &[u8]) -> [u8; 4] {
+    [id[0], id[1], id[2], id[3]]
+}
+
+impl Core {
+    // ---- peers and their load ----
+
+    /// Publishes this node's load; forgets peers that went silent.
+    pub(super) fn gossip_tick(&mut self) {
+        let load = Load {
+            node: self.node_id,
+            peer: self.cluster.peer_id.to_string(),
+            p2p_addrs: self.cluster.p2p_addrs.clone(),
+            client_addr: self.client_addr.clone(),
+            total: self.sched.total().clone(),
+            available: self.sched.available(),
+            queued: (self.sched.queued() + self.remote.unplaced.len()) as u32,
+        };
+        let p2p = self.cluster.p2p.clone();
+        tokio::spawn(async move {
+            let data = crate::cluster::wire::encode(&load);
+            if let Err(e) = p2p.publish(crate::cluster::wire::LOAD_TOPIC, data).await {
+                tracing::trace!("publishing load: {e}");
+            }
+        });
+        let now = Instant::now();
+        let silent: Vec<NodeId> = self
+            .remote
+            .peers
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.seen) > PEER_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for node in silent {
+            self.on_peer_lost(node, "it stopped gossiping");
+        }
+        if !self.remote.unplaced.is_empty() {
+            self.place_unplaced();
+        }
+    }
+
+    pub(super) fn on_load(&mut self, load: Load) {
+        if load.node == self.node_id {
+            return;
+        }
+        let node = load.node;
+        if let Ok(peer) = load.peer.parse::<PeerId>() {
+            self.remote.peer_ids.insert(node, peer);
+        }
+        let fresh = !self.remote.peers.contains_key(&node);
+        match self.remote.peers.get_mut(&node) {
+            Some(p) => {
+                p.load = load;
+                p.seen = Instant::now();
+            }
+            None => {
+                tracing::info!(%node, "peer joined");
+                self.remote.peers.insert(
+                    node,
+                    Peer {
+                        load,
+                        seen: Instant::now(),
+                        sent_functions: HashSet::new(),
+                    },
+                );
+            }
+        }
+        if fresh && !self.remote.unplaced.is_empty() {
+            self.place_unplaced();
+        }
+        self.rebalance(node);
+    }
+
+    /// Sends tasks waiting here for resources to a peer that has them free.
+    fn rebalance(&mut self, node: NodeId) {
+        while self.sched.queued() > 0 && !self.sched.has_fitting() {
+            let Some(peer) = self.remote.peers.get(&node) else {
+                return;
+            };
+            let tasks = &self.tasks;
+            let stolen = self.sched.steal(|task, demand| {
+                fits(&peer.load.available, demand)
+                    && tasks
+                        .get(&task)
+                        .is_some_and(|t| t.hops < MAX_HOPS && matches!(t.spec.kind, TaskKind::Normal))
+            });
+            match stolen {
+                Some(task) => self.forward(task, node),
+                None => return,
+            }
+        }
+    }
+
+    pub(super) fn on_peer_disconnected(&mut self, peer: PeerId) {
+        let node = self
+            .remote
+            .peer_ids
+            .iter()
+            .find(|(_, p)| **p == peer)
+            .map(|(n, _)| *n);
+        if let Some(node) = node {
+            if self.remote.peers.contains_key(&node) {
+                self.on_peer_lost(node, "its connection closed");
+            }
+        }
+    }
+
+    /// A peer is gone: what it ran for us runs again elsewhere (or fails
+    /// past its retries); actors that lived there are dead.
+    pub(super) fn on_peer_lost(&mut self, node: NodeId, why: &str) {
+        if self.remote.peers.remove(&node).is_none() {
+            return;
+        }
+        tracing::warn!(%node, "peer lost: {why}");
+        self.remote.outboxes.remove(&node);
+        let orphans: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| matches!(t.state, TaskState::Remote(n) if n == node))
+            .map(|(id, _)| *id)
+            .collect();
+        let dead_actors: Vec<ActorId> = self
+            .remote
+            .actors
+            .iter()
+            .filter(|(_, a)| a.home == node)
+            .map(|(id, _)| *id)
+            .collect();
+        for actor in dead_actors {
+            self.remote.actors.remove(&actor);
+            let cause = format!("The actor died: its node {node} was lost ({why})");
+            let calls: Vec<TaskId> = self
+                .remote
+                .actor_queues
+                .remove(&actor)
+                .unwrap_or_default()
+                .into();
+            for call in calls {
+                self.fail_task(call, SystemErrorKind::ActorDiedError, &cause);
+            }
+        }
+        for task_id in orphans {
+            let Some(task) = self.tasks.get(&task_id) else {
+                continue;
+            };
+            let retry = matches!(task.spec.kind, TaskKind::Normal)
+                && super::tasks::retries_left(&task.spec, task.attempt)
+                && !task.cancelled;
+            if retry {
+                tracing::info!(task = %task_id, "re-running a task whose node was lost");
+                self.retry_task(task_id);
+            } else {
+                let kind = match task.spec.kind {
+                    TaskKind::Normal => SystemErrorKind::WorkerCrashedError,
+                    _ => SystemErrorKind::ActorDiedError,
+                };
+                let cause = format!("the node {node} running it was lost ({why})");
+                self.fail_task(task_id, kind, &cause);
+            }
+        }
+        let lost_pulls: Vec<ObjectId> = self
+            .remote
+            .pulling
+            .iter()
+            .filter(|(_, (holder, _))| *holder == node)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in lost_pulls {
+            self.remote.pulling.remove(&id);
+            let why = format!("the node {node} holding it was lost ({why})");
+            self.set_lost(id, &why);
+        }
+    }
+
+    fn peer_id_of(&self, node: NodeId) -> Option<PeerId> {
+        if let Some(p) = self.remote.peer_ids.get(&node) {
+            return Some(*p);
+        }
+        let raft = crate::cluster::raft_id(node);
+        self.gcs.read_local(|s| {
+            s.nodes
+                .get(&raft)
+                .and_then(|n| n.addrs.iter().find_map(|a| crate::cluster::peer_of(a)))
+        })
+    }
+
+    /// Queues a message to another node; false if it cannot be reached.
+    pub(super) fn send_peer(&mut self, node: NodeId, msg: PeerMsg) -> bool {
+        if !self.remote.outboxes.contains_key(&node) {
+            let Some(peer) = self.peer_id_of(node) else {
+                tracing::warn!(%node, "no address known for a node; a message to it is dropped");
+                return false;
+            };
+            self.remote.peer_ids.insert(node, peer);
+            let outbox = self.cluster.outbox(peer);
+            self.remote.outboxes.insert(node, outbox);
+        }
+        match self.remote.outboxes.get(&node) {
+            Some(outbox) => outbox.send(msg).is_ok(),
+            None => false,
+        }
+    }
+
+    /// The node whose clients made `id` (from the tag in its first bytes).
+    fn owner_of(&self, id: &[u8]) -> Option<NodeId> {
+        let t = tag(id);
+        if t == tag(&self.node_id.0) {
+            return Some(self.node_id);
+        }
+        if let Some(node) = self.remote.peers.keys().find(|n| tag(&n.0) == t) {
+            return Some(*node);
+        }
+        self.gcs.read_local(|s| {
+            s.nodes
+                .values()
+                .filter_map(|n| n.addrs.iter().find_map(|a| crate::cluster::peer_of(a)))
+                .map(|p| crate::cluster::node_id_of(&p))
+                .find(|n| tag(&n.0) == t)
+        })
+    }
+
+    /// Whether `id` belongs to another node of the cluster.
+    pub(super) fn owned_elsewhere(&self, id: ObjectId) -> bool {
+        self.owner_of(&id.0).is_some_and(|o| o != self.node_id)
+    }
+
+    // ---- placement ----
+
+    pub(super) fn place(&mut self, spec: &TaskSpec, hops: u8) -> Place {
+        let demand = &spec.resources;
+        let feasible_here = self.sched.feasible(demand);
+        if hops >= MAX_HOPS {
+            return if feasible_here {
+                Place::Local
+            } else {
+                Place::Nowhere
+            };
+        }
+        if feasible_here && self.sched.fits(demand) && self.sched.queued() == 0 {
+            return Place::Local;
+        }
+        let can_fit: Vec<NodeId> = self
+            .remote
+            .peers
+            .iter()
+            .filter(|(_, p)| fits(&p.load.total, demand))
+            .map(|(id, _)| *id)
+            .collect();
+        let free: Vec<NodeId> = can_fit
+            .iter()
+            .copied()
+            .filter(|id| fits(&self.remote.peers[id].load.available, demand))
+            .collect();
+        let choices = if !free.is_empty() {
+            free
+        } else if feasible_here {
+            return Place::Local;
+        } else {
+            can_fit
+        };
+        match self.pick_two(&choices, &spec.args) {
+            Some(node) => Place::Remote(node),
+            None => Place::Nowhere,
+        }
+    }
+
+    /// Power of two choices: the better of two random candidates, by free
+    /// CPU less queue; a candidate that holds a large argument wins.
+    fn pick_two(&self, choices: &[NodeId], args: &[raynode_proto::Arg]) -> Option<NodeId> {
+        if choices.is_empty() {
+            return None;
+        }
+        let holders: HashSet<NodeId> = args
+            .iter()
+            .filter_map(|a| match a {
+                raynode_proto::Arg::Ref(id) => Some(*id),
+                _ => None,
+            })
+            .filter(|id| matches!(self.objects.get(id).map(|e| &e.state), Some(ObjState::Stored { .. })))
+            .filter_map(|id| self.owner_of(&id.0))
+            .collect();
+        if let Some(node) = choices.iter().find(|n| holders.contains(n)) {
+            return Some(*node);
+        }
+        let a = choices[rand::random::<usize>() % choices.len()];
+        let b = choices[rand::random::<usize>() % choices.len()];
+        let score = |n: &NodeId| {
+            let p = &self.remote.peers[n];
+            p.load.available.get("CPU") - f64::from(p.load.queued)
+        };
+        Some(if score(&b) > score(&a) { b } else { a })
+    }
+
+    fn place_unplaced(&mut self) {
+        let tasks = std::mem::take(&mut self.remote.unplaced);
+        for task_id in tasks {
+            let Some(task) = self.tasks.get(&task_id) else {
+                continue;
+            };
+            let (spec, hops) = (task.spec.clone(), task.hops);
+            match self.place(&spec, hops) {
+                Place::Remote(node) => self.forward(task_id, node),
+                Place::Local => {
+                    let _ = self.sched.enqueue(task_id, &spec.resources);
+                    self.dispatch();
+                }
+                Place::Nowhere => self.remote.unplaced.push(task_id),
+            }
+        }
+    }
+
+    // ---- tasks sent to and run for other nodes ----
+
+    /// The value of a ready object as another node can use it.
+    fn wire_value(&self, id: ObjectId) -> Option<WireValue> {
+        match &self.objects.get(&id)?.state {
+            ObjState::Pending => None,
+            ObjState::Inline { bytes, error } => Some(WireValue::Inline {
+                bytes: bytes.as_ref().clone(),
+                error: *error,
+            }),
+            ObjState::Stored { size } => Some(WireValue::Stored {
+                holder: self.node_id,
+                size: *size,
+            }),
+        }
+    }
+
+    /// Sends a ready task to `node` to run there.
+    pub(super) fn forward(&mut self, task_id: TaskId, node: NodeId) {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        task.state = TaskState::Remote(node);
+        let (spec, job, hops) = (task.spec.clone(), task.job, task.hops);
+        let mut args = Vec::new();
+        for dep in spec.dependencies() {
+            match self.wire_value(dep) {
+                Some(v) => args.push((dep, v)),
+                None => {
+                    let why = format!("argument {dep} of task {} is gone", spec.name);
+                    return self.fail_task(task_id, SystemErrorKind::ObjectLostError, &why);
+                }
+            }
+        }
+        let needs_function = self
+            .remote
+            .peers
+            .get(&node)
+            .is_none_or(|p| !p.sent_functions.contains(&spec.function));
+        let function = if needs_function {
+            self.function_body(spec.function).map(|b| b.as_ref().clone())
+        } else {
+            None
+        };
+        if let Some(p) = self.remote.peers.get_mut(&node) {
+            p.sent_functions.insert(spec.function);
+            take(&mut p.load.available, &spec.resources);
+            p.load.queued += 1;
+        }
+        if let TaskKind::ActorCreate(opts) = &spec.kind {
+            self.actors.remove(&opts.actor);
+            self.remote.actors.insert(
+                opts.actor,
+                RemoteActor {
+                    home: node,
+                    job,
+                    detached: opts.detached,
+                },
+            );
+        }
+        tracing::debug!(task = %task_id, %node, "forwarding a task");
+        let run = RunTask {
+            spec: spec.as_ref().clone(),
+            job,
+            function,
+            args,
+            hops: hops + 1,
+        };
+        if !self.send_peer(node, PeerMsg::Run(Box::new(run))) {
+            self.on_peer_lost(node, "it cannot be reached");
+        }
+        if let TaskKind::ActorCreate(opts) = &spec.kind {
+            self.pump_remote_actor(opts.actor);
+        }
+    }
+
+    pub(super) fn on_peer_msgs(&mut self, from: NodeId, peer: PeerId, msgs: Vec<PeerMsg>) {
+        self.remote.peer_ids.entry(from).or_insert(peer);
+        for msg in msgs {
+            match msg {
+                PeerMsg::Run(run) => self.on_run(from, *run),
+                PeerMsg::Done { task, results } => self.on_remote_done(from, task, results),
+                PeerMsg::Subscribe { id } => self.on_subscribe(from, id),
+                PeerMsg::Value { id, value, nested } => self.receive_value(id, value, nested, None),
+                PeerMsg::Free { ids } => {
+                    for id in ids {
+                        if self.remote.lent.remove(&id) {
+                            self.release(id);
+                        } else if let Some(n) = self.remote.lent_nested.get_mut(&id) {
+                            *n -= 1;
+                            if *n == 0 {
+                                self.remote.lent_nested.remove(&id);
+                            }
+                            self.release(id);
+                        }
+                    }
+                }
+                PeerMsg::Cancel { task } => self.on_cancel(ObjectId::for_return(task, 0)),
+                PeerMsg::KillActor { actor, no_restart } => {
+                    if !self.kill_remote_actor(actor, no_restart) {
+                        self.kill_actor(actor, no_restart, "killed by ray.kill")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A task another node owns, to run here (or, for an actor call, to relay
+    /// to the actor's home).
+    fn on_run(&mut self, from: NodeId, run: RunTask) {
+        let RunTask {
+            spec,
+            function,
+            args,
+            hops,
+            ..
+        } = run;
+        if let Some(body) = function {
+            self.functions.entry(spec.function).or_insert_with(|| Arc::new(body));
+        }
+        if self.tasks.contains_key(&spec.task_id) {
+            return;
+        }
+        self.submit(spec, JobId(0), Some(from), hops);
+        for (id, value) in args {
+            self.receive_value(id, value, Vec::new(), None);
+        }
+    }
+
+    /// Results of a task we forwarded: keep them (pulling stored ones), or
+    /// pass them on to the node we ran it for.
+    fn on_remote_done(&mut self, from: NodeId, task_id: TaskId, results: Vec<(WireValue, Vec<ObjectId>)>) {
+        let Some(task) = self.tasks.get(&task_id) else {
+            self.free_lent(from, &results, task_id);
+            return;
+        };
+        if !matches!(task.state, TaskState::Remote(n) if n == from) {
+            self.free_lent(from, &results, task_id);
+            return;
+        }
+        if matches!(task.spec.kind, TaskKind::Normal) {
+            let demand = task.spec.resources.clone();
+            if let Some(p) = self.remote.peers.get_mut(&from) {
+                for (name, v) in &demand.0 {
+                    let now = p.load.available.get(name) + v;
+                    p.load.available.set(name, now.min(p.load.total.get(name)));
+                }
+                p.load.queued = p.load.queued.saturating_sub(1);
+            }
+        }
+        if let TaskKind::ActorCreate(opts) = &task.spec.kind {
+            // The actor is gone for good on its node.
+            let actor = opts.actor;
+            self.remote.actors.remove(&actor);
+            let calls: Vec<TaskId> = self
+                .remote
+                .actor_queues
+                .remove(&actor)
+                .unwrap_or_default()
+                .into();
+            for call in calls {
+                self.fail_task(call, SystemErrorKind::ActorDiedError, "The actor died");
+            }
+        }
+        if let Some(owner) = self.tasks.get(&task_id).and_then(|t| t.origin) {
+            self.send_peer(owner, PeerMsg::Done { task: task_id, results });
+            return self.drop_task(task_id);
+        }
+        for (i, (value, nested)) in results.into_iter().enumerate() {
+            let id = ObjectId::for_return(task_id, i as u32);
+            self.receive_value(id, value, nested, Some(from));
+        }
+        self.drop_task(task_id);
+        self.rebalance(from);
+    }
+
+    fn free_lent(&mut self, from: NodeId, results: &[(WireValue, Vec<ObjectId>)], task_id: TaskId) {
+        let ids: Vec<ObjectId> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, (v, _))| matches!(v, WireValue::Stored { .. }))
+            .map(|(i, _)| ObjectId::for_return(task_id, i as u32))
+            .collect();
+        if !ids.is_empty() {
+            self.send_peer(from, PeerMsg::Free { ids });
+        }
+    }
+
+    /// Reports the results of a task run for `owner`. Stored values stay
+    /// here, lent to the owner until it has pulled its copy.
+    pub(super) fn send_results(
+        &mut self,
+        owner: NodeId,
+        task_id: TaskId,
+        values: Vec<(ObjectId, ObjState, Vec<ObjectId>)>,
+    ) {
+        let mut results = Vec::with_capacity(values.len());
+        for (id, state, nested) in values {
+            let value = match &state {
+                ObjState::Inline { bytes, error } => WireValue::Inline {
+                    bytes: bytes.as_ref().clone(),
+                    error: *error,
+                },
+                ObjState::Stored { size } => {
+                    let size = *size;
+                    if self.remote.lent.insert(id) {
+                        self.objects.add_ref(id);
+                        self.objects.set_value(id, state, nested.clone());
+                    }
+                    WireValue::Stored {
+                        holder: self.node_id,
+                        size,
+                    }
+                }
+                ObjState::Pending => continue,
+            };
+            for inner in &nested {
+                if self.objects.get(inner).is_some() {
+                    self.objects.add_ref(*inner);
+                    *self.remote.lent_nested.entry(*inner).or_default() += 1;
+                }
+            }
+            results.push((value, nested));
+        }
+        if !self.send_peer(owner, PeerMsg::Done { task: task_id, results }) {
+            tracing::warn!(task = %task_id, %owner, "the results of a task are lost: its owner cannot be reached");
+        }
+    }
+
+    // ---- objects owned elsewhere ----
+
+    /// Entries of objects owned elsewhere were freed here: tell their
+    /// owners, which may hold them on our behalf.
+    pub(super) fn freed_here(&mut self, ids: &[ObjectId]) {
+        let mut by_owner: HashMap<NodeId, Vec<ObjectId>> = HashMap::new();
+        for id in ids {
+            if let Some(owner) = self.owner_of(&id.0).filter(|o| *o != self.node_id) {
+                by_owner.entry(owner).or_default().push(*id);
+            }
+        }
+        for (owner, ids) in by_owner {
+            if self.remote.peers.contains_key(&owner) {
+                self.send_peer(owner, PeerMsg::Free { ids });
+            }
+        }
+    }
+
+    /// Asks the owner of a pending object for its value, once.
+    pub(super) fn want(&mut self, id: ObjectId) {
+        if self.objects.get(&id).is_none_or(|e| e.is_ready())
+            || self.remote.subscribed.contains(&id)
+            || self.remote.pulling.contains_key(&id)
+        {
+            return;
+        }
+        let Some(owner) = self.owner_of(&id.0) else {
+            return;
+        };
+        if owner == self.node_id {
+            return;
+        }
+        self.remote.subscribed.insert(id);
+        if !self.send_peer(owner, PeerMsg::Subscribe { id }) {
+            self.remote.subscribed.remove(&id);
+            let why = format!("its owner {owner} cannot be reached");
+            self.set_lost(id, &why);
+        }
+    }
+
+    fn on_subscribe(&mut self, from: NodeId, id: ObjectId) {
+        let ready = self.objects.get(&id).map(|e| e.is_ready());
+        match ready {
+            Some(true) => {
+                if let Some(value) = self.wire_value(id) {
+                    let nested = self.objects.get(&id).map(|e| e.nested.clone()).unwrap_or_default();
+                    self.send_peer(from, PeerMsg::Value { id, value, nested });
+                }
+            }
+            Some(false) => {
+                self.objects.add_ref(id);
+                self.remote.subscribers.entry(id).or_default().push(from);
+            }
+            None => {
+                let bytes = crate::values::system_error(
+                    SystemErrorKind::ObjectLostError,
+                    &format!("object {id} is no longer held by its owner {}", self.node_id),
+                );
+                let value = WireValue::Inline { bytes, error: true };
+                self.send_peer(from, PeerMsg::Value { id, value, nested: Vec::new() });
+            }
+        }
+    }
+
+    /// An object we own became ready: tell the peers that asked for it.
+    pub(super) fn answer_subscribers(&mut self, id: ObjectId) {
+        let Some(peers) = self.remote.subscribers.remove(&id) else {
+            return;
+        };
+        if let Some(value) = self.wire_value(id) {
+            let nested = self.objects.get(&id).map(|e| e.nested.clone()).unwrap_or_default();
+            for peer in &peers {
+                let msg = PeerMsg::Value {
+                    id,
+                    value: value.clone(),
+                    nested: nested.clone(),
+                };
+                self.send_peer(*peer, msg);
+            }
+        }
+        for _ in peers {
+            self.release(id);
+        }
+    }
+
+    /// A value from another node: set it, pulling it first if it is stored
+    /// there. `lender` lent it to us and gets told to free it once we have it.
+    fn receive_value(&mut self, id: ObjectId, value: WireValue, nested: Vec<ObjectId>, lender: Option<NodeId>) {
+        self.remote.subscribed.remove(&id);
+        if self.objects.get(&id).is_none_or(|e| e.is_ready()) {
+            if let (Some(lender), WireValue::Stored { .. }) = (lender, &value) {
+                self.send_peer(lender, PeerMsg::Free { ids: vec![id] });
+            }
+            return;
+        }
+        match value {
+            WireValue::Inline { bytes, error } => {
+                let state = ObjState::Inline {
+                    bytes: Arc::new(bytes),
+                    error,
+                };
+                self.set_value(id, state, nested);
+            }
+            WireValue::Stored { holder, size } if holder == self.node_id => {
+                match self.store.resident_path(id) {
+                    Some(_) => self.set_value(id, ObjState::Stored { size }, nested),
+                    None => self.set_lost(id, "this node no longer holds it"),
+                }
+            }
+            WireValue::Stored { holder, size } => {
+                if self.remote.pulling.contains_key(&id) {
+                    return;
+                }
+                let Some(peer) = self.peer_id_of(holder) else {
+                    let why = format!("no address is known for its holder {holder}");
+                    return self.set_lost(id, &why);
+                };
+                self.remote.pulling.insert(id, (holder, lender.is_some()));
+                if let Some(entry) = self.objects.get_mut(&id) {
+                    entry.nested = nested;
+                }
+                let (p2p, store, events) = (
+                    self.cluster.p2p.clone(),
+                    self.store.shared(),
+                    self.events.clone(),
+                );
+                tracing::debug!(object = %id, %holder, size, "pulling an object");
+                tokio::spawn(async move {
+                    let result = crate::cluster::pull(p2p, store, id, size, peer).await;
+                    let _ = events.send(super::Event::Pulled { id, size, result }).await;
+                });
+            }
+        }
+    }
+
+    pub(super) fn on_pulled(&mut self, id: ObjectId, size: u64, result: Result<(), String>) {
+        let Some((holder, lent)) = self.remote.pulling.remove(&id) else {
+            // The pull was given up (its holder was lost); drop what it made.
+            if result.is_ok() && self.objects.get(&id).is_none_or(|e| e.is_ready()) {
+                self.store.delete(id);
+            }
+            return;
+        };
+        match result {
+            Ok(()) => {
+                let nested = self
+                    .objects
+                    .get_mut(&id)
+                    .map(|e| std::mem::take(&mut e.nested))
+                    .unwrap_or_default();
+                self.set_value(id, ObjState::Stored { size }, nested);
+                if lent {
+                    self.send_peer(holder, PeerMsg::Free { ids: vec![id] });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(object = %id, "pull failed: {e}");
+                self.set_lost(id, &format!("pulling it failed: {e}"));
+            }
+        }
+    }
+
+    fn set_lost(&mut self, id: ObjectId, why: &str) {
+        let bytes = crate::values::system_error(
+            SystemErrorKind::ObjectLostError,
+            &format!("object {id} was lost: {why}"),
+        );
+        let state = ObjState::Inline {
+            bytes: Arc::new(bytes),
+            error: true,
+        };
+        self.set_value(id, state, Vec::new());
+    }
+
+    // ---- actors that live elsewhere ----
+
+    /// Where calls to an actor we do not host go: its home, or its owner.
+    pub(super) fn remote_actor_home(&self, actor: ActorId) -> Option<NodeId> {
+        if let Some(a) = self.remote.actors.get(&actor) {
+            return Some(a.home);
+        }
+        self.owner_of(&actor.0).filter(|o| *o != self.node_id)
+    }
+
+    /// Forwards an actor's calls whose arguments are ready, in order.
+    pub(super) fn pump_remote_actor(&mut self, actor: ActorId) {
+        let Some(home) = self.remote_actor_home(actor) else {
+            let calls: Vec<TaskId> = self
+                .remote
+                .actor_queues
+                .remove(&actor)
+                .unwrap_or_default()
+                .into();
+            for call in calls {
+                self.fail_task(call, SystemErrorKind::ActorDiedError, "The actor died");
+            }
+            return;
+        };
+        loop {
+            let Some(&next) = self.remote.actor_queues.get(&actor).and_then(|q| q.front()) else {
+                return;
+            };
+            match self.tasks.get(&next).map(|t| &t.state) {
+                Some(TaskState::Queued) => {}
+                Some(TaskState::Waiting(_)) => return,
+                _ => {
+                    self.remote.actor_queue(actor).pop_front();
+                    continue;
+                }
+            }
+            self.remote.actor_queue(actor).pop_front();
+            self.forward(next, home);
+        }
+    }
+
+    /// `ray.kill` of an actor that lives elsewhere: passed to its home.
+    pub(super) fn kill_remote_actor(&mut self, actor: ActorId, no_restart: bool) -> bool {
+        if self.actors.contains_key(&actor) {
+            return false;
+        }
+        let Some(home) = self.remote_actor_home(actor) else {
+            return false;
+        };
+        self.send_peer(home, PeerMsg::KillActor { actor, no_restart });
+        true
+    }
+
+    /// A driver left: its non-detached actors on other nodes die with it.
+    pub(super) fn end_remote_job(&mut self, job: JobId) {
+        let doomed: Vec<(ActorId, NodeId)> = self
+            .remote
+            .actors
+            .iter()
+            .filter(|(_, a)| a.job == job && !a.detached)
+            .map(|(id, a)| (*id, a.home))
+            .collect();
+        for (actor, home) in doomed {
+            self.send_peer(
+                home,
+                PeerMsg::KillActor {
+                    actor,
+                    no_restart: true,
+                },
+            );
+        }
+    }
+}
