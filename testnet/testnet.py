@@ -37,7 +37,7 @@ SHM = "/dev/shm"
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 STATUS_TIMEOUT_S = 10.0
-ROLES = ("leader", "follower", "learner", "candidate", "none")
+DEFAULT_VOTERS = 3  # the node's --gcs-voters default
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -308,10 +308,14 @@ class Cluster:
     def health(self):
         """None if healthy, else why not. Healthy: every live member lists
         exactly the live members as alive, one leader (the same in every
-        view) and min(live, voters) voters among them."""
+        view) and, among them, as many voters as the Raft group aims for:
+        min(live, voters), or one fewer where the group keeps its voter count
+        odd (two live nodes: one voter and one learner), or as many as still
+        live after a voter's loss (two of three) until it is replaced."""
         live = self.live()
         want_ids = {n.node_id for n in live}
-        voters = min(len(live), self.voters or 3)
+        most = min(len(live), self.voters or DEFAULT_VOTERS)
+        least = most if most % 2 == 1 else most - 1
         leaders = set()
         for node in live:
             try:
@@ -328,8 +332,9 @@ class Cluster:
                 return f"{node.name} sees {len(lead)} leaders (roles {roles})"
             leaders.add(str(lead[0].get("NodeID")).lower())
             n_voters = sum(1 for r in roles if r in ("leader", "follower"))
-            if n_voters != voters:
-                return f"{node.name} sees {n_voters} voters, expected {voters} (roles {roles})"
+            if not least <= n_voters <= most:
+                want = most if least == most else f"{least} or {most}"
+                return f"{node.name} sees {n_voters} live voters, expected {want} (roles {roles})"
         if len(leaders) != 1:
             return f"members disagree on the leader: {sorted(leaders)}"
         return None
