@@ -57,6 +57,25 @@ impl Store {
         }
     }
 
+    /// Stores a whole object from bytes; returns its size.
+    pub fn put_bytes(&self, id: ObjectId, bytes: &[u8]) -> Result<u64, String> {
+        let mut created = self
+            .inner
+            .create(key(id), bytes.len() as u64, true)
+            .map_err(|e| e.to_string())?;
+        created.writer().as_mut_slice().copy_from_slice(bytes);
+        created.into_writer().seal().map_err(|e| e.to_string())?;
+        Ok(bytes.len() as u64)
+    }
+
+    /// A sealed object's bytes, copied out (for clients without the shared memory).
+    pub fn read_bytes(&self, id: ObjectId) -> Option<Vec<u8>> {
+        match self.inner.get(&key(id)) {
+            Ok(Some(handle)) => Some(handle.as_slice().to_vec()),
+            _ => None,
+        }
+    }
+
     /// Reclaims an object whose writer went away before sealing it.
     pub fn abort(&self, id: ObjectId) {
         if let Err(e) = self.inner.abort(&key(id)) {

@@ -12,6 +12,7 @@ use raynode_proto::{
     Role, TaskId, TaskKind, TaskSpec, ToNode, Value, WorkerId, PROTOCOL_VERSION,
 };
 use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,10 @@ pub struct Client {
     store_root: String,
     #[pyo3(get)]
     inline_limit: u64,
+    /// Whether this process maps the node's shared-memory store; a driver on
+    /// another machine (or with `RAYNODE_NO_SHM=1`) gets values over its connection.
+    #[pyo3(get)]
+    shares_memory: bool,
 }
 
 fn id20(b: &[u8]) -> PyResult<ObjectId> {
@@ -115,6 +120,14 @@ impl Client {
                 )))
             }
         };
+        let no_shm = std::env::var("RAYNODE_NO_SHM").is_ok_and(|v| v == "1" || v == "true");
+        let shares_memory = worker_id.is_some() || (!no_shm && Path::new(&store_root).is_dir());
+        let mut stream = stream;
+        if !shares_memory {
+            let frame = frame::encode(&ToNode::NoSharedMemory).map_err(errors::connection)?;
+            py.detach(|| stream.write_all(&frame))
+                .map_err(|e| errors::connection(format!("lost the connection to the node: {e}")))?;
+        }
         let conn =
             Conn::start(stream, Arc::new(RefTable::default())).map_err(errors::connection)?;
         Ok(Client {
@@ -125,6 +138,7 @@ impl Client {
             job_id: job.to_string(),
             store_root,
             inline_limit,
+            shares_memory,
         })
     }
 
@@ -133,9 +147,12 @@ impl Client {
         PyBytes::new(py, &self.fresh_id())
     }
 
-    fn register_function(&self, py: Python<'_>, function_id: &[u8], body: Vec<u8>) -> PyResult<()> {
+    fn register_function(&self, py: Python<'_>, function_id: &[u8], body: &[u8]) -> PyResult<()> {
         let id = id16(function_id, FunctionId)?;
-        self.send(py, ToNode::RegisterFunction { id, body })
+        self.send(py, ToNode::RegisterFunction {
+                id,
+                body: body.to_vec(),
+            },)
     }
 
     /// Submits a task; returns its result refs. `args` holds `bytes`
@@ -163,7 +180,7 @@ impl Client {
             if let Ok(r) = a.cast::<ObjectRef>() {
                 spec_args.push(Arg::Ref(r.get().id));
             } else {
-                spec_args.push(Arg::Value(a.extract::<Vec<u8>>()?));
+                spec_args.push(Arg::Value(owned_bytes(&a)?));
             }
         }
         let nested_refs = nested
@@ -207,9 +224,10 @@ impl Client {
     fn put_inline(
         &self,
         py: Python<'_>,
-        value: Vec<u8>,
+        value: &[u8],
         nested: Vec<Vec<u8>>,
     ) -> PyResult<ObjectRef> {
+        let value = value.to_vec();
         let id = ObjectId::for_return(TaskId(self.fresh_id()), 0);
         let nested = nested
             .iter()
@@ -456,7 +474,7 @@ impl Client {
         &self,
         py: Python<'_>,
         task_id: &[u8],
-        results: Vec<(Option<Vec<u8>>, Vec<Vec<u8>>)>,
+        results: Vec<(Option<Bound<'_, PyAny>>, Vec<Vec<u8>>)>,
         app_error: bool,
     ) -> PyResult<()> {
         let mut out = Vec::with_capacity(results.len());
@@ -466,7 +484,10 @@ impl Client {
                 .map(|b| id20(b))
                 .collect::<PyResult<Vec<_>>>()?;
             out.push(match bytes {
-                Some(bytes) => ReturnValue::Inline { bytes, nested },
+                Some(bytes) => ReturnValue::Inline {
+                    bytes: owned_bytes(&bytes)?,
+                    nested,
+                },
                 None => ReturnValue::Stored { nested },
             });
         }
@@ -572,6 +593,15 @@ fn parse_kind(t: &Bound<'_, PyTuple>) -> PyResult<(TaskKind, bool)> {
         }
         other => Err(errors::value(format!("unknown task kind {other:?}"))),
     }
+}
+
+/// Copies a `bytes` object (or any contiguous buffer) in one go: pyo3's
+/// `Vec<u8>` extraction goes item by item.
+fn owned_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    pyo3::buffer::PyBuffer::<u8>::get(obj)?.to_vec(obj.py())
 }
 
 fn unexpected(msg: FromNode) -> PyErr {

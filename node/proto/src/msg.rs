@@ -21,7 +21,7 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     /// The object's layout bytes, inline.
-    Inline(Vec<u8>),
+    Inline(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A sealed object in this node's shared-memory store.
     Store { path: String, size: u64 },
 }
@@ -30,6 +30,7 @@ pub enum Value {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ReturnValue {
     Inline {
+        #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
         nested: Vec<ObjectId>,
     },
@@ -45,12 +46,14 @@ pub enum ToNode {
     },
     RegisterFunction {
         id: FunctionId,
+        #[serde(with = "serde_bytes")]
         body: Vec<u8>,
     },
     Submit(TaskSpec),
     /// A small object made by `put`, inline.
     Put {
         id: ObjectId,
+        #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
         nested: Vec<ObjectId>,
     },
@@ -110,6 +113,10 @@ pub enum ToNode {
         actor: ActorId,
         error: Option<String>,
     },
+    /// Driver only, right after the welcome: this client cannot map the
+    /// node's shared memory (it runs on another machine), so values come
+    /// inline in `Got` and large puts arrive inline too.
+    NoSharedMemory,
     /// Like `Submit`, answered by `Acked`: for calls whose refusal the
     /// caller must learn at once (an actor name already taken).
     SubmitAcked {
@@ -131,6 +138,7 @@ pub struct Execute {
     pub spec: TaskSpec,
     pub job: JobId,
     /// The function's pickled body, sent the first time this worker needs it.
+    #[serde(with = "serde_bytes")]
     pub function_body: Option<Vec<u8>>,
     /// Every argument's value, in the order of `spec.args`.
     pub args: Vec<Value>,

@@ -28,7 +28,7 @@ impl Resources {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Arg {
     /// A serialized value (object layout bytes), small enough to travel inline.
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A reference whose value the worker receives in its place.
     Ref(ObjectId),
 }
@@ -57,6 +57,7 @@ pub struct ActorOptions {
     pub max_concurrency: u32,
     pub is_async: bool,
     /// Opaque bytes the caller needs to rebuild a handle (`ray.get_actor`).
+    #[serde(with = "serde_bytes")]
     pub handle_meta: Vec<u8>,
 }
 

@@ -198,7 +198,7 @@ impl Cluster {
                     },
                 };
                 let mut bytes = first.len();
-                let mut msgs = vec![first];
+                let mut msgs = vec![serde_bytes::ByteBuf::from(first)];
                 while msgs.len() < BATCH_MSGS && bytes < BATCH_BYTES {
                     let Ok(m) = rx.try_recv() else { break };
                     let m = wire::encode(&m);
@@ -207,7 +207,7 @@ impl Cluster {
                         break;
                     }
                     bytes += m.len();
-                    msgs.push(m);
+                    msgs.push(serde_bytes::ByteBuf::from(m));
                 }
                 let request = wire::encode(&PeerRequest::Msgs { from, msgs });
                 if let Err(e) = p2p.request(peer, Protocol::Rpc, request).await {
@@ -303,7 +303,7 @@ async fn dispatch(
                 let (c, store) = (cluster.clone(), store.clone());
                 tokio::spawn(async move {
                     let reply = pull::serve(&store, &request);
-                    let _ = c.p2p.respond(responder, wire::encode(&reply)).await;
+                    let _ = c.p2p.respond(responder, reply).await;
                 });
             }
             p2p::Event::Gossip { topic, data, .. } if topic == wire::LOAD_TOPIC => {

@@ -2,7 +2,7 @@
 //! puller writes them straight into an object it created in its own store,
 //! several chunks in flight at once, and seals it.
 
-use super::wire::{self, PullReply, PullRequest};
+use super::wire::{self, PullRequest, CHUNK_ERROR, CHUNK_OK};
 use objstore::ObjectKey;
 use p2p::{PeerId, Protocol};
 use raynode_proto::ObjectId;
@@ -12,7 +12,18 @@ use tokio::task::JoinSet;
 const WINDOW: usize = 8;
 
 /// Answers one chunk request from the local store.
-pub fn serve(store: &objstore::Store, request: &[u8]) -> PullReply {
+pub fn serve(store: &objstore::Store, request: &[u8]) -> Vec<u8> {
+    match chunk(store, request) {
+        Ok(reply) => reply,
+        Err(e) => {
+            let mut reply = vec![CHUNK_ERROR];
+            reply.extend_from_slice(e.as_bytes());
+            reply
+        }
+    }
+}
+
+fn chunk(store: &objstore::Store, request: &[u8]) -> Result<Vec<u8>, String> {
     let request: PullRequest = wire::decode(request)?;
     let handle = store
         .get(&ObjectKey(request.id.0))
@@ -29,7 +40,10 @@ pub fn serve(store: &objstore::Store, request: &[u8]) -> PullReply {
             bytes.len()
         ));
     }
-    Ok(bytes[start..end].to_vec())
+    let mut reply = Vec::with_capacity(1 + end - start);
+    reply.push(CHUNK_OK);
+    reply.extend_from_slice(&bytes[start..end]);
+    Ok(reply)
 }
 
 /// Copies object `id` of `size` bytes from `holder` into `store` and seals
@@ -84,7 +98,16 @@ async fn fill(p2p: &p2p::Handle, dst: &mut [u8], id: ObjectId, holder: PeerId) -
         };
         let (offset, len, reply) = joined.map_err(|e| e.to_string())?;
         let reply = reply.map_err(|e| format!("pulling {id} from {holder}: {e}"))?;
-        let bytes = wire::decode::<PullReply>(&reply)??;
+        let bytes = match reply.split_first() {
+            Some((&CHUNK_OK, bytes)) => bytes,
+            Some((_, message)) => {
+                return Err(format!(
+                    "pulling {id} from {holder}: {}",
+                    String::from_utf8_lossy(message)
+                ))
+            }
+            None => return Err(format!("pulling {id} from {holder}: empty reply")),
+        };
         if bytes.len() != len as usize {
             return Err(format!(
                 "pulling {id}: chunk at {offset} has {} bytes, expected {len}",

@@ -16,12 +16,15 @@ pub const LOAD_TOPIC: &str = "load";
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
     /// An encoded `raft_gcs::RaftRpc`; answered by an encoded `RaftReply`.
-    Raft(Vec<u8>),
+    Raft(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Control-store commands for the leader; answered by [`WriteReply`].
     GcsWrite(Vec<raft_gcs::Command>),
     /// Encoded [`PeerMsg`]s for the receiving core, applied in order;
     /// answered empty. Each is encoded alone so a batch is bounded in bytes.
-    Msgs { from: NodeId, msgs: Vec<Vec<u8>> },
+    Msgs {
+        from: NodeId,
+        msgs: Vec<serde_bytes::ByteBuf>,
+    },
 }
 
 /// The answer to [`PeerRequest::GcsWrite`].
@@ -31,7 +34,11 @@ pub type WriteReply = Result<Vec<raft_gcs::Response>, String>;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum WireValue {
     /// The object's layout bytes; `error` if the value is an error.
-    Inline { bytes: Vec<u8>, error: bool },
+    Inline {
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+        error: bool,
+    },
     /// Sealed in `holder`'s store, `size` bytes long: pull it from there.
     Stored { holder: NodeId, size: u64 },
 }
@@ -69,6 +76,7 @@ pub struct RunTask {
     pub spec: TaskSpec,
     pub job: JobId,
     /// The pickled function, the first time the sender sends it to the receiver.
+    #[serde(with = "serde_bytes")]
     pub function: Option<Vec<u8>>,
     /// The value of every argument reference, ready.
     pub args: Vec<(ObjectId, WireValue)>,
@@ -79,7 +87,8 @@ pub struct RunTask {
 /// A forwarded task runs where it lands after this many hops.
 pub const MAX_HOPS: u8 = 1;
 
-/// One chunk of a sealed object, answered by [`PullReply`].
+/// One chunk of a sealed object, answered by the chunk's bytes after a
+/// [`CHUNK_OK`] byte, or by [`CHUNK_ERROR`] and a message.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PullRequest {
     pub id: ObjectId,
@@ -87,8 +96,8 @@ pub struct PullRequest {
     pub len: u32,
 }
 
-/// The chunk's bytes, or why there are none.
-pub type PullReply = Result<Vec<u8>, String>;
+pub const CHUNK_OK: u8 = 0;
+pub const CHUNK_ERROR: u8 = 1;
 
 /// A node's load report, gossiped about once a second.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ impl Core {
             job: JobId(0),
             held: HashSet::new(),
             unsealed: HashSet::new(),
+            inline_only: false,
         };
         self.clients.insert(conn, client);
     }
@@ -139,6 +140,13 @@ impl Core {
         nested: Vec<ObjectId>,
     ) {
         self.hold(conn, id);
+        if bytes.len() as u64 > self.config.inline_limit {
+            // A large put from a client without the shared memory: into the store.
+            match self.store.put_bytes(id, &bytes) {
+                Ok(size) => return self.set_value(id, ObjState::Stored { size }, nested),
+                Err(e) => tracing::warn!(object = %id, "keeping a large put in memory: {e}"),
+            }
+        }
         let error = crate::values::is_error(&bytes);
         self.set_value(
             id,

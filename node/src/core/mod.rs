@@ -85,6 +85,8 @@ struct Client {
     held: HashSet<ObjectId>,
     /// Store objects it created and has not sealed yet.
     unsealed: HashSet<ObjectId>,
+    /// It cannot map the store: values go to it inline.
+    inline_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -296,6 +298,11 @@ impl Core {
                 app_error,
             } => self.on_task_done(conn, task, results, app_error),
             ToNode::ActorReady { actor, error } => self.on_actor_ready(actor, error),
+            ToNode::NoSharedMemory => {
+                if let Some(c) = self.clients.get_mut(&conn) {
+                    c.inline_only = true;
+                }
+            }
         }
     }
 
@@ -407,5 +414,6 @@ fn frame_name(msg: &ToNode) -> &'static str {
         ToNode::Info { .. } => "Info",
         ToNode::TaskDone { .. } => "TaskDone",
         ToNode::ActorReady { .. } => "ActorReady",
+        ToNode::NoSharedMemory => "NoSharedMemory",
     }
 }

@@ -209,8 +209,18 @@ impl Core {
                 values: None,
             },
             None => {
-                let values: Option<Vec<Value>> =
-                    w.ids.iter().map(|id| self.value_of(*id)).collect();
+                let inline_only = self.clients.get(&w.conn).is_some_and(|c| c.inline_only);
+                let values: Option<Vec<Value>> = w
+                    .ids
+                    .iter()
+                    .map(|id| {
+                        let value = self.value_of(*id)?;
+                        if !inline_only {
+                            return Some(value);
+                        }
+                        self.inline_value(*id, value)
+                    })
+                    .collect();
                 match values {
                     Some(values) => FromNode::Got {
                         req: w.req,
@@ -253,6 +263,28 @@ impl Core {
         for (id, state) in self.objects.drop_waiter(ids, waiter_id) {
             if let crate::objects::ObjState::Stored { .. } = state {
                 self.store.delete(id);
+            }
+        }
+    }
+}
+
+impl Core {
+    /// A value as bytes in the reply, for a client that cannot map the store.
+    /// Objects too large for one frame become an error value saying so.
+    fn inline_value(&self, id: ObjectId, value: Value) -> Option<Value> {
+        match value {
+            Value::Inline(_) => Some(value),
+            Value::Store { size, .. } => {
+                let limit = raynode_proto::frame::MAX_FRAME_BYTES as u64 - (1 << 20);
+                if size > limit {
+                    let why = format!(
+                        "object {id} has {size} bytes, more than a client without the node's \
+                         shared memory can receive in one frame ({limit} bytes)"
+                    );
+                    let bytes = crate::values::system_error(SystemErrorKind::RaySystemError, &why);
+                    return Some(Value::Inline(bytes));
+                }
+                self.store.read_bytes(id).map(Value::Inline)
             }
         }
     }

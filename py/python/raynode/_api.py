@@ -130,8 +130,19 @@ def put(value, *, _owner=None):
     return _put_serialized(client, s)
 
 
+# Largest value a client without the node's shared memory can put: one frame.
+_MAX_STREAMED_BYTES = (256 << 20) - (1 << 20)
+
+
 def _put_serialized(client, s):
     if s.size <= client.inline_limit:
+        return client.put_inline(s.inline(), s.nested)
+    if not client.shares_memory:
+        if s.planned_size() > _MAX_STREAMED_BYTES:
+            raise ValueError(
+                f"an object of {s.planned_size()} bytes is too large to put from a driver without "
+                f"the node's shared memory (at most {_MAX_STREAMED_BYTES} bytes)"
+            )
         return client.put_inline(s.inline(), s.nested)
     ref, path = client.create_put(s.planned_size())
     s.write_to(path)
