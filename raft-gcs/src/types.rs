@@ -123,6 +123,8 @@ pub struct ActorInfo {
     pub restarts: u32,
     /// Detached actors outlive their job.
     pub detached: bool,
+    /// Opaque bytes a client needs to rebuild a handle to the actor.
+    pub handle: Vec<u8>,
 }
 
 /// Lifecycle of a job.

@@ -51,6 +51,94 @@ impl Core {
         }
     }
 
+    /// Creates an actor whose caller waits for the answer: a named one is
+    /// registered in the control store first, so that of two creators of
+    /// one name anywhere in the cluster one wins and the other is refused.
+    pub(super) fn on_submit_acked(&mut self, conn: super::ConnId, req: u64, spec: TaskSpec) {
+        if let Err(error) = self.check_actor_name(&spec) {
+            let error = Some(error);
+            return self.send(conn, raynode_proto::FromNode::Acked { req, error });
+        }
+        let named = match &spec.kind {
+            raynode_proto::TaskKind::ActorCreate(opts) => opts.name.clone().map(|n| (n, opts.clone())),
+            _ => None,
+        };
+        let Some((name, opts)) = named else {
+            self.on_submit(conn, spec);
+            return self.send(conn, raynode_proto::FromNode::Acked { req, error: None });
+        };
+        let info = raft_gcs::ActorInfo {
+            name: Some(name_key(&opts.namespace, &name)),
+            owner: self.node_id.0.to_vec(),
+            detached: opts.detached,
+            handle: opts.handle_meta.clone(),
+            ..raft_gcs::ActorInfo::default()
+        };
+        let command = raft_gcs::Command::CreateActor {
+            id: raft_gcs::ActorId(opts.actor.0.to_vec()),
+            info,
+        };
+        let (cluster, events) = (self.cluster.clone(), self.events.clone());
+        tokio::spawn(async move {
+            let result = match cluster.write(vec![command]).await {
+                Ok(responses) => match responses.into_iter().next() {
+                    Some(raft_gcs::Response::Ok) => Ok(()),
+                    Some(raft_gcs::Response::Conflict(_)) => Err(format!(
+                        "The name {name} (namespace={}) is already taken by another actor",
+                        opts.namespace
+                    )),
+                    other => Err(format!("registering the actor name {name} failed: {other:?}")),
+                },
+                Err(e) => Err(format!("registering the actor name {name} failed: {e}")),
+            };
+            let spec = Box::new(spec);
+            let _ = events
+                .send(super::Event::ActorNamed {
+                    conn,
+                    req,
+                    spec,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    /// `ray.get_actor`: a live actor of this node, else the control store's
+    /// name table (waiting a moment for a name just registered elsewhere).
+    pub(super) fn on_get_actor(&mut self, conn: super::ConnId, req: u64, name: String, namespace: String) {
+        let key = (namespace, name);
+        let local = self.names.get(&key).and_then(|id| {
+            self.actors
+                .get(id)
+                .filter(|a| !matches!(a.state, ActorState::Dead { .. }))
+                .map(|a| (*id, a.opts.handle_meta.clone()))
+        });
+        if local.is_some() {
+            let found = local;
+            return self.send(conn, raynode_proto::FromNode::ActorFound { req, found });
+        }
+        let (gcs, events) = (self.gcs.clone(), self.events.clone());
+        let key = name_key(&key.0, &key.1);
+        tokio::spawn(async move {
+            let mut found = None;
+            for attempt in 0..10 {
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                found = gcs.read_local(|s| {
+                    let id = s.actor_names.get(&key)?;
+                    let info = s.actors.get(id)?;
+                    let id = ActorId(<[u8; 16]>::try_from(id.0.as_slice()).ok()?);
+                    Some((id, info.handle.clone()))
+                });
+                if found.is_some() {
+                    break;
+                }
+            }
+            let _ = events.send(super::Event::ActorFound { conn, req, found }).await;
+        });
+    }
+
     pub(super) fn register_actor(&mut self, opts: &ActorOptions, spec: &TaskSpec, job: JobId) {
         if let Some(name) = &opts.name {
             self.names
@@ -253,6 +341,7 @@ impl Core {
             if self.names.get(&key) == Some(&actor_id) {
                 self.names.remove(&key);
             }
+            self.forget_actor_name(actor_id);
         }
         self.dispatch();
     }
@@ -271,5 +360,23 @@ impl Core {
             self.declare_dead(actor, "its driver exited".into());
         }
         self.end_remote_job(job);
+    }
+}
+
+/// The control store's key of an actor name.
+fn name_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}\u{0}{name}")
+}
+
+impl Core {
+    /// Frees a dead actor's name in the control store (in the background).
+    pub(super) fn forget_actor_name(&self, actor: ActorId) {
+        let cluster = self.cluster.clone();
+        tokio::spawn(async move {
+            let id = raft_gcs::ActorId(actor.0.to_vec());
+            if let Err(e) = cluster.write(vec![raft_gcs::Command::RemoveActor { id }]).await {
+                tracing::warn!(%actor, "freeing an actor's name in the control store failed: {e}");
+            }
+        });
     }
 }

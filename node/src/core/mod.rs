@@ -66,6 +66,19 @@ pub enum Event {
     /// A peer's gossiped load report.
     Load(Box<Load>),
     PeerDisconnected(p2p::PeerId),
+    /// The control store's answer to registering a named actor.
+    ActorNamed {
+        conn: ConnId,
+        req: u64,
+        spec: Box<TaskSpec>,
+        result: Result<(), String>,
+    },
+    /// A reply for `ray.get_actor`, found in the control store.
+    ActorFound {
+        conn: ConnId,
+        req: u64,
+        found: Option<(ActorId, Vec<u8>)>,
+    },
     /// A pull of a remote object into the local store ended.
     Pulled {
         id: ObjectId,
@@ -226,6 +239,21 @@ impl Core {
                 Event::Load(load) => self.on_load(*load),
                 Event::PeerDisconnected(peer) => self.on_peer_disconnected(peer),
                 Event::Pulled { id, size, result } => self.on_pulled(id, size, result),
+                Event::ActorNamed {
+                    conn,
+                    req,
+                    spec,
+                    result,
+                } => {
+                    let error = result.err();
+                    if error.is_none() {
+                        self.on_submit(conn, *spec);
+                    }
+                    self.send(conn, FromNode::Acked { req, error });
+                }
+                Event::ActorFound { conn, req, found } => {
+                    self.send(conn, FromNode::ActorFound { req, found })
+                }
                 Event::Tick => self.on_tick(),
                 Event::Shutdown => break,
             }
@@ -248,13 +276,7 @@ impl Core {
             ToNode::Hello { .. } => self.refuse(conn, "second hello"),
             ToNode::RegisterFunction { id, body } => self.register_function(id, body),
             ToNode::Submit(spec) => self.on_submit(conn, spec),
-            ToNode::SubmitAcked { req, spec } => {
-                let error = self.check_actor_name(&spec).err();
-                if error.is_none() {
-                    self.on_submit(conn, spec);
-                }
-                self.send(conn, FromNode::Acked { req, error });
-            }
+            ToNode::SubmitAcked { req, spec } => self.on_submit_acked(conn, req, spec),
             ToNode::Put { id, bytes, nested } => self.on_put(conn, id, bytes, nested),
             ToNode::Create { req, id, size } => self.on_create(conn, req, id, size),
             ToNode::Seal { id, nested } => self.on_seal(conn, id, nested),
@@ -280,14 +302,7 @@ impl Core {
                 req,
                 name,
                 namespace,
-            } => {
-                let found = self.names.get(&(namespace, name)).and_then(|id| {
-                    self.actors
-                        .get(id)
-                        .map(|a| (*id, a.opts.handle_meta.clone()))
-                });
-                self.send(conn, FromNode::ActorFound { req, found });
-            }
+            } => self.on_get_actor(conn, req, name, namespace),
             ToNode::Info { req, what } => {
                 let json = self.info_json(what);
                 self.send(conn, FromNode::Info { req, json });

@@ -230,6 +230,7 @@ impl Core {
             .collect();
         for actor in dead_actors {
             self.remote.actors.remove(&actor);
+            self.forget_actor_name(actor);
             let cause = format!("The actor died: its node {node} was lost ({why})");
             let calls: Vec<TaskId> = self
                 .remote
