@@ -45,6 +45,14 @@ def fresh_cluster3():
 
 
 @pytest.fixture
+def fresh_cluster3_shared():
+    """Three nodes for one test that breaks them; nodes 2 and 3 both have "r"."""
+    cluster = start_cluster(3, resources_on={1: {"r": 1}, 2: {"r": 1}})
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
 def fresh_cluster2():
     """Two nodes for one test that restarts one."""
     cluster = start_cluster(2)

@@ -159,3 +159,26 @@ print(json.dumps([_runtime.client().shares_memory, bool((back == a).all()),
     assert last == 2 * 4_999_999.0
     assert small == {"k": 1}
     assert "too large" in too_big
+
+
+def test_actor_restarts_on_another_node_when_its_node_dies(fresh_cluster3_shared):
+    cluster = fresh_cluster3_shared
+    # Node 1 runs the driver; nodes 2 and 3 both offer "r", so either can host the actor.
+    first = driver_result(cluster, 0, COUNTER + """
+c = Counter.options(name="phoenix", lifetime="detached", max_restarts=1, max_task_retries=-1,
+                    resources={"r": 1}).remote()
+print(json.dumps([ray.get(c.inc.remote()), ray.get(c.node.remote())]))
+""")
+    count, home = first
+    assert count == 1
+    victim = [i for i, n in enumerate(cluster.nodes) if n.node_id == home.lower()]
+    assert victim in ([1], [2])
+    cluster.kill(victim[0])
+    after = driver_result(cluster, 0, COUNTER + """
+c = ray.get_actor("phoenix")
+print(json.dumps([ray.get(c.inc.remote(), timeout=60), ray.get(c.node.remote(), timeout=60)]))
+""")
+    # The constructor ran again on the surviving node: its state starts over.
+    survivor = cluster.nodes[3 - victim[0]].node_id
+    assert after[0] == 1
+    assert after[1].lower() == survivor

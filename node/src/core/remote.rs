@@ -35,6 +35,15 @@ use tokio::sync::mpsc::UnboundedSender;
 /// A peer that has not gossiped for this long is taken for gone.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A pull of an object into this node's store.
+struct Pull {
+    holder: NodeId,
+    /// The task of ours that made it, when it is a result lent by the node
+    /// that ran it: that node frees its copy once we have ours, and the
+    /// task runs again if the pull fails.
+    made_by: Option<TaskId>,
+}
+
 pub(super) enum Place {
     Local,
     Remote(NodeId),
@@ -64,9 +73,8 @@ pub(super) struct Remote {
     subscribed: HashSet<ObjectId>,
     /// Peers waiting for objects we own.
     subscribers: HashMap<ObjectId, Vec<NodeId>>,
-    /// Pulls under way: from which holder, and whether to tell it to free
-    /// its copy afterwards (it lent it to us).
-    pulling: HashMap<ObjectId, (NodeId, bool)>,
+    /// Pulls under way.
+    pulling: HashMap<ObjectId, Pull>,
     /// Stored results we made for other owners, kept until they have their copy.
     lent: HashSet<ObjectId>,
     /// Our objects referenced inside values we sent to other nodes, held
@@ -215,33 +223,23 @@ impl Core {
         }
         tracing::warn!(%node, "peer lost: {why}");
         self.remote.outboxes.remove(&node);
-        let orphans: Vec<TaskId> = self
-            .tasks
-            .iter()
-            .filter(|(_, t)| matches!(t.state, TaskState::Remote(n) if n == node))
-            .map(|(id, _)| *id)
-            .collect();
-        let dead_actors: Vec<ActorId> = self
+        let homed_there: Vec<ActorId> = self
             .remote
             .actors
             .iter()
             .filter(|(_, a)| a.home == node)
             .map(|(id, _)| *id)
             .collect();
-        for actor in dead_actors {
+        for actor in homed_there {
             self.remote.actors.remove(&actor);
-            self.forget_actor_name(actor);
-            let cause = format!("The actor died: its node {node} was lost ({why})");
-            let calls: Vec<TaskId> = self
-                .remote
-                .actor_queues
-                .remove(&actor)
-                .unwrap_or_default()
-                .into();
-            for call in calls {
-                self.fail_task(call, SystemErrorKind::ActorDiedError, &cause);
-            }
+            self.restart_remote_actor(actor, node, why);
         }
+        let orphans: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| matches!(t.state, TaskState::Remote(n) if n == node))
+            .map(|(id, _)| *id)
+            .collect();
         for task_id in orphans {
             let Some(task) = self.tasks.get(&task_id) else {
                 continue;
@@ -265,13 +263,15 @@ impl Core {
             .remote
             .pulling
             .iter()
-            .filter(|(_, (holder, _))| *holder == node)
+            .filter(|(_, pull)| pull.holder == node)
             .map(|(id, _)| *id)
             .collect();
         for id in lost_pulls {
-            self.remote.pulling.remove(&id);
+            let Some(pull) = self.remote.pulling.remove(&id) else {
+                continue;
+            };
             let why = format!("the node {node} holding it was lost ({why})");
-            self.set_lost(id, &why);
+            self.pull_failed(id, pull, &why);
         }
     }
 
@@ -462,7 +462,13 @@ impl Core {
             p.load.queued += 1;
         }
         if let TaskKind::ActorCreate(opts) = &spec.kind {
-            self.actors.remove(&opts.actor);
+            // Calls already queued here follow the actor to its home.
+            if let Some(local) = self.actors.remove(&opts.actor) {
+                let queue = self.remote.actor_queue(opts.actor);
+                for call in local.queue.into_iter().rev() {
+                    queue.push_front(call);
+                }
+            }
             self.remote.actors.insert(
                 opts.actor,
                 RemoteActor {
@@ -566,25 +572,24 @@ impl Core {
             // The actor is gone for good on its node.
             let actor = opts.actor;
             self.remote.actors.remove(&actor);
-            let calls: Vec<TaskId> = self
-                .remote
-                .actor_queues
-                .remove(&actor)
-                .unwrap_or_default()
-                .into();
-            for call in calls {
-                self.fail_task(call, SystemErrorKind::ActorDiedError, "The actor died");
-            }
+            self.fail_remote_calls(actor, "The actor died");
         }
         if let Some(owner) = self.tasks.get(&task_id).and_then(|t| t.origin) {
             self.send_peer(owner, PeerMsg::Done { task: task_id, results });
             return self.drop_task(task_id);
         }
+        let mut fetching = 0;
         for (i, (value, nested)) in results.into_iter().enumerate() {
             let id = ObjectId::for_return(task_id, i as u32);
-            self.receive_value(id, value, nested, Some(from));
+            self.receive_value(id, value, nested, Some((from, task_id)));
+            if self.remote.pulling.get(&id).is_some_and(|p| p.made_by == Some(task_id)) {
+                fetching += 1;
+            }
         }
-        self.drop_task(task_id);
+        match self.tasks.get_mut(&task_id) {
+            Some(task) if fetching > 0 => task.state = TaskState::Fetching(fetching),
+            _ => self.drop_task(task_id),
+        }
         self.rebalance(from);
     }
 
@@ -727,11 +732,18 @@ impl Core {
     }
 
     /// A value from another node: set it, pulling it first if it is stored
-    /// there. `lender` lent it to us and gets told to free it once we have it.
-    fn receive_value(&mut self, id: ObjectId, value: WireValue, nested: Vec<ObjectId>, lender: Option<NodeId>) {
+    /// there. A result lent by the node that ran our task (`lent`: that
+    /// node and the task) is freed there once we have our copy.
+    fn receive_value(
+        &mut self,
+        id: ObjectId,
+        value: WireValue,
+        nested: Vec<ObjectId>,
+        lent: Option<(NodeId, TaskId)>,
+    ) {
         self.remote.subscribed.remove(&id);
         if self.objects.get(&id).is_none_or(|e| e.is_ready()) {
-            if let (Some(lender), WireValue::Stored { .. }) = (lender, &value) {
+            if let (Some((lender, _)), WireValue::Stored { .. }) = (lent, &value) {
                 self.send_peer(lender, PeerMsg::Free { ids: vec![id] });
             }
             return;
@@ -758,7 +770,8 @@ impl Core {
                     let why = format!("no address is known for its holder {holder}");
                     return self.set_lost(id, &why);
                 };
-                self.remote.pulling.insert(id, (holder, lender.is_some()));
+                let made_by = lent.map(|(_, task)| task);
+                self.remote.pulling.insert(id, Pull { holder, made_by });
                 if let Some(entry) = self.objects.get_mut(&id) {
                     entry.nested = nested;
                 }
@@ -777,7 +790,7 @@ impl Core {
     }
 
     pub(super) fn on_pulled(&mut self, id: ObjectId, size: u64, result: Result<(), String>) {
-        let Some((holder, lent)) = self.remote.pulling.remove(&id) else {
+        let Some(pull) = self.remote.pulling.remove(&id) else {
             // The pull was given up (its holder was lost); drop what it made.
             if result.is_ok() && self.objects.get(&id).is_none_or(|e| e.is_ready()) {
                 self.store.delete(id);
@@ -792,15 +805,53 @@ impl Core {
                     .map(|e| std::mem::take(&mut e.nested))
                     .unwrap_or_default();
                 self.set_value(id, ObjState::Stored { size }, nested);
-                if lent {
-                    self.send_peer(holder, PeerMsg::Free { ids: vec![id] });
+                if let Some(task_id) = pull.made_by {
+                    self.send_peer(pull.holder, PeerMsg::Free { ids: vec![id] });
+                    self.fetched(task_id);
                 }
             }
             Err(e) => {
                 tracing::warn!(object = %id, "pull failed: {e}");
-                self.set_lost(id, &format!("pulling it failed: {e}"));
+                self.pull_failed(id, pull, &format!("pulling it failed: {e}"));
             }
         }
+    }
+
+    /// One stored result of a task is here; the task ends with the last.
+    fn fetched(&mut self, task_id: TaskId) {
+        let done = match self.tasks.get_mut(&task_id) {
+            Some(task) => match &mut task.state {
+                TaskState::Fetching(n) => {
+                    *n = n.saturating_sub(1);
+                    *n == 0
+                }
+                _ => false,
+            },
+            None => false,
+        };
+        if done {
+            self.drop_task(task_id);
+        }
+    }
+
+    /// A pull failed: a result of ours is made again by running its task
+    /// once more (lineage), within its retries; anything else is lost.
+    fn pull_failed(&mut self, id: ObjectId, pull: Pull, why: &str) {
+        if let Some(task_id) = pull.made_by {
+            let rerun = self.tasks.get(&task_id).is_some_and(|t| {
+                matches!(t.state, TaskState::Fetching(_))
+                    && super::tasks::retries_left(&t.spec, t.attempt)
+                    && !t.cancelled
+            });
+            if rerun {
+                tracing::info!(object = %id, task = %task_id, "rebuilding a lost result by running its task again: {why}");
+                // Other pulls of its results stop counting; the new run brings them again.
+                self.remote.pulling.retain(|_, p| p.made_by != Some(task_id));
+                return self.retry_task(task_id);
+            }
+            self.fetched(task_id);
+        }
+        self.set_lost(id, why);
     }
 
     fn set_lost(&mut self, id: ObjectId, why: &str) {
@@ -828,16 +879,7 @@ impl Core {
     /// Forwards an actor's calls whose arguments are ready, in order.
     pub(super) fn pump_remote_actor(&mut self, actor: ActorId) {
         let Some(home) = self.remote_actor_home(actor) else {
-            let calls: Vec<TaskId> = self
-                .remote
-                .actor_queues
-                .remove(&actor)
-                .unwrap_or_default()
-                .into();
-            for call in calls {
-                self.fail_task(call, SystemErrorKind::ActorDiedError, "The actor died");
-            }
-            return;
+            return self.fail_remote_calls(actor, "The actor died");
         };
         loop {
             let Some(&next) = self.remote.actor_queues.get(&actor).and_then(|q| q.front()) else {
@@ -854,6 +896,85 @@ impl Core {
             self.remote.actor_queue(actor).pop_front();
             self.forward(next, home);
         }
+    }
+
+    /// Fails the calls waiting here for an actor that lives elsewhere.
+    fn fail_remote_calls(&mut self, actor: ActorId, cause: &str) {
+        let calls: Vec<TaskId> = self
+            .remote
+            .actor_queues
+            .remove(&actor)
+            .unwrap_or_default()
+            .into();
+        for call in calls {
+            self.fail_task(call, SystemErrorKind::ActorDiedError, cause);
+        }
+    }
+
+    /// Our actor's node was lost: within `max_restarts` the actor starts
+    /// again (placed anew) and its calls in flight there are sent again
+    /// within `max_task_retries`; past that it is dead.
+    fn restart_remote_actor(&mut self, actor: ActorId, node: NodeId, why: &str) {
+        let creation = self.tasks.iter().find_map(|(id, t)| match &t.spec.kind {
+            TaskKind::ActorCreate(o) if o.actor == actor => Some((*id, o.clone(), t.attempt)),
+            _ => None,
+        });
+        let mut inflight: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| {
+                matches!(t.state, TaskState::Remote(n) if n == node)
+                    && matches!(&t.spec.kind, TaskKind::ActorMethod { actor: a, .. } if *a == actor)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        // Ids of one caller grow with submission order.
+        inflight.sort();
+        let cause = format!("The actor died: its node {node} was lost ({why})");
+        let restart = creation.as_ref().is_some_and(|(_, opts, attempt)| {
+            opts.max_restarts < 0 || (*attempt as i64) < opts.max_restarts as i64
+        });
+        let Some((creation, opts, _)) = creation.filter(|_| restart) else {
+            for call in inflight {
+                self.fail_task(call, SystemErrorKind::ActorDiedError, &cause);
+            }
+            self.fail_remote_calls(actor, &cause);
+            self.forget_actor_name(actor);
+            return;
+        };
+        tracing::info!(%actor, "restarting an actor whose node was lost: {why}");
+        let mut again = Vec::new();
+        for call in inflight {
+            let Some(task) = self.tasks.get_mut(&call) else {
+                continue;
+            };
+            let retries = opts.max_task_retries;
+            if retries < 0 || (task.attempt as i64) < retries as i64 {
+                task.attempt += 1;
+                task.state = TaskState::Queued;
+                again.push(call);
+            } else {
+                self.fail_task(call, SystemErrorKind::ActorDiedError, &cause);
+            }
+        }
+        let queue = self.remote.actor_queue(actor);
+        for call in again.into_iter().rev() {
+            queue.push_front(call);
+        }
+        let Some(task) = self.tasks.get(&creation) else {
+            return;
+        };
+        let (spec, job) = (task.spec.clone(), task.job);
+        self.register_actor(&opts, &spec, job);
+        if let Some(a) = self.actors.get_mut(&actor) {
+            a.restarts = spec_restarts(&self.tasks, creation);
+        }
+        // Calls wait in the actor's own queue while it is placed again.
+        let calls = self.remote.actor_queues.remove(&actor).unwrap_or_default();
+        if let Some(a) = self.actors.get_mut(&actor) {
+            a.queue = calls;
+        }
+        self.retry_task(creation);
     }
 
     /// `ray.kill` of an actor that lives elsewhere: passed to its home.
@@ -887,4 +1008,9 @@ impl Core {
             );
         }
     }
+}
+
+/// Restarts an actor had so far: runs of its creation task before this one.
+fn spec_restarts(tasks: &HashMap<TaskId, super::Task>, creation: TaskId) -> u32 {
+    tasks.get(&creation).map_or(0, |t| t.attempt + 1)
 }

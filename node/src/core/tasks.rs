@@ -453,7 +453,7 @@ impl Core {
                     w.process.kill();
                 }
             }
-            TaskState::Done => {}
+            TaskState::Done | TaskState::Fetching(_) => {}
         }
     }
 }
