@@ -288,7 +288,8 @@ class Cluster:
     def status(self, i):
         """`raynode status` as member i sees the cluster (parsed JSON)."""
         node = self.nodes[i]
-        res = subprocess.run([self.binary, "status", "--address", node.client_addr],
+        res = subprocess.run([self.binary, "status", "--address", node.client_addr,
+                              "--cluster-key", self.key_path],
                              capture_output=True, text=True, timeout=STATUS_TIMEOUT_S)
         if res.returncode != 0:
             raise ClusterError(f"raynode status --address {node.client_addr} failed: {res.stderr.strip()}")
@@ -376,7 +377,7 @@ class Cluster:
 
     def driver_env(self, i):
         """The environment for a driver connecting to member i."""
-        return dict(os.environ, RAYNODE_ADDRESS=self.nodes[i].client_addr)
+        return dict(os.environ, RAYNODE_ADDRESS=self.nodes[i].client_addr, RAYNODE_CLUSTER_KEY=self.key_path)
 
     def run_driver(self, i, code=None, script=None, timeout=120.0, args=()):
         """Runs Python code (or a script) as a driver connected to member i;

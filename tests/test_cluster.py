@@ -116,7 +116,8 @@ print(json.dumps(special))
 def test_status_on_every_node_lists_the_whole_cluster(cluster3):
     ids = set(node_ids(cluster3))
     for i, node in enumerate(cluster3.nodes):
-        res = subprocess.run([cluster3.binary, "status", "--address", node.client_addr],
+        res = subprocess.run([cluster3.binary, "status", "--address", node.client_addr,
+                              "--cluster-key", cluster3.key_path],
                              capture_output=True, text=True, timeout=10)
         assert res.returncode == 0, res.stderr
         view = json.loads(res.stdout)

@@ -182,3 +182,29 @@ print(json.dumps([ray.get(c.inc.remote(), timeout=60), ray.get(c.node.remote(), 
     survivor = cluster.nodes[3 - victim[0]].node_id
     assert after[0] == 1
     assert after[1].lower() == survivor
+
+
+def test_tcp_driver_without_the_cluster_key_is_refused(cluster3, tmp_path):
+    other = tmp_path / "other.key"
+    other.write_text("/key/swarm/psk/1.0.0/\n/base16/\n" + "ab" * 32 + "\n")
+    code = """
+import json
+import raynode as ray
+try:
+    ray.init()
+    print(json.dumps("connected"))
+except ConnectionError as e:
+    print(json.dumps(str(e)))
+"""
+    refused = driver_result(cluster3, 0, code, env={"RAYNODE_CLUSTER_KEY": str(other)})
+    assert "cluster token does not match" in refused
+    missing = driver_result(cluster3, 0, code, env={"RAYNODE_CLUSTER_KEY": str(tmp_path / "none.key")})
+    assert "cannot read the cluster key" in missing
+    # The node lost nothing: a driver with the key still runs tasks there.
+    ok = driver_result(cluster3, 0, """
+import json
+import raynode as ray
+ray.init()
+print(json.dumps(ray.get(ray.put(41)) + 1))
+""")
+    assert ok == 42

@@ -55,7 +55,7 @@ struct Cli {
     #[arg(long)]
     join: Vec<String>,
     /// Cluster key file shared by every node of the cluster (created 0600 on first use)
-    /// [default: ~/.raynode/cluster.key].
+    /// [default: $RAYNODE_CLUSTER_KEY, else ~/.raynode/cluster.key].
     #[arg(long)]
     cluster_key: Option<PathBuf>,
     /// Voters of the control store's Raft group, chosen among live nodes (odd).
@@ -73,7 +73,15 @@ enum Command {
         /// The node's client address (host:port) or Unix socket path.
         #[arg(long)]
         address: String,
+        /// Cluster key file, for a TCP address [default: $RAYNODE_CLUSTER_KEY, else ~/.raynode/cluster.key].
+        #[arg(long)]
+        cluster_key: Option<PathBuf>,
     },
+}
+
+/// `RAYNODE_CLUSTER_KEY`, the default of `--cluster-key` (for drivers too).
+fn key_from_env() -> Option<PathBuf> {
+    std::env::var_os("RAYNODE_CLUSTER_KEY").map(PathBuf::from)
 }
 
 fn default_data_dir() -> PathBuf {
@@ -117,8 +125,13 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
-    if let Some(Command::Status { address }) = &cli.command {
-        return raynode::status::print(address);
+    if let Some(Command::Status {
+        address,
+        cluster_key,
+    }) = &cli.command
+    {
+        let key = cluster_key.clone().or_else(key_from_env);
+        return raynode::status::print(address, key.as_deref());
     }
 
     let num_cpus = cli.num_cpus.unwrap_or_else(|| {
@@ -143,7 +156,7 @@ fn main() -> anyhow::Result<()> {
         exit_with_parent: cli.exit_with_parent,
         listen: cli.listen,
         join: cli.join,
-        cluster_key: cli.cluster_key,
+        cluster_key: cli.cluster_key.or_else(key_from_env),
         gcs_voters: cli.gcs_voters,
         ..NodeConfig::default()
     };

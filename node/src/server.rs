@@ -104,16 +104,16 @@ async fn serve_conn(conn: Conn, events: mpsc::Sender<Event>) {
     match conn {
         Conn::Unix(s) => {
             let (r, w) = s.into_split();
-            pump(r, w, events).await
+            pump(r, w, events, false).await
         }
         Conn::Tcp(s) => {
             let (r, w) = s.into_split();
-            pump(r, w, events).await
+            pump(r, w, events, true).await
         }
     }
 }
 
-async fn pump<R, W>(reader: R, writer: W, events: mpsc::Sender<Event>)
+async fn pump<R, W>(reader: R, writer: W, events: mpsc::Sender<Event>, tcp: bool)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -121,7 +121,7 @@ where
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let span = tracing::debug_span!("conn", conn = conn.0);
     let (tx, rx) = mpsc::unbounded_channel();
-    if events.send(Event::Connected { conn, tx }).await.is_err() {
+    if events.send(Event::Connected { conn, tx, tcp }).await.is_err() {
         return;
     }
     let write = tokio::spawn(write_loop(writer, rx));

@@ -34,13 +34,22 @@ fn read_frame(stream: &mut dyn Stream) -> anyhow::Result<FromNode> {
     Ok(frame::decode(&body)?)
 }
 
-pub fn print(address: &str) -> anyhow::Result<()> {
+/// Prints what the node at `address` knows of the cluster. Over TCP the
+/// node asks for the token derived from the cluster key in `cluster_key`.
+pub fn print(address: &str, cluster_key: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut stream = connect(address)?;
+    let token = if address.contains('/') {
+        None
+    } else {
+        let key = p2p::load_or_create_cluster_key(cluster_key)?;
+        Some(crate::cluster::client_token(&p2p::cluster_key_bytes(&key)))
+    };
     let hello = ToNode::Hello {
         version: PROTOCOL_VERSION,
         role: Role::Driver {
             pid: std::process::id(),
         },
+        token,
     };
     stream.write_all(&frame::encode(&hello)?)?;
     stream.write_all(&frame::encode(&ToNode::Info {

@@ -59,13 +59,20 @@ fn value_to_py<'py>(py: Python<'py>, v: Value) -> PyResult<Bound<'py, PyAny>> {
 impl Client {
     /// Connects to a node (a Unix socket path or host:port) and says hello.
     #[staticmethod]
-    #[pyo3(signature = (address, worker_id=None, timeout=5.0))]
+    #[pyo3(signature = (address, worker_id=None, timeout=5.0, token=None))]
     fn connect(
         py: Python<'_>,
         address: String,
         worker_id: Option<u64>,
         timeout: f64,
+        token: Option<&[u8]>,
     ) -> PyResult<Client> {
+        let token = match token {
+            Some(t) => Some(
+                <[u8; 32]>::try_from(t).map_err(|_| errors::value("a cluster token is 32 bytes"))?,
+            ),
+            None => None,
+        };
         let role = match worker_id {
             Some(id) => Role::Worker {
                 worker: WorkerId(id),
@@ -81,6 +88,7 @@ impl Client {
                 let hello = frame::encode(&ToNode::Hello {
                     version: PROTOCOL_VERSION,
                     role,
+                    token,
                 })
                 .map_err(std::io::Error::other)?;
                 stream.write_all(&hello)?;

@@ -9,7 +9,11 @@ use crate::task::TaskSpec;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to these frames.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The domain of the token a TCP client presents: sha256 of this followed
+/// by the cluster key's 32 bytes.
+pub const CLIENT_TOKEN_DOMAIN: &[u8] = b"raynode-client-token/1\0";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Role {
@@ -43,6 +47,9 @@ pub enum ToNode {
     Hello {
         version: u32,
         role: Role,
+        /// Required over TCP: proof that the client holds the cluster key
+        /// (see [`client_token`]). The Unix socket is owner-only and needs none.
+        token: Option<[u8; 32]>,
     },
     RegisterFunction {
         id: FunctionId,

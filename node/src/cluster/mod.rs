@@ -44,6 +44,8 @@ pub struct Cluster {
     pub peer_id: PeerId,
     /// Listen addresses ending in `/p2p/<peer id>`.
     pub p2p_addrs: Vec<String>,
+    /// What TCP clients present to show they hold the cluster key.
+    pub client_token: [u8; 32],
 }
 
 /// A node's 16-byte id: the tail of its peer id (its public key), so it
@@ -53,6 +55,15 @@ pub fn node_id_of(peer: &PeerId) -> NodeId {
     let mut id = [0u8; 16];
     id.copy_from_slice(&bytes[bytes.len() - 16..]);
     NodeId(id)
+}
+
+/// The token TCP clients present: sha256 of a domain label and the cluster key.
+pub fn client_token(key: &[u8; 32]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(raynode_proto::CLIENT_TOKEN_DOMAIN);
+    hash.update(key);
+    hash.finalize().into()
 }
 
 /// A node's id as a member of the Raft group.
@@ -85,6 +96,7 @@ pub async fn start(
         join.push(p2p::parse_join_addr(input).with_context(|| format!("--join {input:?}"))?);
     }
     let fingerprint = key.fingerprint().to_string();
+    let client_token = client_token(&p2p::cluster_key_bytes(&key));
     let p2p_config = p2p::Config::new(identity, key)
         .with_listen(vec![listen_addr(&config.listen)?])
         .with_bootstrap(join);
@@ -113,6 +125,7 @@ pub async fn start(
         node_id,
         peer_id,
         p2p_addrs,
+        client_token,
     };
     if let Err(e) = cluster.p2p.subscribe(wire::LOAD_TOPIC).await {
         anyhow::bail!("subscribing to load gossip: {e}");

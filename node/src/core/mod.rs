@@ -52,7 +52,8 @@ const MAX_STARTING_WORKERS: usize = 8;
 pub struct ConnId(pub u64);
 
 pub enum Event {
-    Connected { conn: ConnId, tx: ConnTx },
+    /// A client connected; over TCP it must present the cluster token.
+    Connected { conn: ConnId, tx: ConnTx, tcp: bool },
     Frame { conn: ConnId, msg: ToNode },
     Disconnected { conn: ConnId },
     WorkerExited { worker: WorkerId, status: String },
@@ -100,6 +101,8 @@ struct Client {
     unsealed: HashSet<ObjectId>,
     /// It cannot map the store: values go to it inline.
     inline_only: bool,
+    /// Connected over TCP: its hello must carry the cluster token.
+    needs_token: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -233,7 +236,7 @@ impl Core {
         });
         while let Some(event) = events.recv().await {
             match event {
-                Event::Connected { conn, tx } => self.on_connected(conn, tx),
+                Event::Connected { conn, tx, tcp } => self.on_connected(conn, tx, tcp),
                 Event::Frame { conn, msg } => self.on_frame(conn, msg),
                 Event::Disconnected { conn } => self.on_disconnected(conn),
                 Event::WorkerExited { worker, status } => self.on_worker_exited(worker, &status),
@@ -271,7 +274,11 @@ impl Core {
         };
         if client.role.is_none() {
             return match msg {
-                ToNode::Hello { version, role } => self.on_hello(conn, version, role),
+                ToNode::Hello {
+                    version,
+                    role,
+                    token,
+                } => self.on_hello(conn, version, role, token),
                 other => self.refuse(conn, &format!("expected hello, got {}", frame_name(&other))),
             };
         }

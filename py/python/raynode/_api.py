@@ -1,6 +1,7 @@
 """Ray Core's module-level API: init, get, put, wait and friends."""
 
 import atexit
+import hashlib
 import json
 import os
 import warnings
@@ -65,9 +66,28 @@ def init(
             if address.startswith("raynode://"):
                 address = address[len("raynode://") :]
             node = None
-            client = _core.Client.connect(address)
+            token = None if "/" in address else _cluster_token()
+            client = _core.Client.connect(address, token=token)
         _runtime.set_client(client, node, namespace or "default")
         return _context(address)
+
+
+def _cluster_token():
+    """What a driver connecting over TCP presents: sha256 of a label and the
+    cluster key (the file ~/.raynode/cluster.key, or RAYNODE_CLUSTER_KEY)."""
+    path = os.environ.get("RAYNODE_CLUSTER_KEY") or os.path.expanduser("~/.raynode/cluster.key")
+    try:
+        with open(path) as f:
+            lines = [line.strip() for line in f if line.strip()]
+        key = bytes.fromhex(lines[-1])
+    except (OSError, IndexError, ValueError) as e:
+        raise ConnectionError(
+            f"cannot read the cluster key {path} ({e}); a driver connecting over TCP needs the "
+            "cluster's key file (copy it from a node, or name it with RAYNODE_CLUSTER_KEY)"
+        ) from None
+    if len(key) != 32:
+        raise ConnectionError(f"the cluster key {path} does not hold 32 bytes")
+    return hashlib.sha256(b"raynode-client-token/1\0" + key).digest()
 
 
 def _context(address=None):
