@@ -34,7 +34,7 @@ GROUP_ORDER = ("startup", "memory", "objects", "tasks", "actors",
                "multinode")
 # Seconds without progress (no workload finished) before a subprocess is
 # killed and the workload reported as "timeout".
-DEFAULT_TIMEOUT = {"smoke": 60, "quick": 90, "full": 300}
+DEFAULT_TIMEOUT = workloads.DEFAULT_TIMEOUT
 # After this many timeouts in a row, the rest of that system's group is not
 # attempted.
 MAX_TIMEOUTS_IN_A_ROW = 2
@@ -204,7 +204,8 @@ def run_group(system, python, group, selected, mode, timeout, metas):
             break
         skip = [m for m in entries if m not in remaining]
         cmd = [python, os.path.join(HERE, "workloads.py"), "--system", system,
-               "--group", group, "--mode", mode, "--skip", json.dumps(skip)]
+               "--group", group, "--mode", mode, "--skip", json.dumps(skip),
+               "--timeout", str(timeout)]
         child = Child(cmd)
         current, progressed, timed_out = None, False, False
         deadline = time.time() + timeout

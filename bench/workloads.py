@@ -56,6 +56,10 @@ MODES = {
         one_to_n=5000,              # calls per server actor
         n_to_n=(4, 5000),           # (client tasks, calls each)
         n_to_n_arg=1000,            # calls per client
+        # multi-node (bench/multinode.py)
+        transfer_bytes=1024 * MiB,  # object moved between nodes; loopback TCP
+        sleep_batch=600,            # 10 ms tasks per batch
+        remote_put_bytes=100 * MiB,  # remote driver put gigabytes
     ),
     "quick": dict(
         warmup_s=0.15, reps=3, rep_s=0.3, pause_s=0.0,
@@ -70,6 +74,9 @@ MODES = {
         one_to_n=1000,
         n_to_n=(4, 1000),
         n_to_n_arg=500,
+        transfer_bytes=256 * MiB,
+        sleep_batch=120,
+        remote_put_bytes=100 * MiB,
     ),
     "smoke": dict(
         warmup_s=0.02, reps=2, rep_s=0.05, pause_s=0.0,
@@ -84,8 +91,15 @@ MODES = {
         one_to_n=20,
         n_to_n=(2, 20),
         n_to_n_arg=20,
+        transfer_bytes=8 * MiB,
+        sleep_batch=12,
+        remote_put_bytes=1 * MiB,
     ),
 }
+
+
+# Seconds a workload may run without a result before bench/run.py kills it.
+DEFAULT_TIMEOUT = {"smoke": 60, "quick": 90, "full": 300}
 
 
 def cpu_count():
@@ -448,9 +462,19 @@ GROUPS = {
         ("idle node RSS", None, "MiB", False),
         ("idle worker RSS", None, "MiB", False),
     ],
+    # Clusters of raynode nodes on loopback and remote drivers: run by
+    # bench/multinode.py (Ray: only the remote driver, through Ray Client).
     "multinode": [
-        ("1 GiB transfer between two nodes", None, "s", False),
+        ("1 GiB transfer between two nodes", None, GBS, True),
+        ("loopback TCP bandwidth", None, GBS, True),
         ("tasks/s across a 3-node testnet", None, OPS, True),
+        ("tasks/s across a 3-node testnet (10 ms tasks)", None, OPS, True),
+        ("join to first task on the new node", None, "s", False),
+        ("leader kill to new leader", None, "s", False),
+        ("leader kill to next committed write", None, "s", False),
+        ("remote driver get calls", None, OPS, True),
+        ("remote driver put calls", None, OPS, True),
+        ("remote driver put gigabytes", None, GBS, True),
     ],
 }
 
@@ -676,59 +700,26 @@ def run_memory(system, ray, p, group, skip):
     ray.shutdown()
 
 
-def testnet_script():
-    """The repository's testnet start script, if one exists yet."""
-    d = os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "testnet")
-    if not os.path.isdir(d):
-        return None
-    for name in sorted(os.listdir(d)):
-        path = os.path.join(d, name)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
-
-
-def run_multinode(system, p, group, skip):
-    # ------------------------------------------------------------------
-    # MULTI-NODE HOOK.  Until a testnet/ script exists these metrics are
-    # reported as "n/a (needs testnet)".  Once it does, implement here:
-    #   * "1 GiB transfer between two nodes": start a 2-node testnet, put a
-    #     1 GiB numpy array through a driver on node A, time ray.get of it
-    #     from a task pinned to node B (seconds).
-    #   * "tasks/s across a 3-node testnet": start 3 nodes, submit batches
-    #     of small tasks from one driver, report tasks per second.
-    # Ray would need a multi-raylet cluster on one machine for the same
-    # figures; it is not measured.
-    # ------------------------------------------------------------------
-    script = testnet_script() if system == "raynode" else None
-    for metric, _f, unit, higher in GROUPS[group]:
-        if metric in skip:
-            continue
-        if system != "raynode":
-            note = "n/a (not measured for this system)"
-        elif script is None:
-            note = "n/a (needs testnet)"
-        else:
-            note = ("n/a (testnet found at %s; multi-node hook in "
-                    "bench/workloads.py not implemented yet)"
-                    % os.path.basename(script))
-        emit(record(system, group, metric, unit, higher, status="n/a",
-                    error=note))
+def run_multinode(system, mode, timeout, skip):
+    """The multinode group lives in bench/multinode.py (clusters on
+    loopback, remote drivers); it reports through this module."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import multinode
+    multinode.run(sys.modules[__name__], system, mode, timeout, skip)
 
 
 # --------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------
 
-def run_group(system, group, mode, skip):
+def run_group(system, group, mode, skip, timeout):
     p = MODES[mode]
     if group == "startup":
         ray = importlib.import_module(system)
         emit(meta(ray, system))
         return run_startup(system, p, group, skip)
     if group == "multinode":
-        return run_multinode(system, p, group, skip)
+        return run_multinode(system, mode, timeout, skip)
     ray = importlib.import_module(system)
     emit(meta(ray, system))
     if group == "memory":
@@ -762,6 +753,9 @@ def main(argv=None):
     ap.add_argument("--mode", choices=sorted(MODES), default="quick")
     ap.add_argument("--skip", default="[]",
                     help="JSON list of metric names not to run")
+    ap.add_argument("--timeout", type=float, default=None,
+                    help="seconds the harness allows a workload (default: "
+                         "bench/run.py's for the mode)")
     ap.add_argument("--probe", action="store_true",
                     help="internal: one init-to-first-result measurement")
     ap.add_argument("--list", action="store_true",
@@ -774,7 +768,8 @@ def main(argv=None):
         return startup_probe(a.system)
     if not a.group:
         ap.error("--group is required")
-    run_group(a.system, a.group, a.mode, set(json.loads(a.skip)))
+    timeout = a.timeout or DEFAULT_TIMEOUT[a.mode]
+    run_group(a.system, a.group, a.mode, set(json.loads(a.skip)), timeout)
 
 
 if __name__ == "__main__":
