@@ -5,11 +5,18 @@ use crate::config::NodeConfig;
 use anyhow::Context;
 use objstore::ObjectKey;
 use raynode_proto::ObjectId;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 pub struct Store {
     inner: objstore::Store,
     root: PathBuf,
+    /// Copies sealed here (`Some(size)`) or deleted (`None`) since the
+    /// control store's object directory last heard of them.
+    directory: Mutex<HashMap<ObjectId, Option<u64>>>,
+    /// Copies the object directory lists here.
+    announced: Mutex<HashSet<ObjectId>>,
 }
 
 fn key(id: ObjectId) -> ObjectKey {
@@ -28,7 +35,12 @@ impl Store {
             .with_spill_dir(config.data_dir.join("spill"));
         let inner = objstore::Store::open(store_config)
             .with_context(|| format!("opening the object store in {}", root.display()))?;
-        Ok(Store { inner, root })
+        Ok(Store {
+            inner,
+            root,
+            directory: Mutex::default(),
+            announced: Mutex::default(),
+        })
     }
 
     /// The store itself, for work off the core (serving and pulling chunks).
@@ -51,7 +63,10 @@ impl Store {
         let key = key(id);
         self.inner.seal(&key).map_err(|e| e.to_string())?;
         match self.inner.get(&key) {
-            Ok(Some(handle)) => Ok(handle.len() as u64),
+            Ok(Some(handle)) => {
+                self.record(id, handle.len() as u64);
+                Ok(handle.len() as u64)
+            }
             Ok(None) => Err(format!("object {id} vanished after sealing")),
             Err(e) => Err(e.to_string()),
         }
@@ -65,7 +80,27 @@ impl Store {
             .map_err(|e| e.to_string())?;
         created.writer().as_mut_slice().copy_from_slice(bytes);
         created.into_writer().seal().map_err(|e| e.to_string())?;
+        self.record(id, bytes.len() as u64);
         Ok(bytes.len() as u64)
+    }
+
+    /// Notes a sealed copy here for the object directory.
+    pub fn record(&self, id: ObjectId, size: u64) {
+        lock(&self.directory).insert(id, Some(size));
+    }
+
+    /// What the object directory should learn: copies added here (with
+    /// their size) and removed, since the last call.
+    pub fn directory_changes(&self) -> Vec<(ObjectId, Option<u64>)> {
+        let changes: Vec<_> = lock(&self.directory).drain().collect();
+        let mut announced = lock(&self.announced);
+        changes
+            .into_iter()
+            .filter(|(id, size)| match size {
+                Some(_) => announced.insert(*id),
+                None => announced.remove(id),
+            })
+            .collect()
     }
 
     /// A sealed object's bytes, copied out (for clients without the shared memory).
@@ -85,6 +120,7 @@ impl Store {
 
     pub fn delete(&self, id: ObjectId) {
         self.inner.delete(&key(id));
+        lock(&self.directory).insert(id, None);
     }
 
     /// The path of a sealed object, restored from spill first if need be.
@@ -105,4 +141,8 @@ impl Store {
             tracing::debug!("removing {}: {e}", self.root.display());
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -28,8 +28,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use wire::{PeerMsg, PeerRequest, WriteReply};
 
-/// Attempts of a control-store write before it is given up.
-const WRITE_ATTEMPTS: u32 = 30;
+/// Attempts of a control-store write before it is given up (about 12 s
+/// in all: long enough for an election after the leader is lost).
+const WRITE_ATTEMPTS: u32 = 60;
 
 /// A batch of peer messages is sent once it holds this many bytes.
 const BATCH_BYTES: usize = 4 << 20;
@@ -159,7 +160,7 @@ impl Cluster {
         let mut last = String::from("no attempt");
         for attempt in 0..WRITE_ATTEMPTS {
             if attempt > 0 {
-                let backoff = Duration::from_millis(100 * u64::from(attempt.min(10)));
+                let backoff = Duration::from_millis(50 * u64::from(attempt.min(4)));
                 tokio::time::sleep(backoff).await;
             }
             match self.write_once(&commands, true).await {

@@ -1,6 +1,7 @@
 //! Objects between stores: a holder serves chunks of a sealed object, a
 //! puller writes them straight into an object it created in its own store,
-//! several chunks in flight at once, and seals it.
+//! several chunks in flight at once, spread over every holder it knows, and
+//! seals it. A chunk a holder fails to give is asked of the next holder.
 
 use super::wire::{self, PullRequest, CHUNK_ERROR, CHUNK_OK};
 use objstore::ObjectKey;
@@ -46,14 +47,14 @@ fn chunk(store: &objstore::Store, request: &[u8]) -> Result<Vec<u8>, String> {
     Ok(reply)
 }
 
-/// Copies object `id` of `size` bytes from `holder` into `store` and seals
-/// it. An object already in the store is left as it is.
+/// Copies object `id` of `size` bytes from `holders` into `store` and
+/// seals it. An object already in the store is left as it is.
 pub async fn pull(
     p2p: p2p::Handle,
     store: objstore::Store,
     id: ObjectId,
     size: u64,
-    holder: PeerId,
+    holders: Vec<PeerId>,
 ) -> Result<(), String> {
     let key = ObjectKey(id.0);
     let mut created = match store.create(key, size, true) {
@@ -61,7 +62,7 @@ pub async fn pull(
         Err(objstore::CreateError::AlreadyExists(_)) => return Ok(()),
         Err(e) => return Err(e.to_string()),
     };
-    let result = fill(&p2p, created.writer().as_mut_slice(), id, holder).await;
+    let result = fill(&p2p, created.writer().as_mut_slice(), id, holders).await;
     match result {
         Ok(()) => created.into_writer().seal().map_err(|e| e.to_string()),
         Err(e) => {
@@ -72,49 +73,60 @@ pub async fn pull(
     }
 }
 
-async fn fill(p2p: &p2p::Handle, dst: &mut [u8], id: ObjectId, holder: PeerId) -> Result<(), String> {
+async fn fill(
+    p2p: &p2p::Handle,
+    dst: &mut [u8],
+    id: ObjectId,
+    mut holders: Vec<PeerId>,
+) -> Result<(), String> {
     let size = dst.len() as u64;
     let chunk = p2p::OBJECT_CHUNK_BYTES as u64;
-    let mut next = 0u64;
+    let mut todo: Vec<(u64, u32)> = (0..size.div_ceil(chunk))
+        .rev()
+        .map(|i| (i * chunk, chunk.min(size - i * chunk) as u32))
+        .collect();
+    let mut turn = 0usize;
+    let mut last_error = String::new();
     let mut inflight = JoinSet::new();
     loop {
-        while inflight.len() < WINDOW && next < size {
-            let len = chunk.min(size - next) as u32;
-            let request = wire::encode(&PullRequest {
-                id,
-                offset: next,
-                len,
-            });
+        if holders.is_empty() {
+            return Err(format!("pulling {id}: no holder is left ({last_error})"));
+        }
+        while inflight.len() < WINDOW {
+            let Some((offset, len)) = todo.pop() else {
+                break;
+            };
+            let holder = holders[turn % holders.len()];
+            turn += 1;
+            let request = wire::encode(&PullRequest { id, offset, len });
             let p2p = p2p.clone();
-            let offset = next;
             inflight.spawn(async move {
                 let reply = p2p.request(holder, Protocol::Object, request).await;
-                (offset, len, reply)
+                (holder, offset, len, reply)
             });
-            next += u64::from(len);
         }
         let Some(joined) = inflight.join_next().await else {
             return Ok(());
         };
-        let (offset, len, reply) = joined.map_err(|e| e.to_string())?;
-        let reply = reply.map_err(|e| format!("pulling {id} from {holder}: {e}"))?;
-        let bytes = match reply.split_first() {
-            Some((&CHUNK_OK, bytes)) => bytes,
-            Some((_, message)) => {
-                return Err(format!(
-                    "pulling {id} from {holder}: {}",
-                    String::from_utf8_lossy(message)
-                ))
-            }
-            None => return Err(format!("pulling {id} from {holder}: empty reply")),
+        let (holder, offset, len, reply) = joined.map_err(|e| e.to_string())?;
+        let failure = match &reply {
+            Err(e) => Some(e.to_string()),
+            Ok(reply) => match reply.split_first() {
+                Some((&CHUNK_OK, bytes)) if bytes.len() == len as usize => None,
+                Some((&CHUNK_OK, bytes)) => Some(format!("a chunk of {} bytes, not {len}", bytes.len())),
+                Some((_, message)) => Some(String::from_utf8_lossy(message).into_owned()),
+                None => Some("an empty reply".into()),
+            },
         };
-        if bytes.len() != len as usize {
-            return Err(format!(
-                "pulling {id}: chunk at {offset} has {} bytes, expected {len}",
-                bytes.len()
-            ));
+        if let Some(why) = failure {
+            tracing::debug!(object = %id, %holder, "a holder failed a chunk: {why}");
+            last_error = format!("{holder}: {why}");
+            holders.retain(|h| *h != holder);
+            todo.push((offset, len));
+            continue;
         }
+        let reply = reply.unwrap_or_default();
         let start = offset as usize;
-        dst[start..start + bytes.len()].copy_from_slice(&bytes);
+        dst[start..start + len as usize].copy_from_slice(&reply[1..]);
     }
 }

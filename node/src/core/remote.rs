@@ -147,6 +147,58 @@ impl Core {
         if !self.remote.unplaced.is_empty() {
             self.place_unplaced();
         }
+        self.publish_locations();
+    }
+
+    /// Tells the control store's object directory which large objects this
+    /// node gained and lost since the last tick, in one batched write.
+    fn publish_locations(&mut self) {
+        let changes = self.store.directory_changes();
+        if changes.is_empty() {
+            return;
+        }
+        let me = crate::cluster::raft_id(self.node_id);
+        let commands: Vec<raft_gcs::Command> = changes
+            .into_iter()
+            .map(|(id, size)| {
+                let id_key = raft_gcs::ObjectId(id.0.to_vec());
+                match size {
+                    Some(size) => raft_gcs::Command::AddObjectLocation {
+                        id: id_key,
+                        node: me,
+                        size,
+                        owner: id.0[..4].to_vec(),
+                    },
+                    None => raft_gcs::Command::RemoveObjectLocation { id: id_key, node: me },
+                }
+            })
+            .collect();
+        let cluster = self.cluster.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cluster.write(commands).await {
+                tracing::debug!("updating the object directory failed: {e}");
+            }
+        });
+    }
+
+    /// Peers that hold a copy of `id`, by the object directory, besides `first`.
+    fn holders(&self, id: ObjectId, first: PeerId) -> Vec<PeerId> {
+        let key = raft_gcs::ObjectId(id.0.to_vec());
+        let listed: Vec<raft_gcs::NodeId> = self
+            .gcs
+            .read_local(|s| s.objects.get(&key).map(|o| o.locations.iter().copied().collect()))
+            .unwrap_or_default();
+        let mut holders = vec![first];
+        for node in self.remote.peers.keys() {
+            if listed.contains(&crate::cluster::raft_id(*node)) {
+                if let Some(peer) = self.remote.peer_ids.get(node) {
+                    if !holders.contains(peer) {
+                        holders.push(*peer);
+                    }
+                }
+            }
+        }
+        holders
     }
 
     pub(super) fn on_load(&mut self, load: Load) {
@@ -259,20 +311,7 @@ impl Core {
                 self.fail_task(task_id, kind, &cause);
             }
         }
-        let lost_pulls: Vec<ObjectId> = self
-            .remote
-            .pulling
-            .iter()
-            .filter(|(_, pull)| pull.holder == node)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in lost_pulls {
-            let Some(pull) = self.remote.pulling.remove(&id) else {
-                continue;
-            };
-            let why = format!("the node {node} holding it was lost ({why})");
-            self.pull_failed(id, pull, &why);
-        }
+        // Pulls from a lost holder go on from other holders, or fail by themselves.
     }
 
     fn peer_id_of(&self, node: NodeId) -> Option<PeerId> {
@@ -780,9 +819,10 @@ impl Core {
                     self.store.shared(),
                     self.events.clone(),
                 );
-                tracing::debug!(object = %id, %holder, size, "pulling an object");
+                let holders = self.holders(id, peer);
+                tracing::debug!(object = %id, holders = holders.len(), size, "pulling an object");
                 tokio::spawn(async move {
-                    let result = crate::cluster::pull(p2p, store, id, size, peer).await;
+                    let result = crate::cluster::pull(p2p, store, id, size, holders).await;
                     let _ = events.send(super::Event::Pulled { id, size, result }).await;
                 });
             }
@@ -804,6 +844,7 @@ impl Core {
                     .get_mut(&id)
                     .map(|e| std::mem::take(&mut e.nested))
                     .unwrap_or_default();
+                self.store.record(id, size);
                 self.set_value(id, ObjState::Stored { size }, nested);
                 if let Some(task_id) = pull.made_by {
                     self.send_peer(pull.holder, PeerMsg::Free { ids: vec![id] });
