@@ -208,3 +208,59 @@ ray.init()
 print(json.dumps(ray.get(ray.put(41)) + 1))
 """)
     assert ok == 42
+
+
+def test_task_no_node_fits_waits_until_a_fitting_node_joins(fresh_cluster2):
+    cluster = fresh_cluster2
+    proc = start_driver(cluster, 0, """
+import json
+import raynode as ray
+ray.init()
+
+@ray.remote(resources={"late": 1})
+def where():
+    return ray.get_runtime_context().get_node_id()
+
+ref = where.remote()
+ready, _ = ray.wait([ref], timeout=2)
+print(json.dumps(len(ready)), flush=True)
+print(json.dumps(ray.get(ref, timeout=60)), flush=True)
+""")
+    try:
+        first = proc.stdout.readline()
+        assert json.loads(first) == 0, "the task ran with no node that has its resource"
+        late = cluster.add_node(resources={"late": 1})
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err
+        assert json.loads(out.strip().splitlines()[-1]).lower() == late.node_id
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_lost_voter_is_replaced_by_a_live_learner():
+    import time
+    from testnet import Cluster
+    cluster = Cluster()
+    try:
+        cluster.start(4, voters=3)
+        cluster.wait_healthy(60)
+        view = cluster.status(0)
+        voters = {n["NodeID"] for n in view if n["RaftRole"] in ("leader", "follower")}
+        assert len(voters) == 3
+        leader = cluster.leader()
+        victim = next(i for i, n in enumerate(cluster.nodes) if n.node_id in voters and i != leader)
+        gone = cluster.nodes[victim].node_id
+        cluster.kill(victim)
+        survivor = next(i for i in range(4) if i != victim)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            view = cluster.status(survivor)
+            live_voters = {n["NodeID"] for n in view if n["Alive"] and n["RaftRole"] in ("leader", "follower")}
+            if len(live_voters) == 3 and gone not in live_voters:
+                break
+            time.sleep(1)
+        assert len(live_voters) == 3, view
+    finally:
+        cluster.stop()
