@@ -60,7 +60,13 @@ impl Listeners {
     }
 
     /// Accepts until aborted, spawning one reader and one writer per connection.
-    pub async fn run(self, events: mpsc::Sender<Event>) {
+    /// `store` takes large puts straight from the connections that send
+    /// them inline (clients without the shared memory).
+    pub async fn run(self, events: mpsc::Sender<Event>, store: objstore::Store, inline_limit: u64) {
+        let large = LargePuts {
+            store,
+            above: inline_limit as usize,
+        };
         let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
             let permit = match limit.clone().acquire_owned().await {
@@ -80,9 +86,9 @@ impl Listeners {
             };
             match accepted {
                 Ok(conn) => {
-                    let events = events.clone();
+                    let (events, large) = (events.clone(), large.clone());
                     tokio::spawn(async move {
-                        serve_conn(conn, events).await;
+                        serve_conn(conn, events, large).await;
                         drop(permit);
                     });
                 }
@@ -100,20 +106,46 @@ enum Conn {
     Tcp(tokio::net::TcpStream),
 }
 
-async fn serve_conn(conn: Conn, events: mpsc::Sender<Event>) {
+/// Where a connection's reader writes large inline puts.
+#[derive(Clone)]
+struct LargePuts {
+    store: objstore::Store,
+    above: usize,
+}
+
+impl LargePuts {
+    /// Writes a large put into the store; `None` leaves it to the core.
+    fn take(&self, body: &[u8]) -> Option<(raynode_proto::ObjectId, u64, Vec<raynode_proto::ObjectId>)> {
+        if body.len() <= self.above {
+            return None;
+        }
+        let put = raynode_proto::PutView::of(body)?;
+        let key = objstore::ObjectKey(put.id.0);
+        let mut created = self.store.create(key, put.bytes.len() as u64, true).ok()?;
+        created.writer().as_mut_slice().copy_from_slice(put.bytes);
+        if let Err(e) = created.into_writer().seal() {
+            tracing::debug!(object = %put.id, "a large put did not seal: {e}");
+            let _ = self.store.abort(&key);
+            return None;
+        }
+        Some((put.id, put.bytes.len() as u64, put.nested))
+    }
+}
+
+async fn serve_conn(conn: Conn, events: mpsc::Sender<Event>, large: LargePuts) {
     match conn {
         Conn::Unix(s) => {
             let (r, w) = s.into_split();
-            pump(r, w, events, false).await
+            pump(r, w, events, false, large).await
         }
         Conn::Tcp(s) => {
             let (r, w) = s.into_split();
-            pump(r, w, events, true).await
+            pump(r, w, events, true, large).await
         }
     }
 }
 
-async fn pump<R, W>(reader: R, writer: W, events: mpsc::Sender<Event>, tcp: bool)
+async fn pump<R, W>(reader: R, writer: W, events: mpsc::Sender<Event>, tcp: bool, large: LargePuts)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -125,7 +157,7 @@ where
         return;
     }
     let write = tokio::spawn(write_loop(writer, rx));
-    let reason = read_loop(reader, conn, &events).await;
+    let reason = read_loop(reader, conn, &events, &large).await;
     let _span = span.enter();
     match &reason {
         Ok(()) => tracing::debug!("client closed the connection"),
@@ -140,6 +172,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     mut reader: R,
     conn: ConnId,
     events: &mpsc::Sender<Event>,
+    large: &LargePuts,
 ) -> anyhow::Result<()> {
     let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, &mut reader);
     let mut body = Vec::new();
@@ -156,6 +189,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
             .read_exact(&mut body)
             .await
             .context("truncated frame")?;
+        if let Some((id, size, nested)) = large.take(&body) {
+            let event = Event::PutStored {
+                conn,
+                id,
+                size,
+                nested,
+            };
+            if events.send(event).await.is_err() {
+                return Ok(());
+            }
+            continue;
+        }
         let msg: ToNode = frame::decode(&body)?;
         if events.send(Event::Frame { conn, msg }).await.is_err() {
             return Ok(());

@@ -229,27 +229,26 @@ impl Client {
     }
 
     /// Puts a small value (layout bytes) held by the node's memory.
+    /// Puts a serialized value inline, built straight from its sections.
+    fn put_parts<'py>(
+        &self,
+        py: Python<'py>,
+        meta: &[u8],
+        data: &Bound<'py, PyAny>,
+        buffers: &Bound<'py, PyList>,
+        nested: Vec<Vec<u8>>,
+    ) -> PyResult<ObjectRef> {
+        let value = crate::codec::encode_vec(py, meta, data, buffers)?;
+        self.put_vec(py, value, nested)
+    }
+
     fn put_inline(
         &self,
         py: Python<'_>,
         value: &[u8],
         nested: Vec<Vec<u8>>,
     ) -> PyResult<ObjectRef> {
-        let value = value.to_vec();
-        let id = ObjectId::for_return(TaskId(self.fresh_id()), 0);
-        let nested = nested
-            .iter()
-            .map(|b| id20(b))
-            .collect::<PyResult<Vec<_>>>()?;
-        self.send(
-            py,
-            ToNode::Put {
-                id,
-                bytes: value,
-                nested,
-            },
-        )?;
-        Ok(ObjectRef::new(id, self.conn.refs.clone(), true))
+        self.put_vec(py, value.to_vec(), nested)
     }
 
     /// Reserves a store object for a put: returns `(ref, path)` to write then `seal`.
@@ -623,4 +622,23 @@ fn id_prefix(node: &raynode_proto::NodeId) -> [u8; 8] {
     let mut prefix: [u8; 8] = rand::random();
     prefix[..4].copy_from_slice(&node.0[..4]);
     prefix
+}
+
+impl Client {
+    fn put_vec(&self, py: Python<'_>, value: Vec<u8>, nested: Vec<Vec<u8>>) -> PyResult<ObjectRef> {
+        let id = ObjectId::for_return(TaskId(self.fresh_id()), 0);
+        let nested = nested
+            .iter()
+            .map(|b| id20(b))
+            .collect::<PyResult<Vec<_>>>()?;
+        self.send(
+            py,
+            ToNode::Put {
+                id,
+                bytes: value,
+                nested,
+            },
+        )?;
+        Ok(ObjectRef::new(id, self.conn.refs.clone(), true))
+    }
 }

@@ -6,9 +6,30 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use raynode_proto::meta;
 
-fn buffer_bytes(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    let buf = PyBuffer::<u8>::get(obj)?;
-    buf.to_vec(py)
+/// Builds a whole value from Python buffers in one `Vec`, copying each
+/// section once.
+pub fn encode_vec(
+    py: Python<'_>,
+    meta: &[u8],
+    data: &Bound<'_, PyAny>,
+    buffers: &Bound<'_, PyList>,
+) -> PyResult<Vec<u8>> {
+    let data = PyBuffer::<u8>::get(data)?;
+    let buffers = buffers
+        .iter()
+        .map(|b| PyBuffer::<u8>::get(&b))
+        .collect::<PyResult<Vec<_>>>()?;
+    let lens: Vec<usize> = buffers.iter().map(|b| b.item_count()).collect();
+    let layout = objstore::layout::try_plan(meta.len(), data.item_count(), &lens)
+        .map_err(crate::errors::value)?;
+    let mut out = vec![0u8; layout.total];
+    objstore::layout::write_header(&mut out, &layout).map_err(crate::errors::value)?;
+    out[layout.meta.clone()].copy_from_slice(meta);
+    data.copy_to_slice(py, &mut out[layout.data.clone()])?;
+    for (buffer, range) in buffers.iter().zip(&layout.buffers) {
+        buffer.copy_to_slice(py, &mut out[range.clone()])?;
+    }
+    Ok(out)
 }
 
 /// Builds a whole value: `encode(meta, data, buffers) -> bytes`.
@@ -19,16 +40,7 @@ fn encode<'py>(
     data: &Bound<'py, PyAny>,
     buffers: &Bound<'py, PyList>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let data = buffer_bytes(py, data)?;
-    let mut owned = Vec::with_capacity(buffers.len());
-    for b in buffers.iter() {
-        owned.push(buffer_bytes(py, &b)?);
-    }
-    let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_slice()).collect();
-    Ok(PyBytes::new(
-        py,
-        &objstore::layout::encode(meta, &data, &slices),
-    ))
+    Ok(PyBytes::new(py, &encode_vec(py, meta, data, buffers)?))
 }
 
 /// Plans a store object: `(header, meta_offset, data_offset, [buffer offsets], total)`.

@@ -81,7 +81,7 @@ def test_sleeping_tasks_run_in_parallel():
     """Ten 1 s sleeps on a 10-CPU node all run at once (their spans overlap)."""
     import raynode
 
-    from conftest import StandaloneNode
+    from standalone_node import StandaloneNode
 
     node = StandaloneNode(num_cpus=10)
     try:

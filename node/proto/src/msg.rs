@@ -199,3 +199,26 @@ pub enum FromNode {
         message: String,
     },
 }
+
+/// A [`ToNode::Put`] frame's body read in place: the value borrowed from
+/// the frame, so a large put can be written where it goes with no copy.
+#[derive(Debug, Deserialize)]
+pub struct PutView<'a> {
+    pub id: ObjectId,
+    #[serde(borrow)]
+    pub bytes: &'a [u8],
+    pub nested: Vec<ObjectId>,
+}
+
+/// Index of [`ToNode::Put`] among the variants, its first byte on the wire.
+const PUT_VARIANT: u8 = 3;
+
+impl<'a> PutView<'a> {
+    /// The put in a frame body, if the body is one.
+    pub fn of(body: &'a [u8]) -> Option<PutView<'a>> {
+        match body.split_first() {
+            Some((&PUT_VARIANT, rest)) => postcard::from_bytes(rest).ok(),
+            _ => None,
+        }
+    }
+}

@@ -148,3 +148,24 @@ fn truncated_body_is_malformed() {
         Err(FrameError::Malformed(_))
     ));
 }
+
+#[test]
+fn a_put_frame_reads_in_place_as_a_put_view() {
+    use crate::msg::PutView;
+    let id = ObjectId([7; 20]);
+    let nested = vec![ObjectId([9; 20])];
+    let put = ToNode::Put {
+        id,
+        bytes: vec![1, 2, 3, 4, 5],
+        nested: nested.clone(),
+    };
+    let body = postcard::to_allocvec(&put).unwrap();
+    let view = PutView::of(&body).expect("a put frame");
+    assert_eq!((view.id, view.bytes, view.nested), (id, &[1u8, 2, 3, 4, 5][..], nested));
+    let other = postcard::to_allocvec(&ToNode::Refs {
+        add: vec![],
+        remove: vec![],
+    })
+    .unwrap();
+    assert!(PutView::of(&other).is_none());
+}

@@ -178,6 +178,20 @@ impl Core {
         );
     }
 
+    pub(super) fn on_put_stored(&mut self, conn: ConnId, id: ObjectId, size: u64, nested: Vec<ObjectId>) {
+        // Written before the core saw it: undone unless its client said hello.
+        if !self.clients.get(&conn).is_some_and(|c| c.role.is_some()) {
+            self.store.delete(id);
+            if self.clients.contains_key(&conn) {
+                self.refuse(conn, "expected hello, got Put");
+            }
+            return;
+        }
+        self.hold(conn, id);
+        self.store.record(id, size);
+        self.set_value(id, ObjState::Stored { size }, nested);
+    }
+
     pub(super) fn on_create(&mut self, conn: ConnId, req: u64, id: ObjectId, size: u64) {
         let result = self.store.create(id, size).map_err(|e| e.to_string());
         if result.is_ok() {

@@ -67,6 +67,13 @@ pub enum Event {
     /// A peer's gossiped load report.
     Load(Box<Load>),
     PeerDisconnected(p2p::PeerId),
+    /// A client's large inline put, already written into the store by its reader.
+    PutStored {
+        conn: ConnId,
+        id: ObjectId,
+        size: u64,
+        nested: Vec<ObjectId>,
+    },
     /// The control store's answer to registering a named actor.
     ActorNamed {
         conn: ConnId,
@@ -257,6 +264,12 @@ impl Core {
                     }
                     self.send(conn, FromNode::Acked { req, error });
                 }
+                Event::PutStored {
+                    conn,
+                    id,
+                    size,
+                    nested,
+                } => self.on_put_stored(conn, id, size, nested),
                 Event::ActorFound { conn, req, found } => {
                     self.send(conn, FromNode::ActorFound { req, found })
                 }

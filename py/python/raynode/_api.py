@@ -156,14 +156,14 @@ _MAX_STREAMED_BYTES = (256 << 20) - (1 << 20)
 
 def _put_serialized(client, s):
     if s.size <= client.inline_limit:
-        return client.put_inline(s.inline(), s.nested)
+        return client.put_parts(s.meta, s.data, s.buffers, s.nested)
     if not client.shares_memory:
         if s.planned_size() > _MAX_STREAMED_BYTES:
             raise ValueError(
                 f"an object of {s.planned_size()} bytes is too large to put from a driver without "
                 f"the node's shared memory (at most {_MAX_STREAMED_BYTES} bytes)"
             )
-        return client.put_inline(s.inline(), s.nested)
+        return client.put_parts(s.meta, s.data, s.buffers, s.nested)
     ref, path = client.create_put(s.planned_size())
     s.write_to(path)
     client.seal(ref.binary(), s.nested)
