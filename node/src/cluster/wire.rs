@@ -62,6 +62,9 @@ pub enum PeerMsg {
     },
     /// The receiver may drop its copies of these objects: their owner has its own.
     Free { ids: Vec<ObjectId> },
+    /// The sender cannot run this task of the receiver's soon (it is busier
+    /// than the receiver's view of it): place it again.
+    SpillBack { task: TaskId },
     /// Cancel a task the receiver runs for the sender.
     Cancel { task: TaskId },
     /// Kill an actor that lives on the receiver.
@@ -84,8 +87,9 @@ pub struct RunTask {
     pub hops: u8,
 }
 
-/// A forwarded task runs where it lands after this many hops.
-pub const MAX_HOPS: u8 = 1;
+/// A task is forwarded at most this many times: a node busier than its
+/// owner thought sends it back once, and the next node it goes to runs it.
+pub const MAX_HOPS: u8 = 2;
 
 /// One chunk of a sealed object, answered by the chunk's bytes after a
 /// [`CHUNK_OK`] byte, or by [`CHUNK_ERROR`] and a message.

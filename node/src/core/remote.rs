@@ -47,6 +47,8 @@ struct Pull {
 pub(super) enum Place {
     Local,
     Remote(NodeId),
+    /// Back to the node that owns it.
+    SpillBack,
     Nowhere,
 }
 
@@ -244,7 +246,11 @@ impl Core {
                 fits(&peer.load.available, demand)
                     && tasks
                         .get(&task)
-                        .is_some_and(|t| t.hops < MAX_HOPS && matches!(t.spec.kind, TaskKind::Normal))
+                        .is_some_and(|t| {
+                            t.origin.is_none()
+                                && t.hops < MAX_HOPS
+                                && matches!(t.spec.kind, TaskKind::Normal)
+                        })
             });
             match stolen {
                 Some(task) => self.forward(task, node),
@@ -368,9 +374,20 @@ impl Core {
 
     // ---- placement ----
 
-    pub(super) fn place(&mut self, spec: &TaskSpec, hops: u8) -> Place {
+    pub(super) fn place(&mut self, spec: &TaskSpec, hops: u8, foreign: bool) -> Place {
         let demand = &spec.resources;
         let feasible_here = self.sched.feasible(demand);
+        if foreign {
+            // Run for another node: here if it fits now, else back once.
+            let now = feasible_here && self.sched.fits(demand) && self.sched.queued() == 0;
+            let may_spill = hops < MAX_HOPS && matches!(spec.kind, TaskKind::Normal);
+            return match (now, may_spill, feasible_here) {
+                (true, _, _) => Place::Local,
+                (false, true, _) => Place::SpillBack,
+                (false, false, true) => Place::Local,
+                (false, false, false) => Place::Nowhere,
+            };
+        }
         if hops >= MAX_HOPS {
             return if feasible_here {
                 Place::Local
@@ -439,9 +456,10 @@ impl Core {
             let Some(task) = self.tasks.get(&task_id) else {
                 continue;
             };
-            let (spec, hops) = (task.spec.clone(), task.hops);
-            match self.place(&spec, hops) {
+            let (spec, hops, foreign) = (task.spec.clone(), task.hops, task.origin.is_some());
+            match self.place(&spec, hops, foreign) {
                 Place::Remote(node) => self.forward(task_id, node),
+                Place::SpillBack => self.spill_back(task_id),
                 Place::Local => {
                     let _ = self.sched.enqueue(task_id, &spec.resources);
                     self.dispatch();
@@ -554,6 +572,7 @@ impl Core {
                         }
                     }
                 }
+                PeerMsg::SpillBack { task } => self.on_spilled_back(from, task),
                 PeerMsg::Cancel { task } => self.on_cancel(ObjectId::for_return(task, 0)),
                 PeerMsg::KillActor { actor, no_restart } => {
                     if !self.kill_remote_actor(actor, no_restart) {
@@ -584,6 +603,28 @@ impl Core {
         for (id, value) in args {
             self.receive_value(id, value, Vec::new(), None);
         }
+    }
+
+    /// Sends a task run for another node back to it, to be placed again.
+    pub(super) fn spill_back(&mut self, task_id: TaskId) {
+        let Some(owner) = self.tasks.get(&task_id).and_then(|t| t.origin) else {
+            return;
+        };
+        tracing::debug!(task = %task_id, %owner, "spilling a task back to its owner");
+        self.send_peer(owner, PeerMsg::SpillBack { task: task_id });
+        self.drop_task(task_id);
+    }
+
+    fn on_spilled_back(&mut self, from: NodeId, task_id: TaskId) {
+        let Some(task) = self.tasks.get_mut(&task_id) else {
+            return;
+        };
+        if !matches!(task.state, TaskState::Remote(n) if n == from) {
+            return;
+        }
+        task.hops += 1;
+        task.state = TaskState::Waiting(0);
+        self.on_task_ready(task_id);
     }
 
     /// Results of a task we forwarded: keep them (pulling stored ones), or

@@ -86,7 +86,7 @@ impl Core {
 
     /// All dependencies are here: queue it (or its actor's call), or fail it
     /// at once with the error one of its arguments holds.
-    fn on_task_ready(&mut self, task_id: TaskId) {
+    pub(super) fn on_task_ready(&mut self, task_id: TaskId) {
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return;
         };
@@ -97,7 +97,7 @@ impl Core {
         {
             return self.finish_with(task_id, |_| error.clone());
         }
-        let hops = task.hops;
+        let (hops, foreign) = (task.hops, task.origin.is_some());
         match &spec.kind {
             TaskKind::ActorMethod { actor, .. } => {
                 task.state = TaskState::Queued;
@@ -110,9 +110,10 @@ impl Core {
             }
             _ => {
                 task.state = TaskState::Queued;
-                match self.place(&spec, hops) {
+                match self.place(&spec, hops, foreign) {
                     super::remote::Place::Local => {}
                     super::remote::Place::Remote(node) => return self.forward(task_id, node),
+                    super::remote::Place::SpillBack => return self.spill_back(task_id),
                     super::remote::Place::Nowhere => {
                         tracing::warn!(
                             task = %spec.name,
