@@ -32,9 +32,10 @@ struct Cli {
     /// Custom resources as JSON, e.g. '{"special": 1}'.
     #[arg(long)]
     resources: Option<String>,
-    /// Bytes of shared memory for the object store.
-    #[arg(long, default_value_t = 2 << 30)]
-    object_store_memory: u64,
+    /// Bytes of shared memory for the object store [default: as Ray, 30% of the
+    /// machine's memory].
+    #[arg(long)]
+    object_store_memory: Option<u64>,
     /// Directory of the shared-memory object store [default: under /dev/shm].
     #[arg(long)]
     store_dir: Option<PathBuf>,
@@ -82,6 +83,17 @@ enum Command {
 /// `RAYNODE_CLUSTER_KEY`, the default of `--cluster-key` (for drivers too).
 fn key_from_env() -> Option<PathBuf> {
     std::env::var_os("RAYNODE_CLUSTER_KEY").map(PathBuf::from)
+}
+
+/// Ray's default: 30% of the machine's memory (/dev/shm is half of it on a
+/// default Linux); 2 GiB where /proc/meminfo cannot be read.
+fn default_object_store_memory() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
+        let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    });
+    total.map_or(2 << 30, |t| t / 10 * 3)
 }
 
 fn default_data_dir() -> PathBuf {
@@ -149,7 +161,9 @@ fn main() -> anyhow::Result<()> {
             Some(json) => parse_resources(json)?,
             None => Resources::default(),
         },
-        object_store_memory: cli.object_store_memory,
+        object_store_memory: cli
+            .object_store_memory
+            .unwrap_or_else(default_object_store_memory),
         store_dir: cli.store_dir,
         python: cli.python.unwrap_or_else(default_python),
         min_workers: cli.min_workers.unwrap_or(num_cpus.ceil().max(1.0) as usize),

@@ -17,6 +17,9 @@ META_SYSTEM_ERROR = _core.META_SYSTEM_ERROR
 _PLAIN = frozenset([int, float, str, bytes, bool, type(None)])
 
 
+_WRITE_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+
+
 class Serialized:
     """A value pickled: data, out-of-band buffers, and the refs inside it."""
 
@@ -38,7 +41,9 @@ class Serialized:
             len(self.meta), len(self.data), [b.nbytes for b in self.buffers]
         )
         with open(path, "r+b") as f:
-            mm = mmap.mmap(f.fileno(), total)
+            # Mapping with its pages populated at once is several times
+            # faster than faulting them in one by one while copying.
+            mm = mmap.mmap(f.fileno(), total, flags=_WRITE_MAP_FLAGS)
         with memoryview(mm) as view:
             view[: len(header)] = header
             view[meta_off : meta_off + len(self.meta)] = self.meta
