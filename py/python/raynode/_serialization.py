@@ -19,6 +19,38 @@ _PLAIN = frozenset([int, float, str, bytes, bool, type(None)])
 
 _WRITE_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
+# The store reuses the files of freed objects. This process keeps its
+# mapping of the last large file it wrote, by (device, inode, size): when the
+# store hands that file out again, writing into the kept mapping costs no
+# page faults at all. One mapping at most, so what it holds stays small.
+_KEEP_WRITE_MAP_BYTES = 64 << 20
+_kept_write_map = None  # (key, mmap)
+
+
+def _write_map(path, total):
+    global _kept_write_map
+    with open(path, "r+b") as f:
+        st = os.fstat(f.fileno())
+        key = (st.st_dev, st.st_ino, total)
+        kept, _kept_write_map = _kept_write_map, None
+        if kept is not None:
+            if kept[0] == key:
+                return key, kept[1]
+            kept[1].close()
+        # Mapping with its pages populated at once is several times faster
+        # than faulting them in one by one while copying.
+        return key, mmap.mmap(f.fileno(), total, flags=_WRITE_MAP_FLAGS)
+
+
+def _done_with_write_map(key, mm):
+    global _kept_write_map
+    if key[2] < _KEEP_WRITE_MAP_BYTES:
+        mm.close()
+        return
+    if _kept_write_map is not None:
+        _kept_write_map[1].close()
+    _kept_write_map = (key, mm)
+
 
 class Serialized:
     """A value pickled: data, out-of-band buffers, and the refs inside it."""
@@ -40,17 +72,14 @@ class Serialized:
         header, meta_off, data_off, buf_offs, total = _core.plan(
             len(self.meta), len(self.data), [b.nbytes for b in self.buffers]
         )
-        with open(path, "r+b") as f:
-            # Mapping with its pages populated at once is several times
-            # faster than faulting them in one by one while copying.
-            mm = mmap.mmap(f.fileno(), total, flags=_WRITE_MAP_FLAGS)
+        key, mm = _write_map(path, total)
         with memoryview(mm) as view:
             view[: len(header)] = header
             view[meta_off : meta_off + len(self.meta)] = self.meta
             view[data_off : data_off + len(self.data)] = self.data
             for off, buf in zip(buf_offs, self.buffers):
                 view[off : off + buf.nbytes] = buf
-        mm.close()
+        _done_with_write_map(key, mm)
 
     def planned_size(self):
         return _core.plan(len(self.meta), len(self.data), [b.nbytes for b in self.buffers])[4]
