@@ -474,6 +474,7 @@ def _print_nodes(cluster):
     print(f"raynode cluster of {len(cluster.nodes)} nodes in {cluster.workdir}")
     for node in cluster.nodes:
         print(f"  {node.name}: client {node.client_addr}  p2p {node.p2p_addr}  id {node.node_id}  pid {node.pid}")
+    print(f"  drivers: RAYNODE_ADDRESS=<client address> RAYNODE_CLUSTER_KEY={cluster.key_path}")
     sys.stdout.flush()
 
 
