@@ -342,7 +342,7 @@ def join(ctx, ray, todo):
     dl = Deadline(ctx.budget)
     ctx.start(JOIN)
     times = []
-    for _ in range(ctx.p["reps"]):
+    for _ in range(ctx.p["cluster_rounds"]):
         with testnet.Cluster() as cluster:
             start_cluster(cluster, 2, dl)
             with driver(ray, cluster, 0):
@@ -374,7 +374,7 @@ def leader_kill(ctx, ray, todo):
     dl = Deadline(ctx.budget)
     ctx.start(todo[0])
     writes, leaders = [], []
-    for rep in range(ctx.p["reps"]):
+    for rep in range(ctx.p["cluster_rounds"]):
         with testnet.Cluster() as cluster:
             cluster.start(3, timeout=min(30.0, dl.left()))
             cluster.wait_healthy(dl.left())

@@ -288,6 +288,10 @@ def on_ray_client(ctx, todo):
     """The remote-driver workloads on Ray, through Ray Client."""
     dl = Deadline(ctx.budget)
     ctx.start(todo[0])
+    if not ctx.p["ray_client"]:
+        for metric in todo:
+            ctx.fail(metric, "n/a", "Ray Client is measured in full mode only (it starts a Ray head)")
+        return
     env = RayHead.client_env()
     if env is None:
         why = ("Ray Client needs grpcio (ray[client]); install it beside the Ray venv with: "

@@ -60,6 +60,8 @@ MODES = {
         transfer_bytes=1024 * MiB,  # object moved between nodes; loopback TCP
         sleep_batch=600,            # 10 ms tasks per batch
         remote_put_bytes=100 * MiB,  # remote driver put gigabytes
+        cluster_rounds=4,           # fresh clusters for join / leader kill
+        ray_client=True,            # measure Ray Client (starts a Ray head)
     ),
     "quick": dict(
         warmup_s=0.15, reps=3, rep_s=0.3, pause_s=0.0,
@@ -77,6 +79,8 @@ MODES = {
         transfer_bytes=256 * MiB,
         sleep_batch=120,
         remote_put_bytes=100 * MiB,
+        cluster_rounds=2,
+        ray_client=False,
     ),
     "smoke": dict(
         warmup_s=0.02, reps=2, rep_s=0.05, pause_s=0.0,
@@ -94,6 +98,8 @@ MODES = {
         transfer_bytes=8 * MiB,
         sleep_batch=12,
         remote_put_bytes=1 * MiB,
+        cluster_rounds=1,
+        ray_client=False,
     ),
 }
 
