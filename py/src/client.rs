@@ -42,6 +42,10 @@ fn id20(b: &[u8]) -> PyResult<ObjectId> {
     ObjectId::from_slice(b).ok_or_else(|| errors::value("an object id is 20 bytes"))
 }
 
+fn ids20(ids: &[Vec<u8>]) -> PyResult<Vec<ObjectId>> {
+    ids.iter().map(|b| id20(b)).collect()
+}
+
 fn id16<T>(b: &[u8], make: fn([u8; 16]) -> T) -> PyResult<T> {
     <[u8; 16]>::try_from(b)
         .map(make)
@@ -191,10 +195,7 @@ impl Client {
                 spec_args.push(Arg::Value(owned_bytes(&a)?));
             }
         }
-        let nested_refs = nested
-            .iter()
-            .map(|b| id20(b))
-            .collect::<PyResult<Vec<_>>>()?;
+        let nested_refs = ids20(&nested)?;
         let (kind, acked) = match kind {
             None => (TaskKind::Normal, false),
             Some(t) => parse_kind(t)?,
@@ -264,10 +265,7 @@ impl Client {
     }
 
     fn seal(&self, py: Python<'_>, object_id: &[u8], nested: Vec<Vec<u8>>) -> PyResult<()> {
-        let nested = nested
-            .iter()
-            .map(|b| id20(b))
-            .collect::<PyResult<Vec<_>>>()?;
+        let nested = ids20(&nested)?;
         self.send(
             py,
             ToNode::Seal {
@@ -486,10 +484,7 @@ impl Client {
     ) -> PyResult<()> {
         let mut out = Vec::with_capacity(results.len());
         for (bytes, nested) in results {
-            let nested = nested
-                .iter()
-                .map(|b| id20(b))
-                .collect::<PyResult<Vec<_>>>()?;
+            let nested = ids20(&nested)?;
             out.push(match bytes {
                 Some(bytes) => ReturnValue::Inline {
                     bytes: owned_bytes(&bytes)?,
@@ -627,10 +622,7 @@ fn id_prefix(node: &raynode_proto::NodeId) -> [u8; 8] {
 impl Client {
     fn put_vec(&self, py: Python<'_>, value: Vec<u8>, nested: Vec<Vec<u8>>) -> PyResult<ObjectRef> {
         let id = ObjectId::for_return(TaskId(self.fresh_id()), 0);
-        let nested = nested
-            .iter()
-            .map(|b| id20(b))
-            .collect::<PyResult<Vec<_>>>()?;
+        let nested = ids20(&nested)?;
         self.send(
             py,
             ToNode::Put {
