@@ -95,7 +95,7 @@ impl NodeConfig {
         if self.object_store_memory < (1 << 20) {
             return Err(ConfigError::StoreMemory(self.object_store_memory));
         }
-        if self.gcs_voters % 2 == 0 {
+        if self.gcs_voters.is_multiple_of(2) {
             return Err(ConfigError::GcsVoters(self.gcs_voters));
         }
         Ok(())

@@ -61,11 +61,8 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let client_addr = listeners.tcp_addr().map(|a| a.to_string());
-    let accept = tokio::spawn(listeners.run(
-        events_tx.clone(),
-        store.shared(),
-        config.inline_limit,
-    ));
+    let accept =
+        tokio::spawn(listeners.run(events_tx.clone(), store.shared(), config.inline_limit));
     let p2p = cluster.p2p.clone();
     let mut core = core::Core::new(config.clone(), node_id, store, cluster, events_tx.clone());
     core.client_addr = client_addr;

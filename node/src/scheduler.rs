@@ -151,10 +151,7 @@ impl Scheduler {
     /// acquiring anything: it is to run elsewhere.
     pub fn steal(&mut self, mut take: impl FnMut(TaskId, &Resources) -> bool) -> Option<TaskId> {
         for shape in &mut self.shapes {
-            let found = shape
-                .queue
-                .iter()
-                .rposition(|t| take(*t, &shape.demand));
+            let found = shape.queue.iter().rposition(|t| take(*t, &shape.demand));
             if let Some(pos) = found {
                 return shape.queue.remove(pos);
             }

@@ -115,7 +115,10 @@ struct LargePuts {
 
 impl LargePuts {
     /// Writes a large put into the store; `None` leaves it to the core.
-    fn take(&self, body: &[u8]) -> Option<(raynode_proto::ObjectId, u64, Vec<raynode_proto::ObjectId>)> {
+    fn take(
+        &self,
+        body: &[u8],
+    ) -> Option<(raynode_proto::ObjectId, u64, Vec<raynode_proto::ObjectId>)> {
         if body.len() <= self.above {
             return None;
         }
@@ -153,7 +156,11 @@ where
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let span = tracing::debug_span!("conn", conn = conn.0);
     let (tx, rx) = mpsc::unbounded_channel();
-    if events.send(Event::Connected { conn, tx, tcp }).await.is_err() {
+    if events
+        .send(Event::Connected { conn, tx, tcp })
+        .await
+        .is_err()
+    {
         return;
     }
     let write = tokio::spawn(write_loop(writer, rx));

@@ -73,7 +73,8 @@ impl Client {
     ) -> PyResult<Client> {
         let token = match token {
             Some(t) => Some(
-                <[u8; 32]>::try_from(t).map_err(|_| errors::value("a cluster token is 32 bytes"))?,
+                <[u8; 32]>::try_from(t)
+                    .map_err(|_| errors::value("a cluster token is 32 bytes"))?,
             ),
             None => None,
         };
@@ -161,10 +162,13 @@ impl Client {
 
     fn register_function(&self, py: Python<'_>, function_id: &[u8], body: &[u8]) -> PyResult<()> {
         let id = id16(function_id, FunctionId)?;
-        self.send(py, ToNode::RegisterFunction {
+        self.send(
+            py,
+            ToNode::RegisterFunction {
                 id,
                 body: body.to_vec(),
-            },)
+            },
+        )
     }
 
     /// Submits a task; returns its result refs. `args` holds `bytes`

@@ -161,7 +161,10 @@ fn a_put_frame_reads_in_place_as_a_put_view() {
     };
     let body = postcard::to_allocvec(&put).unwrap();
     let view = PutView::of(&body).expect("a put frame");
-    assert_eq!((view.id, view.bytes, view.nested), (id, &[1u8, 2, 3, 4, 5][..], nested));
+    assert_eq!(
+        (view.id, view.bytes, view.nested),
+        (id, &[1u8, 2, 3, 4, 5][..], nested)
+    );
     let other = postcard::to_allocvec(&ToNode::Refs {
         add: vec![],
         remove: vec![],

@@ -138,11 +138,7 @@ pub async fn start(
     let register = Command::RegisterNode {
         id: raft_id(node_id),
         addrs: vec![raft_addr],
-        resources: config
-            .total_resources()
-            .0
-            .into_iter()
-            .collect(),
+        resources: config.total_resources().0.into_iter().collect(),
     };
     let c = cluster.clone();
     tokio::spawn(async move {
@@ -174,7 +170,11 @@ impl Cluster {
     /// One attempt: commit here if leading, else forward to the leader (or,
     /// with `any_peer` and no leader known, to any peer, which forwards it
     /// to the leader it knows).
-    async fn write_once(&self, commands: &[Command], any_peer: bool) -> Result<Vec<Response>, String> {
+    async fn write_once(
+        &self,
+        commands: &[Command],
+        any_peer: bool,
+    ) -> Result<Vec<Response>, String> {
         let leader = match self.gcs.write_batch(commands.to_vec()).await {
             Ok(r) => return Ok(r),
             Err(raft_gcs::WriteError::NotLeader { leader }) => leader,
@@ -293,7 +293,9 @@ async fn dispatch(
                     for m in &msgs {
                         match wire::decode::<PeerMsg>(m) {
                             Ok(m) => decoded.push(m),
-                            Err(e) => tracing::warn!(%peer, "dropping an undecodable peer message: {e}"),
+                            Err(e) => {
+                                tracing::warn!(%peer, "dropping an undecodable peer message: {e}")
+                            }
                         }
                     }
                     let event = Event::Peer {
@@ -331,7 +333,8 @@ async fn dispatch(
                 }
             }
             p2p::Event::PeerDisconnected { peer } => {
-                if core.send(Event::PeerDisconnected(peer)).await.is_err() {
+                let sent = core.send(Event::PeerDisconnected(peer)).await;
+                if sent.is_err() {
                     return;
                 }
             }

@@ -113,7 +113,9 @@ async fn fill(
             Err(e) => Some(e.to_string()),
             Ok(reply) => match reply.split_first() {
                 Some((&CHUNK_OK, bytes)) if bytes.len() == len as usize => None,
-                Some((&CHUNK_OK, bytes)) => Some(format!("a chunk of {} bytes, not {len}", bytes.len())),
+                Some((&CHUNK_OK, bytes)) => {
+                    Some(format!("a chunk of {} bytes, not {len}", bytes.len()))
+                }
                 Some((_, message)) => Some(String::from_utf8_lossy(message).into_owned()),
                 None => Some("an empty reply".into()),
             },

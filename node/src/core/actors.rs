@@ -60,7 +60,9 @@ impl Core {
             return self.send(conn, raynode_proto::FromNode::Acked { req, error });
         }
         let named = match &spec.kind {
-            raynode_proto::TaskKind::ActorCreate(opts) => opts.name.clone().map(|n| (n, opts.clone())),
+            raynode_proto::TaskKind::ActorCreate(opts) => {
+                opts.name.clone().map(|n| (n, opts.clone()))
+            }
             _ => None,
         };
         let Some((name, opts)) = named else {
@@ -87,7 +89,9 @@ impl Core {
                         "The name {name} (namespace={}) is already taken by another actor",
                         opts.namespace
                     )),
-                    other => Err(format!("registering the actor name {name} failed: {other:?}")),
+                    other => Err(format!(
+                        "registering the actor name {name} failed: {other:?}"
+                    )),
                 },
                 Err(e) => Err(format!("registering the actor name {name} failed: {e}")),
             };
@@ -105,7 +109,13 @@ impl Core {
 
     /// `ray.get_actor`: a live actor of this node, else the control store's
     /// name table (waiting a moment for a name just registered elsewhere).
-    pub(super) fn on_get_actor(&mut self, conn: super::ConnId, req: u64, name: String, namespace: String) {
+    pub(super) fn on_get_actor(
+        &mut self,
+        conn: super::ConnId,
+        req: u64,
+        name: String,
+        namespace: String,
+    ) {
         let key = (namespace, name);
         let local = self.names.get(&key).and_then(|id| {
             self.actors
@@ -135,7 +145,9 @@ impl Core {
                     break;
                 }
             }
-            let _ = events.send(super::Event::ActorFound { conn, req, found }).await;
+            let _ = events
+                .send(super::Event::ActorFound { conn, req, found })
+                .await;
         });
     }
 
@@ -374,7 +386,10 @@ impl Core {
         let cluster = self.cluster.clone();
         tokio::spawn(async move {
             let id = raft_gcs::ActorId(actor.0.to_vec());
-            if let Err(e) = cluster.write(vec![raft_gcs::Command::RemoveActor { id }]).await {
+            if let Err(e) = cluster
+                .write(vec![raft_gcs::Command::RemoveActor { id }])
+                .await
+            {
                 tracing::warn!(%actor, "freeing an actor's name in the control store failed: {e}");
             }
         });

@@ -178,9 +178,15 @@ impl Core {
         );
     }
 
-    pub(super) fn on_put_stored(&mut self, conn: ConnId, id: ObjectId, size: u64, nested: Vec<ObjectId>) {
+    pub(super) fn on_put_stored(
+        &mut self,
+        conn: ConnId,
+        id: ObjectId,
+        size: u64,
+        nested: Vec<ObjectId>,
+    ) {
         // Written before the core saw it: undone unless its client said hello.
-        if !self.clients.get(&conn).is_some_and(|c| c.role.is_some()) {
+        if self.clients.get(&conn).is_none_or(|c| c.role.is_none()) {
             self.store.delete(id);
             if self.clients.contains_key(&conn) {
                 self.refuse(conn, "expected hello, got Put");

@@ -114,8 +114,9 @@ impl Core {
                     }));
                 }
                 // Nodes the control store knows of that do not gossip: gone (or just starting).
-                let recorded: Vec<(raft_gcs::NodeId, raft_gcs::NodeInfo)> =
-                    self.gcs.read_local(|s| s.nodes.iter().map(|(k, v)| (*k, v.clone())).collect());
+                let recorded: Vec<(raft_gcs::NodeId, raft_gcs::NodeInfo)> = self
+                    .gcs
+                    .read_local(|s| s.nodes.iter().map(|(k, v)| (*k, v.clone())).collect());
                 for (raft, info) in recorded {
                     let peer = info.addrs.iter().find_map(|a| crate::cluster::peer_of(a));
                     let Some(peer) = peer else { continue };
@@ -123,8 +124,11 @@ impl Core {
                     if seen.contains(&id) {
                         continue;
                     }
-                    let resources: Map<String, Value> =
-                        info.resources.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                    let resources: Map<String, Value> = info
+                        .resources
+                        .iter()
+                        .map(|(k, v)| (k.clone(), json!(v)))
+                        .collect();
                     nodes.push(json!({
                         "NodeID": id.to_string(),
                         "Alive": false,

@@ -53,11 +53,25 @@ pub struct ConnId(pub u64);
 
 pub enum Event {
     /// A client connected; over TCP it must present the cluster token.
-    Connected { conn: ConnId, tx: ConnTx, tcp: bool },
-    Frame { conn: ConnId, msg: ToNode },
-    Disconnected { conn: ConnId },
-    WorkerExited { worker: WorkerId, status: String },
-    Timeout { waiter: WaiterId },
+    Connected {
+        conn: ConnId,
+        tx: ConnTx,
+        tcp: bool,
+    },
+    Frame {
+        conn: ConnId,
+        msg: ToNode,
+    },
+    Disconnected {
+        conn: ConnId,
+    },
+    WorkerExited {
+        worker: WorkerId,
+        status: String,
+    },
+    Timeout {
+        waiter: WaiterId,
+    },
     /// Messages from another node, in the order it sent them.
     Peer {
         from: NodeId,

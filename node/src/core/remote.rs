@@ -171,7 +171,10 @@ impl Core {
                         size,
                         owner: id.0[..4].to_vec(),
                     },
-                    None => raft_gcs::Command::RemoveObjectLocation { id: id_key, node: me },
+                    None => raft_gcs::Command::RemoveObjectLocation {
+                        id: id_key,
+                        node: me,
+                    },
                 }
             })
             .collect();
@@ -188,7 +191,11 @@ impl Core {
         let key = raft_gcs::ObjectId(id.0.to_vec());
         let listed: Vec<raft_gcs::NodeId> = self
             .gcs
-            .read_local(|s| s.objects.get(&key).map(|o| o.locations.iter().copied().collect()))
+            .read_local(|s| {
+                s.objects
+                    .get(&key)
+                    .map(|o| o.locations.iter().copied().collect())
+            })
             .unwrap_or_default();
         let mut holders = vec![first];
         for node in self.remote.peers.keys() {
@@ -244,13 +251,11 @@ impl Core {
             let tasks = &self.tasks;
             let stolen = self.sched.steal(|task, demand| {
                 fits(&peer.load.available, demand)
-                    && tasks
-                        .get(&task)
-                        .is_some_and(|t| {
-                            t.origin.is_none()
-                                && t.hops < MAX_HOPS
-                                && matches!(t.spec.kind, TaskKind::Normal)
-                        })
+                    && tasks.get(&task).is_some_and(|t| {
+                        t.origin.is_none()
+                            && t.hops < MAX_HOPS
+                            && matches!(t.spec.kind, TaskKind::Normal)
+                    })
             });
             match stolen {
                 Some(task) => self.forward(task, node),
@@ -435,7 +440,12 @@ impl Core {
                 raynode_proto::Arg::Ref(id) => Some(*id),
                 _ => None,
             })
-            .filter(|id| matches!(self.objects.get(id).map(|e| &e.state), Some(ObjState::Stored { .. })))
+            .filter(|id| {
+                matches!(
+                    self.objects.get(id).map(|e| &e.state),
+                    Some(ObjState::Stored { .. })
+                )
+            })
             .filter_map(|id| self.owner_of(&id.0))
             .collect();
         if let Some(node) = choices.iter().find(|n| holders.contains(n)) {
@@ -509,7 +519,8 @@ impl Core {
             .get(&node)
             .is_none_or(|p| !p.sent_functions.contains(&spec.function));
         let function = if needs_function {
-            self.function_body(spec.function).map(|b| b.as_ref().clone())
+            self.function_body(spec.function)
+                .map(|b| b.as_ref().clone())
         } else {
             None
         };
@@ -594,7 +605,9 @@ impl Core {
             ..
         } = run;
         if let Some(body) = function {
-            self.functions.entry(spec.function).or_insert_with(|| Arc::new(body));
+            self.functions
+                .entry(spec.function)
+                .or_insert_with(|| Arc::new(body));
         }
         if self.tasks.contains_key(&spec.task_id) {
             return;
@@ -629,7 +642,12 @@ impl Core {
 
     /// Results of a task we forwarded: keep them (pulling stored ones), or
     /// pass them on to the node we ran it for.
-    fn on_remote_done(&mut self, from: NodeId, task_id: TaskId, results: Vec<(WireValue, Vec<ObjectId>)>) {
+    fn on_remote_done(
+        &mut self,
+        from: NodeId,
+        task_id: TaskId,
+        results: Vec<(WireValue, Vec<ObjectId>)>,
+    ) {
         let Some(task) = self.tasks.get(&task_id) else {
             self.free_lent(from, &results, task_id);
             return;
@@ -655,14 +673,25 @@ impl Core {
             self.fail_remote_calls(actor, "The actor died");
         }
         if let Some(owner) = self.tasks.get(&task_id).and_then(|t| t.origin) {
-            self.send_peer(owner, PeerMsg::Done { task: task_id, results });
+            self.send_peer(
+                owner,
+                PeerMsg::Done {
+                    task: task_id,
+                    results,
+                },
+            );
             return self.drop_task(task_id);
         }
         let mut fetching = 0;
         for (i, (value, nested)) in results.into_iter().enumerate() {
             let id = ObjectId::for_return(task_id, i as u32);
             self.receive_value(id, value, nested, Some((from, task_id)));
-            if self.remote.pulling.get(&id).is_some_and(|p| p.made_by == Some(task_id)) {
+            if self
+                .remote
+                .pulling
+                .get(&id)
+                .is_some_and(|p| p.made_by == Some(task_id))
+            {
                 fetching += 1;
             }
         }
@@ -721,7 +750,13 @@ impl Core {
             }
             results.push((value, nested));
         }
-        if !self.send_peer(owner, PeerMsg::Done { task: task_id, results }) {
+        if !self.send_peer(
+            owner,
+            PeerMsg::Done {
+                task: task_id,
+                results,
+            },
+        ) {
             tracing::warn!(task = %task_id, %owner, "the results of a task are lost: its owner cannot be reached");
         }
     }
@@ -771,7 +806,11 @@ impl Core {
         match ready {
             Some(true) => {
                 if let Some(value) = self.wire_value(id) {
-                    let nested = self.objects.get(&id).map(|e| e.nested.clone()).unwrap_or_default();
+                    let nested = self
+                        .objects
+                        .get(&id)
+                        .map(|e| e.nested.clone())
+                        .unwrap_or_default();
                     self.send_peer(from, PeerMsg::Value { id, value, nested });
                 }
             }
@@ -782,10 +821,20 @@ impl Core {
             None => {
                 let bytes = crate::values::system_error(
                     SystemErrorKind::ObjectLostError,
-                    &format!("object {id} is no longer held by its owner {}", self.node_id),
+                    &format!(
+                        "object {id} is no longer held by its owner {}",
+                        self.node_id
+                    ),
                 );
                 let value = WireValue::Inline { bytes, error: true };
-                self.send_peer(from, PeerMsg::Value { id, value, nested: Vec::new() });
+                self.send_peer(
+                    from,
+                    PeerMsg::Value {
+                        id,
+                        value,
+                        nested: Vec::new(),
+                    },
+                );
             }
         }
     }
@@ -796,7 +845,11 @@ impl Core {
             return;
         };
         if let Some(value) = self.wire_value(id) {
-            let nested = self.objects.get(&id).map(|e| e.nested.clone()).unwrap_or_default();
+            let nested = self
+                .objects
+                .get(&id)
+                .map(|e| e.nested.clone())
+                .unwrap_or_default();
             for peer in &peers {
                 let msg = PeerMsg::Value {
                     id,
@@ -928,7 +981,9 @@ impl Core {
             if rerun {
                 tracing::info!(object = %id, task = %task_id, "rebuilding a lost result by running its task again: {why}");
                 // Other pulls of its results stop counting; the new run brings them again.
-                self.remote.pulling.retain(|_, p| p.made_by != Some(task_id));
+                self.remote
+                    .pulling
+                    .retain(|_, p| p.made_by != Some(task_id));
                 return self.retry_task(task_id);
             }
             self.fetched(task_id);

@@ -63,9 +63,7 @@ impl Core {
             let elsewhere = self.remote_actor_home(actor).is_some();
             match self.actors.get_mut(&actor) {
                 Some(a) => a.queue.push_back(task_id),
-                None if elsewhere => {
-                    self.remote.actor_queue(actor).push_back(task_id)
-                }
+                None if elsewhere => self.remote.actor_queue(actor).push_back(task_id),
                 None => {
                     let why =
                         format!("the actor {actor} is unknown to this node (it may have died)");
@@ -436,7 +434,10 @@ impl Core {
         match &task.state {
             TaskState::Remote(node) => {
                 let node = *node;
-                self.send_peer(node, crate::cluster::wire::PeerMsg::Cancel { task: task_id });
+                self.send_peer(
+                    node,
+                    crate::cluster::wire::PeerMsg::Cancel { task: task_id },
+                );
             }
             TaskState::Waiting(_) | TaskState::Queued => {
                 self.fail_task(
