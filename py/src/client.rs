@@ -42,6 +42,10 @@ fn id20(b: &[u8]) -> PyResult<ObjectId> {
     ObjectId::from_slice(b).ok_or_else(|| errors::value("an object id is 20 bytes"))
 }
 
+/// Values up to this size are put through an ordinary frame; larger ones
+/// are written straight into the frame.
+const SMALL_PUT_BYTES: usize = 64 * 1024;
+
 fn ids20(ids: &[Vec<u8>]) -> PyResult<Vec<ObjectId>> {
     ids.iter().map(|b| id20(b)).collect()
 }
@@ -243,8 +247,24 @@ impl Client {
         buffers: &Bound<'py, PyList>,
         nested: Vec<Vec<u8>>,
     ) -> PyResult<ObjectRef> {
-        let value = crate::codec::encode_vec(py, meta, data, buffers)?;
-        self.put_vec(py, value, nested)
+        let sections = crate::codec::Sections::new(meta, data, buffers)?;
+        let id = ObjectId::for_return(TaskId(self.fresh_id()), 0);
+        let nested = ids20(&nested)?;
+        let total = sections.layout.total;
+        if total <= SMALL_PUT_BYTES {
+            let mut value = vec![0u8; total];
+            sections.write(py, &mut value)?;
+            return self.put_vec(py, id, value, nested);
+        }
+        self.conn.with_writer(|stream, buf| -> PyResult<()> {
+            let built =
+                frame::encode_put_into(buf, id, total, &nested, |dst| sections.write(py, dst))
+                    .map_err(|e| errors::value(format!("cannot put this value: {e}")))?;
+            built?;
+            py.detach(|| stream.write_all(buf))
+                .map_err(|e| errors::connection(format!("lost the connection to the node: {e}")))
+        })?;
+        Ok(ObjectRef::new(id, self.conn.refs.clone(), true))
     }
 
     fn put_inline(
@@ -253,7 +273,8 @@ impl Client {
         value: &[u8],
         nested: Vec<Vec<u8>>,
     ) -> PyResult<ObjectRef> {
-        self.put_vec(py, value.to_vec(), nested)
+        let id = ObjectId::for_return(TaskId(self.fresh_id()), 0);
+        self.put_vec(py, id, value.to_vec(), ids20(&nested)?)
     }
 
     /// Reserves a store object for a put: returns `(ref, path)` to write then `seal`.
@@ -624,9 +645,13 @@ fn id_prefix(node: &raynode_proto::NodeId) -> [u8; 8] {
 }
 
 impl Client {
-    fn put_vec(&self, py: Python<'_>, value: Vec<u8>, nested: Vec<Vec<u8>>) -> PyResult<ObjectRef> {
-        let id = ObjectId::for_return(TaskId(self.fresh_id()), 0);
-        let nested = ids20(&nested)?;
+    fn put_vec(
+        &self,
+        py: Python<'_>,
+        id: ObjectId,
+        value: Vec<u8>,
+        nested: Vec<ObjectId>,
+    ) -> PyResult<ObjectRef> {
         self.send(
             py,
             ToNode::Put {

@@ -6,29 +6,60 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use raynode_proto::meta;
 
-/// Builds a whole value from Python buffers in one `Vec`, copying each
-/// section once.
-pub fn encode_vec(
+/// A value's sections as Python buffers, with the layout they make.
+pub struct Sections<'a> {
+    meta: &'a [u8],
+    data: PyBuffer<u8>,
+    buffers: Vec<PyBuffer<u8>>,
+    pub layout: objstore::layout::Layout,
+}
+
+impl<'a> Sections<'a> {
+    pub fn new(
+        meta: &'a [u8],
+        data: &Bound<'_, PyAny>,
+        buffers: &Bound<'_, PyList>,
+    ) -> PyResult<Self> {
+        let data = PyBuffer::<u8>::get(data)?;
+        let buffers = buffers
+            .iter()
+            .map(|b| PyBuffer::<u8>::get(&b))
+            .collect::<PyResult<Vec<_>>>()?;
+        let lens: Vec<usize> = buffers.iter().map(|b| b.item_count()).collect();
+        let layout = objstore::layout::try_plan(meta.len(), data.item_count(), &lens)
+            .map_err(crate::errors::value)?;
+        Ok(Sections {
+            meta,
+            data,
+            buffers,
+            layout,
+        })
+    }
+
+    /// Writes the whole value (`layout.total` bytes, zeroed) into `out`,
+    /// copying each section once.
+    pub fn write(&self, py: Python<'_>, out: &mut [u8]) -> PyResult<()> {
+        let layout = &self.layout;
+        objstore::layout::write_header(out, layout).map_err(crate::errors::value)?;
+        out[layout.meta.clone()].copy_from_slice(self.meta);
+        self.data.copy_to_slice(py, &mut out[layout.data.clone()])?;
+        for (buffer, range) in self.buffers.iter().zip(&layout.buffers) {
+            buffer.copy_to_slice(py, &mut out[range.clone()])?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds a whole value from Python buffers in one `Vec`.
+fn encode_vec(
     py: Python<'_>,
     meta: &[u8],
     data: &Bound<'_, PyAny>,
     buffers: &Bound<'_, PyList>,
 ) -> PyResult<Vec<u8>> {
-    let data = PyBuffer::<u8>::get(data)?;
-    let buffers = buffers
-        .iter()
-        .map(|b| PyBuffer::<u8>::get(&b))
-        .collect::<PyResult<Vec<_>>>()?;
-    let lens: Vec<usize> = buffers.iter().map(|b| b.item_count()).collect();
-    let layout = objstore::layout::try_plan(meta.len(), data.item_count(), &lens)
-        .map_err(crate::errors::value)?;
-    let mut out = vec![0u8; layout.total];
-    objstore::layout::write_header(&mut out, &layout).map_err(crate::errors::value)?;
-    out[layout.meta.clone()].copy_from_slice(meta);
-    data.copy_to_slice(py, &mut out[layout.data.clone()])?;
-    for (buffer, range) in buffers.iter().zip(&layout.buffers) {
-        buffer.copy_to_slice(py, &mut out[range.clone()])?;
-    }
+    let sections = Sections::new(meta, data, buffers)?;
+    let mut out = vec![0u8; sections.layout.total];
+    sections.write(py, &mut out)?;
     Ok(out)
 }
 

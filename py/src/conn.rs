@@ -214,6 +214,22 @@ impl Conn {
         stream.write_all(buf)
     }
 
+    /// Runs `f` with the socket and the write buffer, emptied but for the
+    /// pending reference changes, under the writer's lock: for frames built
+    /// in place (`f` appends them and writes the buffer).
+    pub fn with_writer<R>(&self, f: impl FnOnce(&mut Stream, &mut Vec<u8>) -> R) -> R {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (stream, buf) = &mut *guard;
+        buf.clear();
+        if let Some((add, remove)) = self.refs.take_changes() {
+            if !add.is_empty() || !remove.is_empty() {
+                // Encoding a list of ids into a Vec cannot fail.
+                let _ = frame::encode_into(&ToNode::Refs { add, remove }, buf);
+            }
+        }
+        f(stream, buf)
+    }
+
     pub fn send(&self, msg: ToNode) -> std::io::Result<()> {
         self.send_all(std::slice::from_ref(&msg))
     }

@@ -60,3 +60,45 @@ pub fn body_len(header: [u8; HEADER_BYTES]) -> Result<usize, FrameError> {
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     Ok(postcard::from_bytes(body)?)
 }
+
+/// Appends one frame holding `ToNode::Put { id, bytes, nested }` whose
+/// `len` value bytes `fill` writes in place, so a large value is copied once,
+/// straight into the frame. The frame is the same as [`encode_into`]'s.
+pub fn encode_put_into<E>(
+    out: &mut Vec<u8>,
+    id: crate::ObjectId,
+    len: usize,
+    nested: &[crate::ObjectId],
+    fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+) -> Result<Result<(), E>, FrameError> {
+    // The variant and id, as an empty put begins (it ends with the empty
+    // value's length and the empty list, one zero byte each).
+    let empty = crate::ToNode::Put {
+        id,
+        bytes: Vec::new(),
+        nested: Vec::new(),
+    };
+    let mut head = postcard::to_allocvec(&empty)?;
+    head.truncate(head.len() - 2);
+    let len_varint = postcard::to_allocvec(&(len as u64))?;
+    let tail = postcard::to_allocvec(nested)?;
+    let body = head.len() + len_varint.len() + len + tail.len();
+    if body > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            len: body,
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    let start = out.len();
+    out.extend_from_slice(&(body as u32).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&len_varint);
+    let at = out.len();
+    out.resize(at + len, 0);
+    if let Err(e) = fill(&mut out[at..at + len]) {
+        out.truncate(start);
+        return Ok(Err(e));
+    }
+    out.extend_from_slice(&tail);
+    Ok(Ok(()))
+}

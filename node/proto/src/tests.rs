@@ -172,3 +172,29 @@ fn a_put_frame_reads_in_place_as_a_put_view() {
     .unwrap();
     assert!(PutView::of(&other).is_none());
 }
+
+proptest! {
+    #[test]
+    fn a_put_framed_in_place_is_the_put_frame(
+        id in any::<[u8; 20]>(),
+        bytes in proptest::collection::vec(any::<u8>(), 0..2000),
+        nested in proptest::collection::vec(any::<[u8; 20]>(), 0..4),
+    ) {
+        let nested: Vec<ObjectId> = nested.into_iter().map(ObjectId).collect();
+        let expected = frame::encode(&ToNode::Put {
+            id: ObjectId(id),
+            bytes: bytes.clone(),
+            nested: nested.clone(),
+        })
+        .unwrap();
+        let mut out = vec![9, 9];
+        let filled = frame::encode_put_into(&mut out, ObjectId(id), bytes.len(), &nested, |dst| {
+            dst.copy_from_slice(&bytes);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        prop_assert!(filled.is_ok());
+        prop_assert_eq!(&out[..2], &[9u8, 9][..]);
+        prop_assert_eq!(&out[2..], &expected[..]);
+    }
+}
