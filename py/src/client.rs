@@ -252,9 +252,10 @@ impl Client {
         let nested = ids20(&nested)?;
         let total = sections.layout.total;
         if total <= SMALL_PUT_BYTES {
-            let mut value = vec![0u8; total];
-            sections.write(py, &mut value)?;
-            return self.put_vec(py, id, value, nested);
+            let mut bytes = vec![0u8; total];
+            sections.write(py, &mut bytes)?;
+            self.send(py, ToNode::Put { id, bytes, nested })?;
+            return Ok(ObjectRef::new(id, self.conn.refs.clone(), true));
         }
         self.conn.with_writer(|stream, buf| -> PyResult<()> {
             let built =
@@ -265,16 +266,6 @@ impl Client {
                 .map_err(|e| errors::connection(format!("lost the connection to the node: {e}")))
         })?;
         Ok(ObjectRef::new(id, self.conn.refs.clone(), true))
-    }
-
-    fn put_inline(
-        &self,
-        py: Python<'_>,
-        value: &[u8],
-        nested: Vec<Vec<u8>>,
-    ) -> PyResult<ObjectRef> {
-        let id = ObjectId::for_return(TaskId(self.fresh_id()), 0);
-        self.put_vec(py, id, value.to_vec(), ids20(&nested)?)
     }
 
     /// Reserves a store object for a put: returns `(ref, path)` to write then `seal`.
@@ -642,24 +633,4 @@ fn id_prefix(node: &raynode_proto::NodeId) -> [u8; 8] {
     let mut prefix: [u8; 8] = rand::random();
     prefix[..4].copy_from_slice(&node.0[..4]);
     prefix
-}
-
-impl Client {
-    fn put_vec(
-        &self,
-        py: Python<'_>,
-        id: ObjectId,
-        value: Vec<u8>,
-        nested: Vec<ObjectId>,
-    ) -> PyResult<ObjectRef> {
-        self.send(
-            py,
-            ToNode::Put {
-                id,
-                bytes: value,
-                nested,
-            },
-        )?;
-        Ok(ObjectRef::new(id, self.conn.refs.clone(), true))
-    }
 }

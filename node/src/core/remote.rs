@@ -1071,7 +1071,7 @@ impl Core {
         let restart = creation.as_ref().is_some_and(|(_, opts, attempt)| {
             opts.max_restarts < 0 || (*attempt as i64) < opts.max_restarts as i64
         });
-        let Some((creation, opts, _)) = creation.filter(|_| restart) else {
+        let Some((creation, opts, attempt)) = creation.filter(|_| restart) else {
             for call in inflight {
                 self.fail_task(call, SystemErrorKind::ActorDiedError, &cause);
             }
@@ -1104,7 +1104,7 @@ impl Core {
         let (spec, job) = (task.spec.clone(), task.job);
         self.register_actor(&opts, &spec, job);
         if let Some(a) = self.actors.get_mut(&actor) {
-            a.restarts = spec_restarts(&self.tasks, creation);
+            a.restarts = attempt + 1;
         }
         // Calls wait in the actor's own queue while it is placed again.
         let calls = self.remote.actor_queues.remove(&actor).unwrap_or_default();
@@ -1145,9 +1145,4 @@ impl Core {
             );
         }
     }
-}
-
-/// Restarts an actor had so far: runs of its creation task before this one.
-fn spec_restarts(tasks: &HashMap<TaskId, super::Task>, creation: TaskId) -> u32 {
-    tasks.get(&creation).map_or(0, |t| t.attempt + 1)
 }
