@@ -451,7 +451,7 @@ def _group_members(groups):
 
 
 def write_cluster_key(path):
-    """A fresh cluster key in libp2p's pnet format, mode 0600."""
+    """A fresh cluster key in libp2p's pre-shared key format, mode 0600."""
     if os.path.exists(path):
         return
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

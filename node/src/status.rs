@@ -42,7 +42,7 @@ pub fn print(address: &str, cluster_key: Option<&std::path::Path>) -> anyhow::Re
         None
     } else {
         let key = p2p::load_or_create_cluster_key(cluster_key)?;
-        Some(crate::cluster::client_token(&p2p::cluster_key_bytes(&key)))
+        Some(crate::cluster::client_token(key.bytes()))
     };
     let hello = ToNode::Hello {
         version: PROTOCOL_VERSION,

@@ -1,5 +1,5 @@
-//! The composed libp2p behaviour: identify, Kademlia, gossipsub and two
-//! request/response protocols (RPC and object chunks).
+//! The composed libp2p behaviour: identify, Kademlia, gossipsub, the RPC
+//! request/response protocol and plain streams (object chunks).
 
 use libp2p::{
     gossipsub, identify, identity::Keypair, kad, request_response, swarm::NetworkBehaviour,
@@ -17,7 +17,7 @@ pub(crate) struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub rpc: request_response::Behaviour<FrameCodec>,
-    pub object: request_response::Behaviour<FrameCodec>,
+    pub stream: libp2p_stream::Behaviour,
 }
 
 impl Behaviour {
@@ -55,7 +55,7 @@ impl Behaviour {
             kad,
             gossipsub,
             rpc: request_response_for(config, Protocol::Rpc),
-            object: request_response_for(config, Protocol::Object),
+            stream: libp2p_stream::Behaviour::new(),
         })
     }
 
@@ -65,7 +65,6 @@ impl Behaviour {
     ) -> &mut request_response::Behaviour<FrameCodec> {
         match protocol {
             Protocol::Rpc => &mut self.rpc,
-            Protocol::Object => &mut self.object,
         }
     }
 }

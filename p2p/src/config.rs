@@ -5,15 +5,17 @@
 
 use std::time::Duration;
 
-use libp2p::{identity::Keypair, pnet::PreSharedKey, Multiaddr, StreamProtocol};
+use libp2p::{identity::Keypair, Multiaddr, StreamProtocol};
 
-use crate::error::ConfigError;
+use crate::{error::ConfigError, keys::ClusterKey};
 
 /// Request/response protocol for node-to-node calls (Raft RPCs, task
 /// forwarding, control messages).
 pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/raynode/rpc/1");
-/// Request/response protocol for pulling object chunks.
-pub const OBJECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/raynode/object/1");
+/// Stream protocol for pulling object chunks: the puller opens a stream
+/// per chunk, the holder writes the chunk's bytes into it straight from its
+/// store ([`crate::Handle::open_object_stream`], [`crate::Started`]).
+pub const OBJECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/raynode/object/2");
 /// Kademlia protocol name (a private DHT, apart from any public one).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/raynode/kad/1");
 /// Identify protocol version string.
@@ -28,13 +30,11 @@ pub const TOPIC_PREFIX: &str = "/raynode/topic/1/";
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// Default bound on an RPC response.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
-/// Largest object chunk a pull moves in one response. Pull larger objects
+/// Largest object chunk a pull moves on one stream. Pull larger objects
 /// as a sequence of `(offset, len <= OBJECT_CHUNK_BYTES)` requests.
 pub const OBJECT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// Bound on an object-pull request (an id and a range, so small).
 pub const MAX_OBJECT_REQUEST_BYTES: usize = 64 * 1024;
-/// Bound on an object-pull response: one chunk plus room for a header.
-pub const MAX_OBJECT_RESPONSE_BYTES: usize = OBJECT_CHUNK_BYTES + 64 * 1024;
 /// Default bound on one gossip message.
 pub const DEFAULT_MAX_GOSSIP_BYTES: usize = 64 * 1024;
 /// No configured message bound may exceed this.
@@ -46,16 +46,12 @@ pub const HARD_MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 pub enum Protocol {
     /// [`RPC_PROTOCOL`], bounded by `max_request_bytes`/`max_response_bytes`.
     Rpc,
-    /// [`OBJECT_PROTOCOL`], bounded by [`MAX_OBJECT_REQUEST_BYTES`] and
-    /// [`MAX_OBJECT_RESPONSE_BYTES`].
-    Object,
 }
 
 impl Protocol {
     pub fn name(self) -> StreamProtocol {
         match self {
             Protocol::Rpc => RPC_PROTOCOL,
-            Protocol::Object => OBJECT_PROTOCOL,
         }
     }
 }
@@ -77,8 +73,8 @@ pub struct Config {
     pub bootstrap: Vec<Multiaddr>,
     /// This node's identity ([`crate::load_or_create_identity`]).
     pub identity: Keypair,
-    /// The private-network key ([`crate::load_or_create_cluster_key`]).
-    pub cluster_key: PreSharedKey,
+    /// The cluster key ([`crate::load_or_create_cluster_key`]).
+    pub cluster_key: ClusterKey,
     /// Bound on an RPC request ([`Protocol::Rpc`]).
     pub max_request_bytes: usize,
     /// Bound on an RPC response ([`Protocol::Rpc`]).
@@ -92,7 +88,7 @@ pub struct Config {
     /// How long a connection with no open stream is kept. Cluster members
     /// should stay connected, so the default is a day.
     pub idle_timeout: Duration,
-    /// Bound on a connection upgrade (pnet, cluster check, noise, yamux).
+    /// Bound on a connection upgrade (cluster key check, noise, yamux).
     pub handshake_timeout: Duration,
     /// Bound on each `--join` dial in [`crate::spawn`].
     pub join_timeout: Duration,
@@ -125,7 +121,7 @@ impl std::fmt::Debug for Config {
 
 impl Config {
     /// A config with default limits and timeouts for this identity and key.
-    pub fn new(identity: Keypair, cluster_key: PreSharedKey) -> Self {
+    pub fn new(identity: Keypair, cluster_key: ClusterKey) -> Self {
         Config {
             listen: vec![default_listen()],
             bootstrap: Vec::new(),
@@ -209,7 +205,6 @@ impl Config {
     pub fn limits(&self, protocol: Protocol) -> (usize, usize) {
         match protocol {
             Protocol::Rpc => (self.max_request_bytes, self.max_response_bytes),
-            Protocol::Object => (MAX_OBJECT_REQUEST_BYTES, MAX_OBJECT_RESPONSE_BYTES),
         }
     }
 
@@ -266,7 +261,7 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        Config::new(Keypair::generate_ed25519(), PreSharedKey::new([7; 32]))
+        Config::new(Keypair::generate_ed25519(), ClusterKey::new([7; 32]))
     }
 
     #[test]

@@ -339,7 +339,7 @@ impl EventLoop {
             BehaviourEvent::Kad(event) => self.on_kad(event),
             BehaviourEvent::Gossipsub(event) => self.on_gossip(event),
             BehaviourEvent::Rpc(event) => self.on_request_response(Protocol::Rpc, event),
-            BehaviourEvent::Object(event) => self.on_request_response(Protocol::Object, event),
+            BehaviourEvent::Stream(()) => {}
         }
     }
 

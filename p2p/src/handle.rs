@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use libp2p::{request_response::ResponseChannel, Multiaddr, PeerId};
+use libp2p::{request_response::ResponseChannel, Multiaddr, PeerId, Stream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
@@ -119,37 +119,48 @@ pub(crate) enum Command {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub rpc: (usize, usize),
-    pub object: (usize, usize),
     pub gossip: usize,
     pub dial_timeout: Duration,
+    pub request_timeout: Duration,
 }
 
 impl Limits {
     fn of(&self, protocol: Protocol) -> (usize, usize) {
         match protocol {
             Protocol::Rpc => self.rpc,
-            Protocol::Object => self.object,
         }
     }
 }
 
 /// A cloneable handle to a running swarm. All methods are cancel-safe: a
 /// dropped future abandons its reply, nothing else.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Handle {
     commands: mpsc::Sender<Command>,
+    streams: libp2p_stream::Control,
     local_peer_id: PeerId,
     limits: Limits,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("local_peer_id", &self.local_peer_id)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Handle {
     pub(crate) fn new(
         commands: mpsc::Sender<Command>,
+        streams: libp2p_stream::Control,
         local_peer_id: PeerId,
         limits: Limits,
     ) -> Self {
         Handle {
             commands,
+            streams,
             local_peer_id,
             limits,
         }
@@ -190,6 +201,23 @@ impl Handle {
         })
         .await
         .unwrap_or(Err(RequestError::Closed))
+    }
+
+    /// Opens a stream to `peer` on [`crate::OBJECT_PROTOCOL`], dialing it if
+    /// needed. Bounded by the request timeout of the [`crate::Config`]; what
+    /// goes over the stream, and its bounds, are the caller's.
+    pub async fn open_object_stream(&self, peer: PeerId) -> Result<Stream, RequestError> {
+        let mut streams = self.streams.clone();
+        let open = streams.open_stream(peer, crate::config::OBJECT_PROTOCOL);
+        match tokio::time::timeout(self.limits.request_timeout, open).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
+                Err(RequestError::UnsupportedProtocol)
+            }
+            Ok(Err(libp2p_stream::OpenStreamError::Io(e))) => Err(RequestError::Io(e)),
+            Ok(Err(e)) => Err(RequestError::Io(std::io::Error::other(e.to_string()))),
+            Err(_) => Err(RequestError::Timeout),
+        }
     }
 
     /// Answers an [`Event::InboundRequest`].

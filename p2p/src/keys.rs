@@ -11,8 +11,9 @@
 //! - identity: `<data_dir>/identity.key`, libp2p's protobuf key encoding
 //!   (an Ed25519 key).
 //! - cluster key: `~/.raynode/cluster.key` unless a path is given, in
-//!   libp2p's pnet text format (`/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex
-//!   digits); a file holding only the 64 hex digits is accepted too.
+//!   libp2p's pre-shared key text format (`/key/swarm/psk/1.0.0/`,
+//!   `/base16/`, 64 hex digits); a file holding only the 64 hex digits is
+//!   accepted too.
 
 use std::{
     fs,
@@ -21,7 +22,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use libp2p::{identity::Keypair, pnet::PreSharedKey};
+use libp2p::identity::Keypair;
+use sha2::{Digest, Sha256};
 
 use crate::error::KeyError;
 
@@ -31,6 +33,64 @@ pub const IDENTITY_FILE: &str = "identity.key";
 pub const DEFAULT_CLUSTER_KEY: &str = ".raynode/cluster.key";
 /// Key files are never larger than this; anything bigger is malformed.
 const MAX_KEY_FILE_BYTES: u64 = 4096;
+/// First line of a key file in libp2p's pre-shared key format.
+const KEY_FILE_HEADER: &str = "/key/swarm/psk/1.0.0/";
+
+/// The cluster key: 32 secret bytes every member of a cluster holds. Other
+/// secrets are derived from it ([`ClusterKey::derive`]); the bytes
+/// themselves never leave the node, and `Debug` shows only the fingerprint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterKey([u8; 32]);
+
+impl ClusterKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        ClusterKey(bytes)
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        ClusterKey(rand::random())
+    }
+
+    /// The raw bytes, for deriving other secrets from them (e.g. the token
+    /// remote drivers present). Never log them.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// SHA-256 of `label`, a zero byte, the key and then `parts`: a secret
+    /// for one purpose, named by `label`, that reveals nothing of the key.
+    pub fn derive(&self, label: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+        let mut hash = Sha256::new();
+        hash.update(label);
+        hash.update([0u8]);
+        hash.update(self.0);
+        for part in parts {
+            hash.update(part);
+        }
+        hash.finalize().into()
+    }
+
+    /// 16 hex digits that tell keys apart in logs without revealing them.
+    pub fn fingerprint(&self) -> String {
+        hex(&self.derive(b"raynode/cluster-key-fingerprint/1", &[])[..8])
+    }
+
+    /// The key file's text (libp2p's pre-shared key format).
+    pub fn to_key_file(&self) -> String {
+        format!("{KEY_FILE_HEADER}\n/base16/\n{}\n", hex(&self.0))
+    }
+}
+
+impl std::fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ClusterKey({})", self.fingerprint())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// Loads `<data_dir>/identity.key`, or creates it (0600) with a fresh
 /// Ed25519 key. The data dir is created if missing.
@@ -62,15 +122,13 @@ pub fn default_cluster_key_path() -> Result<PathBuf, KeyError> {
 /// Loads the cluster key from `path` (default [`default_cluster_key_path`]),
 /// creating the file (0600, parent dirs 0700) with a random key if it does
 /// not exist.
-pub fn load_or_create_cluster_key(path: Option<&Path>) -> Result<PreSharedKey, KeyError> {
+pub fn load_or_create_cluster_key(path: Option<&Path>) -> Result<ClusterKey, KeyError> {
     let path = match path {
         Some(p) => p.to_path_buf(),
         None => default_cluster_key_path()?,
     };
     let bytes = load_or_create(&path, || {
-        Ok(PreSharedKey::new(rand::random::<[u8; 32]>())
-            .to_key_file()
-            .into_bytes())
+        Ok(ClusterKey::generate().to_key_file().into_bytes())
     })?;
     parse_cluster_key(&bytes).map_err(|reason| KeyError::Malformed {
         path: path.clone(),
@@ -79,29 +137,25 @@ pub fn load_or_create_cluster_key(path: Option<&Path>) -> Result<PreSharedKey, K
 }
 
 /// Parses a cluster key file's contents.
-pub fn parse_cluster_key(bytes: &[u8]) -> Result<PreSharedKey, String> {
+pub fn parse_cluster_key(bytes: &[u8]) -> Result<ClusterKey, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
     let trimmed = text.trim();
     if trimmed.starts_with("/key/") {
-        return trimmed.parse::<PreSharedKey>().map_err(|e| {
-            format!("not a pnet key file (/key/swarm/psk/1.0.0/, /base16/, 64 hex digits): {e}")
-        });
+        let lines: Vec<&str> = trimmed.lines().map(str::trim).collect();
+        return match lines.as_slice() {
+            [KEY_FILE_HEADER, "/base16/", hex] => parse_hex32(hex).map(ClusterKey),
+            _ => Err(format!(
+                "not a key file of the form {KEY_FILE_HEADER}, /base16/, 64 hex digits"
+            )),
+        };
     }
-    parse_hex32(trimmed).map(PreSharedKey::new)
-}
-
-/// The raw 32 bytes of a cluster key, for deriving other secrets from it
-/// (e.g. the token remote drivers present). Never log them.
-pub fn cluster_key_bytes(key: &PreSharedKey) -> [u8; 32] {
-    let text = key.to_key_file();
-    let hex = text.lines().nth(2).unwrap_or_default();
-    parse_hex32(hex).expect("libp2p writes a pnet key as 64 hex digits on its third line")
+    parse_hex32(trimmed).map(ClusterKey)
 }
 
 fn parse_hex32(hex: &str) -> Result<[u8; 32], String> {
     if hex.len() != 64 {
         return Err(format!(
-            "expected a pnet key file or 64 hex digits, found {} characters",
+            "expected a key file or 64 hex digits, found {} characters",
             hex.len()
         ));
     }
@@ -227,8 +281,14 @@ mod tests {
         let path = dir.path().join("cluster.key");
         fs::write(&path, format!("{}\n", "ab".repeat(32))).expect("write");
         let key = load_or_create_cluster_key(Some(&path)).expect("load");
-        assert_eq!(key, PreSharedKey::new([0xab; 32]));
-        assert_eq!(cluster_key_bytes(&key), [0xab; 32]);
+        assert_eq!(key, ClusterKey::new([0xab; 32]));
+        assert_eq!(key.bytes(), &[0xab; 32]);
+        let file = key.to_key_file();
+        assert_eq!(parse_cluster_key(file.as_bytes()).expect("own format"), key);
+        assert!(
+            !format!("{key:?}").contains("abab"),
+            "Debug must not show the key"
+        );
     }
 
     #[test]

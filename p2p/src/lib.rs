@@ -5,14 +5,14 @@
 //! - [`keys`]: the node identity (kept in its data dir, so a restart keeps
 //!   its peer id) and the cluster key (`~/.raynode/cluster.key` by default,
 //!   created 0600 on first use).
-//! - `transport`: TCP, then the private network keyed by the cluster key
-//!   and a check that the peer holds the same key, then noise and yamux. A
-//!   node with another key cannot connect; both sides say so
-//!   ([`DialError::ClusterKeyMismatch`] and a warning).
+//! - `transport`: TCP, then a challenge-response proving that the peer
+//!   holds the cluster key, then noise (its prologue also derived from the
+//!   key) and yamux. A node with another key cannot connect; both sides say
+//!   so ([`DialError::ClusterKeyMismatch`] and a warning).
 //! - `behaviour`: identify, Kademlia (peer discovery), gossipsub (topics),
-//!   and two request/response protocols, [`RPC_PROTOCOL`] and
-//!   [`OBJECT_PROTOCOL`], framed by `codec` with the size bounds of
-//!   [`Config`] and the constants in [`config`].
+//!   the request/response protocol [`RPC_PROTOCOL`], framed by `codec` with
+//!   the size bounds of [`Config`] and the constants in [`config`], and
+//!   plain streams on [`OBJECT_PROTOCOL`].
 //! - `event_loop`: the one task that owns the swarm. [`Handle`] (cloneable)
 //!   sends it commands over a bounded channel; it hands out [`Event`]s on a
 //!   bounded channel.
@@ -20,8 +20,9 @@
 //!   `Config::bootstrap` (`--join`, see [`parse_join_addr`]).
 //!
 //! Payloads are opaque bytes: p2p knows nothing of tasks or Raft. Large
-//! objects move as [`Protocol::Object`] requests of at most
-//! [`OBJECT_CHUNK_BYTES`] each.
+//! objects move over [`OBJECT_PROTOCOL`] streams
+//! ([`Handle::open_object_stream`], [`Started::object_streams`]), one per
+//! chunk of at most [`OBJECT_CHUNK_BYTES`].
 
 pub mod addr;
 mod behaviour;
@@ -37,8 +38,8 @@ mod transport;
 pub use addr::{parse_join_addr, split_peer_id, with_peer_id, AddrError};
 pub use config::{
     Config, Protocol, DEFAULT_MAX_GOSSIP_BYTES, DEFAULT_MAX_REQUEST_BYTES,
-    DEFAULT_MAX_RESPONSE_BYTES, MAX_OBJECT_REQUEST_BYTES, MAX_OBJECT_RESPONSE_BYTES,
-    OBJECT_CHUNK_BYTES, OBJECT_PROTOCOL, RPC_PROTOCOL,
+    DEFAULT_MAX_RESPONSE_BYTES, MAX_OBJECT_REQUEST_BYTES, OBJECT_CHUNK_BYTES, OBJECT_PROTOCOL,
+    RPC_PROTOCOL,
 };
 pub use error::{
     ConfigError, DialError, KeyError, PublishError, RequestError, StartError, SubscribeError,
@@ -46,11 +47,10 @@ pub use error::{
 };
 pub use handle::{Event, Handle, Responder};
 pub use keys::{
-    cluster_key_bytes, default_cluster_key_path, load_or_create_cluster_key,
-    load_or_create_identity,
+    default_cluster_key_path, load_or_create_cluster_key, load_or_create_identity, ClusterKey,
 };
-pub use start::{spawn, Started};
+pub use start::{spawn, ObjectStreams, Started};
 pub use transport::ClusterKeyMismatch;
 
 /// libp2p types that appear in this crate's API.
-pub use libp2p::{identity::Keypair, pnet::PreSharedKey, Multiaddr, PeerId};
+pub use libp2p::{identity::Keypair, Multiaddr, PeerId, Stream};

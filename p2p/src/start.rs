@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use crate::{
     addr::with_peer_id,
     behaviour::{Behaviour, BehaviourEvent},
-    config::Config,
+    config::{Config, OBJECT_PROTOCOL},
     error::{DialError, StartError},
     event_loop::EventLoop,
     handle::{Event, Handle, Limits},
@@ -32,6 +32,30 @@ pub struct Started {
     pub peer_id: PeerId,
     /// Addresses it listens on now (more may come as [`Event::ListenAddr`]).
     pub listen_addrs: Vec<Multiaddr>,
+    /// Streams peers open on [`OBJECT_PROTOCOL`]; keep taking them (a
+    /// stream nobody takes is dropped, with a warning from libp2p).
+    pub object_streams: ObjectStreams,
+}
+
+/// Inbound [`OBJECT_PROTOCOL`] streams with the peer that opened each: a
+/// [`futures::Stream`] of `(PeerId, libp2p::Stream)`.
+pub struct ObjectStreams(libp2p_stream::IncomingStreams);
+
+impl futures::Stream for ObjectStreams {
+    type Item = (PeerId, libp2p::Stream);
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_next_unpin(cx)
+    }
+}
+
+impl std::fmt::Debug for ObjectStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ObjectStreams")
+    }
 }
 
 impl Started {
@@ -54,11 +78,15 @@ pub async fn spawn(config: Config) -> Result<Started, StartError> {
     let peer_id = config.peer_id();
     let transport = transport::build(
         &config.identity,
-        config.cluster_key,
+        config.cluster_key.clone(),
         config.handshake_timeout,
     )
     .map_err(|e| StartError::Build(format!("noise: {e}")))?;
     let behaviour = Behaviour::new(&config.identity, &config)?;
+    let mut streams = behaviour.stream.new_control();
+    let object_streams = streams
+        .accept(OBJECT_PROTOCOL)
+        .map_err(|e| StartError::Build(format!("object streams: {e}")))?;
     let mut swarm = Swarm::new(
         transport,
         behaviour,
@@ -78,11 +106,11 @@ pub async fn spawn(config: Config) -> Result<Started, StartError> {
     let (event_tx, event_rx) = mpsc::channel(config.channel_capacity);
     let limits = Limits {
         rpc: config.limits(crate::Protocol::Rpc),
-        object: config.limits(crate::Protocol::Object),
         gossip: config.max_gossip_bytes,
         dial_timeout: config.join_timeout,
+        request_timeout: config.request_timeout,
     };
-    let handle = Handle::new(command_tx, peer_id, limits);
+    let handle = Handle::new(command_tx, streams, peer_id, limits);
     let event_loop = EventLoop::new(
         swarm,
         command_rx,
@@ -101,6 +129,7 @@ pub async fn spawn(config: Config) -> Result<Started, StartError> {
         events: event_rx,
         peer_id,
         listen_addrs,
+        object_streams: ObjectStreams(object_streams),
     })
 }
 

@@ -4,8 +4,9 @@
 
 use std::{future::Future, time::Duration};
 
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use p2p::{
-    Config, DialError, Event, Handle, Keypair, Multiaddr, PeerId, PreSharedKey, Protocol,
+    ClusterKey, Config, DialError, Event, Handle, Keypair, Multiaddr, PeerId, Protocol,
     PublishError, RequestError, StartError, OBJECT_CHUNK_BYTES,
 };
 use tokio::{sync::mpsc, task::JoinHandle};
@@ -31,15 +32,16 @@ fn loopback() -> Multiaddr {
     "/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")
 }
 
-fn config(key: PreSharedKey, bootstrap: Vec<Multiaddr>) -> Config {
-    Config::new(Keypair::generate_ed25519(), key)
+fn config(key: &ClusterKey, bootstrap: Vec<Multiaddr>) -> Config {
+    Config::new(Keypair::generate_ed25519(), key.clone())
         .with_listen(vec![loopback()])
         .with_bootstrap(bootstrap)
 }
 
 /// A running swarm whose inbound requests are answered by an echo server
-/// (`echo:` + request, or a full chunk for the object protocol) and whose
-/// other events are forwarded to `events`.
+/// (`echo:` + request), whose object streams are answered with as many
+/// bytes of 7 as the 4-byte length the opener wrote, and whose other events
+/// are forwarded to `events`.
 struct Node {
     handle: Handle,
     peer: PeerId,
@@ -55,19 +57,26 @@ impl Node {
         let (tx, events) = mpsc::channel(1024);
         let handle = started.handle.clone();
         let mut inbound = started.events;
+        let mut object_streams = started.object_streams;
+        tokio::spawn(async move {
+            while let Some((_peer, mut stream)) = object_streams.next().await {
+                tokio::spawn(async move {
+                    let mut len = [0u8; 4];
+                    if stream.read_exact(&mut len).await.is_ok() {
+                        let len = u32::from_be_bytes(len) as usize;
+                        let _ = stream.write_all(&vec![7u8; len]).await;
+                        let _ = stream.close().await;
+                    }
+                });
+            }
+        });
         let server = tokio::spawn(async move {
             while let Some(event) = inbound.recv().await {
                 match event {
                     Event::InboundRequest {
-                        protocol,
-                        request,
-                        responder,
-                        ..
+                        request, responder, ..
                     } => {
-                        let response = match protocol {
-                            Protocol::Object => vec![7u8; OBJECT_CHUNK_BYTES],
-                            _ => [b"echo:".as_slice(), &request].concat(),
-                        };
+                        let response = [b"echo:".as_slice(), &request].concat();
                         let _ = handle.respond(responder, response).await;
                     }
                     other => {
@@ -104,9 +113,9 @@ impl Node {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_exchange_requests_both_ways() {
     init_tracing();
-    let key = PreSharedKey::new(rand_key());
-    let a = Node::start(config(key, vec![])).await.expect("start a");
-    let b = Node::start(config(key, vec![a.addr.clone()]))
+    let key = ClusterKey::new(rand_key());
+    let a = Node::start(config(&key, vec![])).await.expect("start a");
+    let b = Node::start(config(&key, vec![a.addr.clone()]))
         .await
         .expect("start b");
     assert!(b.handle.connected_peers().await.contains(&a.peer));
@@ -128,14 +137,24 @@ async fn two_nodes_exchange_requests_both_ways() {
     .expect("request a -> b");
     assert_eq!(reply, b"echo:pong");
 
-    // A full object chunk fits the object protocol's response bound.
-    let chunk = bounded(
-        "chunk",
-        b.handle.request(a.peer, Protocol::Object, b"obj".to_vec()),
-    )
+    // A full object chunk over an object stream.
+    let chunk = bounded("chunk", async {
+        let mut stream = b
+            .handle
+            .open_object_stream(a.peer)
+            .await
+            .map_err(std::io::Error::other)?;
+        stream
+            .write_all(&(OBJECT_CHUNK_BYTES as u32).to_be_bytes())
+            .await?;
+        let mut chunk = Vec::new();
+        stream.read_to_end(&mut chunk).await?;
+        Ok::<_, std::io::Error>(chunk)
+    })
     .await
     .expect("chunk");
     assert_eq!(chunk.len(), OBJECT_CHUNK_BYTES);
+    assert!(chunk.iter().all(|&b| b == 7));
 
     a.stop().await;
     b.stop().await;
@@ -144,9 +163,9 @@ async fn two_nodes_exchange_requests_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn third_node_finds_the_first_through_the_second() {
     init_tracing();
-    let key = PreSharedKey::new(rand_key());
-    let a = Node::start(config(key, vec![])).await.expect("start a");
-    let b = Node::start(config(key, vec![a.addr.clone()]))
+    let key = ClusterKey::new(rand_key());
+    let a = Node::start(config(&key, vec![])).await.expect("start a");
+    let b = Node::start(config(&key, vec![a.addr.clone()]))
         .await
         .expect("start b");
     // b must know a's listen address (identify) before c asks it.
@@ -156,7 +175,7 @@ async fn third_node_finds_the_first_through_the_second() {
         }
     })
     .await;
-    let c = Node::start(config(key, vec![b.addr.clone()]))
+    let c = Node::start(config(&key, vec![b.addr.clone()]))
         .await
         .expect("start c");
 
@@ -179,9 +198,9 @@ async fn third_node_finds_the_first_through_the_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gossip_reaches_subscribers() {
     init_tracing();
-    let key = PreSharedKey::new(rand_key());
-    let a = Node::start(config(key, vec![])).await.expect("start a");
-    let mut b = Node::start(config(key, vec![a.addr.clone()]))
+    let key = ClusterKey::new(rand_key());
+    let a = Node::start(config(&key, vec![])).await.expect("start a");
+    let mut b = Node::start(config(&key, vec![a.addr.clone()]))
         .await
         .expect("start b");
     assert!(a.handle.subscribe("load").await.expect("subscribe a"));
@@ -232,13 +251,13 @@ async fn gossip_reaches_subscribers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_cluster_key_cannot_connect() {
     init_tracing();
-    let a = Node::start(config(PreSharedKey::new(rand_key()), vec![]))
+    let a = Node::start(config(&ClusterKey::new(rand_key()), vec![]))
         .await
         .expect("start a");
-    let other_key = PreSharedKey::new(rand_key());
+    let other_key = ClusterKey::new(rand_key());
 
     // Joining through a node of another cluster fails at start, saying why.
-    let err = match Node::start(config(other_key, vec![a.addr.clone()])).await {
+    let err = match Node::start(config(&other_key, vec![a.addr.clone()])).await {
         Ok(node) => {
             node.stop().await;
             panic!("a node with another cluster key joined");
@@ -258,7 +277,7 @@ async fn another_cluster_key_cannot_connect() {
     }
 
     // A running node of another cluster gets the same answer from dial.
-    let b = Node::start(config(other_key, vec![]))
+    let b = Node::start(config(&other_key, vec![]))
         .await
         .expect("start b");
     let err = bounded("dial", b.handle.dial(a.addr.clone()))
@@ -279,11 +298,11 @@ async fn another_cluster_key_cannot_connect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_is_refused_and_the_swarm_keeps_serving() {
     init_tracing();
-    let key = PreSharedKey::new(rand_key());
-    let a = Node::start(config(key, vec![]).with_max_request_bytes(1024))
+    let key = ClusterKey::new(rand_key());
+    let a = Node::start(config(&key, vec![]).with_max_request_bytes(1024))
         .await
         .expect("start a");
-    let b = Node::start(config(key, vec![a.addr.clone()]).with_max_request_bytes(1 << 20))
+    let b = Node::start(config(&key, vec![a.addr.clone()]).with_max_request_bytes(1 << 20))
         .await
         .expect("start b");
 

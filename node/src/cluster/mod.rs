@@ -96,8 +96,8 @@ pub async fn start(
     for input in &config.join {
         join.push(p2p::parse_join_addr(input).with_context(|| format!("--join {input:?}"))?);
     }
-    let fingerprint = key.fingerprint().to_string();
-    let client_token = client_token(&p2p::cluster_key_bytes(&key));
+    let fingerprint = key.fingerprint();
+    let client_token = client_token(key.bytes());
     let p2p_config = p2p::Config::new(identity, key)
         .with_listen(vec![listen_addr(&config.listen)?])
         .with_bootstrap(join);
@@ -131,7 +131,8 @@ pub async fn start(
     if let Err(e) = cluster.p2p.subscribe(wire::LOAD_TOPIC).await {
         anyhow::bail!("subscribing to load gossip: {e}");
     }
-    tokio::spawn(dispatch(cluster.clone(), started.events, core, store));
+    tokio::spawn(pull::accept(started.object_streams, store));
+    tokio::spawn(dispatch(cluster.clone(), started.events, core));
     if config.join.is_empty() {
         cluster.gcs.bootstrap().await?;
     }
@@ -260,7 +261,6 @@ async fn dispatch(
     cluster: Cluster,
     mut events: mpsc::Receiver<p2p::Event>,
     core: mpsc::Sender<Event>,
-    store: objstore::Store,
 ) {
     while let Some(event) = events.recv().await {
         match event {
@@ -310,18 +310,6 @@ async fn dispatch(
                 }
                 Err(e) => tracing::warn!(%peer, "dropping an undecodable peer request: {e}"),
             },
-            p2p::Event::InboundRequest {
-                protocol: Protocol::Object,
-                request,
-                responder,
-                ..
-            } => {
-                let (c, store) = (cluster.clone(), store.clone());
-                tokio::spawn(async move {
-                    let reply = pull::serve(&store, &request);
-                    let _ = c.p2p.respond(responder, reply).await;
-                });
-            }
             p2p::Event::Gossip { topic, data, .. } if topic == wire::LOAD_TOPIC => {
                 match wire::decode::<wire::Load>(&data) {
                     Ok(load) => {

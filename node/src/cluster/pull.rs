@@ -1,50 +1,163 @@
-//! Objects between stores: a holder serves chunks of a sealed object, a
-//! puller writes them straight into an object it created in its own store,
-//! several chunks in flight at once, spread over every holder it knows, and
-//! seals it. A chunk a holder fails to give is asked of the next holder.
+//! Objects between stores, over the swarm's object streams: a puller opens
+//! a few streams (lanes) to the holders it knows and asks for one chunk after
+//! another on each; the holder writes a chunk's bytes into the stream
+//! straight from its mapped store, and the puller reads them straight into
+//! the object it created in its own store. A chunk a holder fails to give is
+//! asked of the next holder.
+//!
+//! On a stream, per chunk: the puller writes a [`PullRequest`] (a 4-byte
+//! big-endian length, then the request, at most
+//! [`p2p::MAX_OBJECT_REQUEST_BYTES`]); the holder answers [`CHUNK_OK`] and
+//! exactly the requested bytes, or [`CHUNK_ERROR`] and a length-prefixed
+//! message of at most [`MAX_ERROR_BYTES`]. The puller closes the stream when
+//! it has all its chunks.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{stream::FuturesUnordered, AsyncRead, AsyncReadExt, AsyncWriteExt, StreamExt};
+use objstore::ObjectKey;
+use p2p::PeerId;
+use raynode_proto::ObjectId;
+use tokio::sync::Semaphore;
 
 use super::wire::{self, PullRequest, CHUNK_ERROR, CHUNK_OK};
-use objstore::ObjectKey;
-use p2p::{PeerId, Protocol};
-use raynode_proto::ObjectId;
-use tokio::task::JoinSet;
 
-/// Chunk requests in flight per pull.
+/// Streams (so chunks in flight) per pull.
 const WINDOW: usize = 8;
+/// Tries of a fresh stream before its holder counts as failed, and the
+/// pause between them (times the try's number).
+const FRESH_ATTEMPTS: u64 = 4;
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// Chunks a holder serves at once; further streams wait their turn.
+const SERVING: usize = 32;
+/// Bound on one chunk's exchange, both sides.
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on a holder's error message.
+pub const MAX_ERROR_BYTES: usize = 4096;
 
-/// Answers one chunk request from the local store.
-pub fn serve(store: &objstore::Store, request: &[u8]) -> Vec<u8> {
-    match chunk(store, request) {
-        Ok(reply) => reply,
-        Err(e) => {
-            let mut reply = vec![CHUNK_ERROR];
-            reply.extend_from_slice(e.as_bytes());
-            reply
+/// Takes the object streams peers open and serves each, until the swarm
+/// stops.
+pub async fn accept(mut streams: p2p::ObjectStreams, store: objstore::Store) {
+    let serving = Arc::new(Semaphore::new(SERVING));
+    while let Some((peer, stream)) = streams.next().await {
+        let (store, serving) = (store.clone(), serving.clone());
+        tokio::spawn(async move {
+            let Ok(_permit) = serving.acquire().await else {
+                return;
+            };
+            match tokio::time::timeout(CHUNK_TIMEOUT, serve(&store, stream)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%peer, "serving a chunk failed: {e}"),
+                Err(_) => tracing::debug!(%peer, "serving a chunk timed out"),
+            }
+        });
+    }
+}
+
+/// Answers the chunk requests on one stream, one after another, until the
+/// puller closes it.
+async fn serve(store: &objstore::Store, mut stream: p2p::Stream) -> std::io::Result<()> {
+    loop {
+        let exchange = async {
+            let Some(request) = read_request(&mut stream).await? else {
+                return Ok(false);
+            };
+            match find_chunk(store, &request) {
+                Ok((handle, start, end)) => {
+                    stream.write_all(&[CHUNK_OK]).await?;
+                    stream.write_all(&handle.as_slice()[start..end]).await?;
+                }
+                Err(message) => {
+                    let mut message = message.into_bytes();
+                    message.truncate(MAX_ERROR_BYTES);
+                    stream.write_all(&[CHUNK_ERROR]).await?;
+                    stream
+                        .write_all(&(message.len() as u32).to_be_bytes())
+                        .await?;
+                    stream.write_all(&message).await?;
+                }
+            }
+            stream.flush().await?;
+            Ok::<_, std::io::Error>(true)
+        };
+        match tokio::time::timeout(CHUNK_TIMEOUT, exchange).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return stream.close().await,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no request or no progress within the chunk timeout",
+                ))
+            }
         }
     }
 }
 
-fn chunk(store: &objstore::Store, request: &[u8]) -> Result<Vec<u8>, String> {
+/// The next request on a stream, or `None` if the puller closed it.
+async fn read_request(stream: &mut p2p::Stream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut first = [0u8; 1];
+    if stream.read(&mut first).await? == 0 {
+        return Ok(None);
+    }
+    let mut rest = [0u8; 3];
+    stream.read_exact(&mut rest).await?;
+    let len = u32::from_be_bytes([first[0], rest[0], rest[1], rest[2]]) as usize;
+    read_body(stream, len, p2p::MAX_OBJECT_REQUEST_BYTES)
+        .await
+        .map(Some)
+}
+
+/// The sealed object a request names and the byte range it asks for.
+fn find_chunk(
+    store: &objstore::Store,
+    request: &[u8],
+) -> Result<(objstore::ReadHandle, usize, usize), String> {
     let request: PullRequest = wire::decode(request)?;
     let handle = store
         .get(&ObjectKey(request.id.0))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("object {} is not here", request.id))?;
-    let bytes = handle.as_slice();
+    let size = handle.as_slice().len();
     let start = usize::try_from(request.offset).map_err(|e| e.to_string())?;
-    let end = start.saturating_add(request.len as usize).min(bytes.len());
-    if start >= end || request.len as usize > p2p::OBJECT_CHUNK_BYTES {
+    let end = start.saturating_add(request.len as usize);
+    if start >= end || end > size || request.len as usize > p2p::OBJECT_CHUNK_BYTES {
         return Err(format!(
-            "bad chunk {}+{} of an object of {} bytes",
-            request.offset,
-            request.len,
-            bytes.len()
+            "bad chunk {}+{} of an object of {size} bytes",
+            request.offset, request.len
         ));
     }
-    let mut reply = Vec::with_capacity(1 + end - start);
-    reply.push(CHUNK_OK);
-    reply.extend_from_slice(&bytes[start..end]);
-    Ok(reply)
+    Ok((handle, start, end))
+}
+
+/// Reads a 4-byte big-endian length and that many bytes, at most `limit`.
+async fn read_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    limit: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await?;
+    read_body(stream, u32::from_be_bytes(len) as usize, limit).await
+}
+
+/// Reads a frame body of `len` bytes, refused if over `limit`.
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    len: usize,
+    limit: usize,
+) -> std::io::Result<Vec<u8>> {
+    if len > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a frame of {len} bytes exceeds the {limit}-byte limit"),
+        ));
+    }
+    let mut frame = vec![0u8; len];
+    stream.read_exact(&mut frame).await?;
+    Ok(frame)
 }
 
 /// Copies object `id` of `size` bytes from `holders` into `store` and
@@ -73,62 +186,280 @@ pub async fn pull(
     }
 }
 
+/// Chunks not yet fetched: offset and the part of the object to fill.
+type Work<'a> = Mutex<Vec<(u64, &'a mut [u8])>>;
+
+/// The work list; a lane never holds it across an await.
+fn take<'w, 'a>(todo: &'w Work<'a>) -> std::sync::MutexGuard<'w, Vec<(u64, &'a mut [u8])>> {
+    todo.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Fills `dst` over up to [`WINDOW`] lanes (a stream each), spread over the
+/// holders in turn. A lane takes chunks one after another; a lane that fails
+/// gives its chunk back and its holder is dropped.
 async fn fill(
     p2p: &p2p::Handle,
     dst: &mut [u8],
     id: ObjectId,
     mut holders: Vec<PeerId>,
 ) -> Result<(), String> {
-    let size = dst.len() as u64;
-    let chunk = p2p::OBJECT_CHUNK_BYTES as u64;
-    let mut todo: Vec<(u64, u32)> = (0..size.div_ceil(chunk))
-        .rev()
-        .map(|i| (i * chunk, chunk.min(size - i * chunk) as u32))
-        .collect();
+    let chunk = p2p::OBJECT_CHUNK_BYTES;
+    let todo: Work = Mutex::new(
+        dst.chunks_mut(chunk)
+            .enumerate()
+            .map(|(i, part)| ((i * chunk) as u64, part))
+            .rev()
+            .collect(),
+    );
     let mut turn = 0usize;
     let mut last_error = String::new();
-    let mut inflight = JoinSet::new();
+    let mut lanes = FuturesUnordered::new();
     loop {
-        if holders.is_empty() {
-            return Err(format!("pulling {id}: no holder is left ({last_error})"));
-        }
-        while inflight.len() < WINDOW {
-            let Some((offset, len)) = todo.pop() else {
-                break;
-            };
+        let waiting = take(&todo).len();
+        while !holders.is_empty() && lanes.len() < WINDOW.min(waiting) {
             let holder = holders[turn % holders.len()];
             turn += 1;
-            let request = wire::encode(&PullRequest { id, offset, len });
-            let p2p = p2p.clone();
-            inflight.spawn(async move {
-                let reply = p2p.request(holder, Protocol::Object, request).await;
-                (holder, offset, len, reply)
-            });
+            lanes.push(lane(p2p, holder, id, &todo));
         }
-        let Some(joined) = inflight.join_next().await else {
-            return Ok(());
+        match lanes.next().await {
+            Some((_, Ok(()))) => {}
+            Some((holder, Err(why))) => {
+                tracing::debug!(object = %id, %holder, "a holder failed a chunk: {why}");
+                last_error = format!("{holder}: {why}");
+                holders.retain(|h| *h != holder);
+            }
+            None if take(&todo).is_empty() => return Ok(()),
+            None => return Err(format!("pulling {id}: no holder is left ({last_error})")),
+        }
+    }
+}
+
+/// One lane: a stream to `holder` that takes chunks from `todo` until none
+/// is left. A fresh stream is retried a few times before the holder counts
+/// as failed: a holder busy taking other streams may drop a new one.
+async fn lane<'a>(
+    p2p: &p2p::Handle,
+    holder: PeerId,
+    id: ObjectId,
+    todo: &Work<'a>,
+) -> (PeerId, Result<(), String>) {
+    let mut attempt = 0u64;
+    'stream: loop {
+        attempt += 1;
+        let mut stream = match p2p.open_object_stream(holder).await {
+            Ok(stream) => stream,
+            Err(e) if attempt < FRESH_ATTEMPTS => {
+                tracing::debug!(%holder, "opening an object stream: {e}");
+                tokio::time::sleep(RETRY_PAUSE * attempt as u32).await;
+                continue 'stream;
+            }
+            Err(e) => return (holder, Err(e.to_string())),
         };
-        let (holder, offset, len, reply) = joined.map_err(|e| e.to_string())?;
-        let failure = match &reply {
-            Err(e) => Some(e.to_string()),
-            Ok(reply) => match reply.split_first() {
-                Some((&CHUNK_OK, bytes)) if bytes.len() == len as usize => None,
-                Some((&CHUNK_OK, bytes)) => {
-                    Some(format!("a chunk of {} bytes, not {len}", bytes.len()))
+        let mut served = 0usize;
+        loop {
+            let Some((offset, part)) = take(todo).pop() else {
+                let _ = stream.close().await;
+                return (holder, Ok(()));
+            };
+            let exchange = fetch(&mut stream, id, offset, &mut *part);
+            let result = match tokio::time::timeout(CHUNK_TIMEOUT, exchange).await {
+                Ok(result) => result,
+                Err(_) => Err(format!("no chunk within {CHUNK_TIMEOUT:?}")),
+            };
+            if let Err(why) = result {
+                take(todo).push((offset, part));
+                if served == 0 && attempt < FRESH_ATTEMPTS {
+                    tracing::debug!(%holder, "a fresh object stream failed: {why}");
+                    tokio::time::sleep(RETRY_PAUSE * attempt as u32).await;
+                    continue 'stream;
                 }
-                Some((_, message)) => Some(String::from_utf8_lossy(message).into_owned()),
-                None => Some("an empty reply".into()),
-            },
-        };
-        if let Some(why) = failure {
-            tracing::debug!(object = %id, %holder, "a holder failed a chunk: {why}");
-            last_error = format!("{holder}: {why}");
-            holders.retain(|h| *h != holder);
-            todo.push((offset, len));
-            continue;
+                return (holder, Err(why));
+            }
+            served += 1;
         }
-        let reply = reply.unwrap_or_default();
-        let start = offset as usize;
-        dst[start..start + len as usize].copy_from_slice(&reply[1..]);
+    }
+}
+
+/// Asks for one chunk on `stream` and reads it into `part`.
+async fn fetch(
+    stream: &mut p2p::Stream,
+    id: ObjectId,
+    offset: u64,
+    part: &mut [u8],
+) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    let request = wire::encode(&PullRequest {
+        id,
+        offset,
+        len: part.len() as u32,
+    });
+    let mut frame = Vec::with_capacity(4 + request.len());
+    frame.extend_from_slice(&(request.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&request);
+    stream.write_all(&frame).await.map_err(io)?;
+    stream.flush().await.map_err(io)?;
+    let mut status = [0u8; 1];
+    stream.read_exact(&mut status).await.map_err(io)?;
+    match status[0] {
+        CHUNK_OK => stream.read_exact(part).await.map_err(io),
+        CHUNK_ERROR => {
+            let message = read_frame(stream, MAX_ERROR_BYTES).await.map_err(io)?;
+            Err(String::from_utf8_lossy(&message).into_owned())
+        }
+        other => Err(format!("a reply that starts with byte {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A swarm on loopback with a store whose object streams are served.
+    struct Member {
+        p2p: p2p::Handle,
+        peer: PeerId,
+        addr: p2p::Multiaddr,
+        store: objstore::Store,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn member(key: &p2p::ClusterKey, join: Vec<p2p::Multiaddr>) -> Member {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = objstore::Store::open(
+            objstore::Config::default()
+                .with_root(dir.path().join("store"))
+                .with_spill_dir(dir.path().join("spill"))
+                .with_capacity(256 << 20),
+        )
+        .expect("store");
+        let config = p2p::Config::new(p2p::Keypair::generate_ed25519(), key.clone())
+            .with_listen(vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")])
+            .with_bootstrap(join);
+        let started = p2p::spawn(config).await.expect("swarm");
+        let addr = started.join_addrs()[0].clone();
+        tokio::spawn(accept(started.object_streams, store.clone()));
+        let mut events = started.events;
+        tokio::spawn(async move { while events.recv().await.is_some() {} });
+        Member {
+            addr,
+            p2p: started.handle,
+            peer: started.peer_id,
+            store,
+            _dir: dir,
+        }
+    }
+
+    /// A sealed object of `len` data bytes with a byte pattern; its bytes.
+    fn put(store: &objstore::Store, id: ObjectId, len: usize) -> Vec<u8> {
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let bytes = objstore::layout::encode(b"meta", &data, &[]);
+        let mut created = store
+            .create(ObjectKey(id.0), bytes.len() as u64, true)
+            .expect("create");
+        created.writer().as_mut_slice().copy_from_slice(&bytes);
+        created.into_writer().seal().expect("seal");
+        bytes
+    }
+
+    fn read(store: &objstore::Store, id: ObjectId) -> Vec<u8> {
+        let handle = store.get(&ObjectKey(id.0)).expect("get").expect("present");
+        handle.as_slice().to_vec()
+    }
+
+    async fn bounded<F: std::future::Future>(f: F) -> F::Output {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("within a minute")
+    }
+
+    /// Data bytes of the test objects: two and a half chunks.
+    const SIZE: usize = 5 * p2p::OBJECT_CHUNK_BYTES / 2;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pull_takes_chunks_from_several_holders() {
+        let key = p2p::ClusterKey::generate();
+        let a = member(&key, vec![]).await;
+        let b = member(&key, vec![a.addr.clone()]).await;
+        let c = member(&key, vec![a.addr.clone(), b.addr.clone()]).await;
+        let id = ObjectId([1; 20]);
+        let bytes = put(&a.store, id, SIZE);
+        assert_eq!(put(&b.store, id, SIZE), bytes);
+
+        let size = bytes.len() as u64;
+        let holders = vec![a.peer, b.peer];
+        bounded(pull(c.p2p.clone(), c.store.clone(), id, size, holders))
+            .await
+            .expect("pull");
+        assert!(read(&c.store, id) == bytes, "the pulled copy differs");
+
+        // Pulling again is a no-op.
+        bounded(pull(c.p2p.clone(), c.store.clone(), id, size, vec![a.peer]))
+            .await
+            .expect("second pull");
+        for m in [a, b, c] {
+            m.p2p.shutdown().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn holders_that_lack_the_object_or_are_gone_are_replaced() {
+        let key = p2p::ClusterKey::generate();
+        let a = member(&key, vec![]).await;
+        let b = member(&key, vec![a.addr.clone()]).await;
+        let gone = member(&key, vec![a.addr.clone()]).await;
+        let c = member(&key, vec![a.addr.clone(), b.addr.clone()]).await;
+        let id = ObjectId([2; 20]);
+        let bytes = put(&b.store, id, SIZE); // only b has it
+        gone.p2p.shutdown().await;
+
+        let holders = vec![a.peer, gone.peer, b.peer];
+        bounded(pull(
+            c.p2p.clone(),
+            c.store.clone(),
+            id,
+            bytes.len() as u64,
+            holders,
+        ))
+        .await
+        .expect("pull");
+        assert!(read(&c.store, id) == bytes, "the pulled copy differs");
+        for m in [a, b, c] {
+            m.p2p.shutdown().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pull_no_holder_can_serve_fails_and_leaves_nothing() {
+        let key = p2p::ClusterKey::generate();
+        let a = member(&key, vec![]).await;
+        let c = member(&key, vec![a.addr.clone()]).await;
+        let id = ObjectId([3; 20]);
+        let err = bounded(pull(
+            c.p2p.clone(),
+            c.store.clone(),
+            id,
+            1 << 20,
+            vec![a.peer],
+        ))
+        .await
+        .expect_err("a has nothing");
+        assert!(err.contains("no holder is left"), "{err}");
+        assert!(err.contains("is not here"), "{err}");
+        assert!(!c.store.contains(&ObjectKey(id.0)));
+        // A range outside the object is refused by the holder.
+        let bytes = put(&a.store, id, 1000);
+        let err = bounded(pull(
+            c.p2p.clone(),
+            c.store.clone(),
+            id,
+            bytes.len() as u64 + 10,
+            vec![a.peer],
+        ))
+        .await
+        .expect_err("wrong size");
+        assert!(err.contains("bad chunk"), "{err}");
+        for m in [a, c] {
+            m.p2p.shutdown().await;
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! - [`PeerRequest`] on the RPC protocol: Raft, control-store writes
 //!   forwarded to the leader, and batches of [`PeerMsg`] (tasks, results,
 //!   object values) that the receiving core applies in order.
-//! - [`PullRequest`] on the object protocol: one chunk of a sealed object.
+//! - [`PullRequest`] on an object stream: one chunk of a sealed object.
 //! - [`Load`] on the gossip topic [`LOAD_TOPIC`], about once a second.
 
 use raynode_proto::{JobId, NodeId, ObjectId, Resources, TaskId, TaskSpec};
