@@ -4,8 +4,9 @@
 //!
 //! A file is recycled only if the store can lock it exclusively, which
 //! proves no reader in any process maps it (readers hold a shared lock, see
-//! [`crate::map`]); otherwise it is unlinked. A recycled file keeps that
-//! exclusive lock until its next object is sealed.
+//! [`crate::map`]); otherwise it is handed back, for the store to offer
+//! again once that reader is gone. A recycled file keeps that exclusive lock
+//! until its next object is sealed.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -28,6 +29,15 @@ impl Recycled {
     pub(crate) fn len(&self) -> u64 {
         self.map.len() as u64
     }
+}
+
+/// What became of an offered file.
+pub(crate) enum Offered {
+    Kept,
+    /// A reader in another process still maps it; here is its map back.
+    Busy(Arc<ObjectMap>),
+    /// Unlinked (too large, or not reusable).
+    Dropped,
 }
 
 /// The recycled files, oldest first.
@@ -60,40 +70,57 @@ impl Pool {
     }
 
     /// Takes a freed object's file (at `path`, mapped by `map`): keeps it if
-    /// it fits the budget and no one else maps it, else unlinks it.
-    pub(crate) fn offer(&mut self, path: &Path, map: Arc<ObjectMap>) {
+    /// it fits the budget and no one else maps it, hands it back if a reader
+    /// in another process still maps it, else unlinks it.
+    pub(crate) fn offer(&mut self, path: &Path, map: Arc<ObjectMap>) -> Offered {
         let len = map.len() as u64;
-        if len > self.max_bytes {
+        let Some(file) = OpenOptions::new().read(true).write(true).open(path).ok() else {
+            return Offered::Dropped;
+        };
+        if len > self.max_bytes || Arc::strong_count(&map) > 1 {
             let _ = fs::remove_file(path);
-            return;
+            return Offered::Dropped;
+        }
+        match try_lock_exclusive(&file) {
+            Ok(true) => {}
+            Ok(false) => return Offered::Busy(map),
+            Err(_) => {
+                let _ = fs::remove_file(path);
+                return Offered::Dropped;
+            }
         }
         let Some(map) = map.into_reusable() else {
             let _ = fs::remove_file(path);
-            return;
+            return Offered::Dropped;
         };
-        let kept = (|| {
-            let file = OpenOptions::new().read(true).write(true).open(path).ok()?;
-            if !try_lock_exclusive(&file).ok()? {
-                return None;
-            }
-            self.seq += 1;
-            let new_path = self.dir.join(self.seq.to_string());
-            fs::rename(path, &new_path).ok()?;
-            Some(Recycled {
-                file,
-                path: new_path,
-                map,
-            })
-        })();
-        let Some(r) = kept else {
+        self.seq += 1;
+        let new_path = self.dir.join(self.seq.to_string());
+        if fs::rename(path, &new_path).is_err() {
             let _ = fs::remove_file(path);
-            return;
+            return Offered::Dropped;
+        }
+        let r = Recycled {
+            file,
+            path: new_path,
+            map,
         };
         self.bytes += r.len();
         self.files.push_back(r);
         while self.bytes > self.max_bytes || self.files.len() > MAX_FILES {
             self.drop_oldest();
         }
+        Offered::Kept
+    }
+
+    /// Whether a file of `len` bytes could be kept at all.
+    pub(crate) fn fits(&self, len: u64) -> bool {
+        len <= self.max_bytes
+    }
+
+    /// A fresh name in the pool's directory, out of readers' sight.
+    pub(crate) fn hidden_name(&mut self) -> PathBuf {
+        self.seq += 1;
+        self.dir.join(format!("deleted-{}", self.seq))
     }
 
     /// A file of exactly `len` bytes, newest first (warmest in cache).

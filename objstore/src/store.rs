@@ -22,11 +22,13 @@ use crate::key::ObjectKey;
 use crate::layout::{self, Layout};
 use crate::map::{try_lock_exclusive, unlock, ObjectMap};
 use crate::policy::{Id, NoRoom, Policy, Removal, Residence, Step};
-use crate::pool::Pool;
+use crate::pool::{Offered, Pool};
 use crate::spill::SpillDir;
 
 const LOCK_FILE: &str = ".lock";
 const RECYCLE_DIR: &str = ".recycle";
+/// Freed files kept while a reader in another process still maps them.
+const MAX_RETIRED: usize = 64;
 
 /// Counters and sizes of a store.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,6 +72,10 @@ struct State {
     index: HashMap<ObjectKey, Id>,
     objects: HashMap<Id, Object>,
     pool: Pool,
+    /// Deleted objects whose last reader has just gone: moved out of sight
+    /// at delete, offered to the pool at the next create (when the handle
+    /// that let go of them has dropped its map too).
+    retired: Vec<Object>,
     next_id: Id,
     stats: Stats,
 }
@@ -133,6 +139,7 @@ impl Store {
             index: HashMap::new(),
             objects: HashMap::new(),
             pool: Pool::new(recycle_dir, config.recycle_bytes),
+            retired: Vec::new(),
             next_id: 0,
             stats: Stats::default(),
         };
@@ -270,8 +277,16 @@ impl Store {
                 shared.spill.remove(key);
             }
             Removal::Deferred => {
-                if let Some(obj) = st.objects.get(&id) {
-                    let _ = fs::remove_file(&obj.path);
+                // Out of sight of new readers, but kept for the pool: the
+                // last reader's going retires it.
+                let hidden = st.pool.hidden_name();
+                if let Some(obj) = st.objects.get_mut(&id) {
+                    match fs::rename(&obj.path, &hidden) {
+                        Ok(()) => obj.path = hidden,
+                        Err(_) => {
+                            let _ = fs::remove_file(&obj.path);
+                        }
+                    }
                 }
             }
             Removal::Missing => return false,
@@ -350,6 +365,7 @@ impl Shared {
             requested: size,
             capacity: st.policy.capacity(),
         })?;
+        self.recycle_retired(st);
         let recycled = st.pool.take(size);
         st.policy.set_recycled(st.pool.bytes());
         let steps = match st.policy.make_room(size) {
@@ -486,15 +502,65 @@ impl Shared {
         Ok(())
     }
 
-    /// Frees a resident object's file: recycled if possible, else unlinked.
-    fn recycle(&self, st: &mut State, obj: Object) {
-        match obj.map {
-            Some(map) => st.pool.offer(&obj.path, map),
+    /// Offers the retired objects nobody here maps any more to the pool.
+    fn recycle_retired(&self, st: &mut State) {
+        for obj in std::mem::take(&mut st.retired) {
+            if obj.map.as_ref().is_some_and(|m| Arc::strong_count(m) > 1) {
+                st.retired.push(obj);
+            } else {
+                self.recycle(st, obj);
+            }
+        }
+    }
+
+    /// Frees a resident object's file: recycled if possible; retired if a
+    /// reader in another process still maps it (offered again at a later
+    /// create); else unlinked.
+    fn recycle(&self, st: &mut State, mut obj: Object) {
+        match obj.map.take() {
+            Some(map) => match st.pool.offer(&obj.path, map) {
+                Offered::Kept | Offered::Dropped => {}
+                Offered::Busy(map) => {
+                    obj.map = Some(map);
+                    Self::retire(st, obj);
+                }
+            },
             None => {
                 let _ = fs::remove_file(&obj.path);
             }
         }
         st.policy.set_recycled(st.pool.bytes());
+    }
+
+    /// Keeps a freed object's file, out of readers' sight, until it can be
+    /// recycled. At most [`MAX_RETIRED`] files and the pool's budget in
+    /// bytes are kept; beyond that the oldest are unlinked.
+    fn retire(st: &mut State, mut obj: Object) {
+        let len = obj.map.as_ref().map_or(0, |m| m.len() as u64);
+        if !st.pool.fits(len) {
+            let _ = fs::remove_file(&obj.path);
+            return;
+        }
+        if !obj.path.starts_with(st.pool.dir()) {
+            let hidden = st.pool.hidden_name();
+            if fs::rename(&obj.path, &hidden).is_err() {
+                let _ = fs::remove_file(&obj.path);
+                return;
+            }
+            obj.path = hidden;
+        }
+        st.retired.push(obj);
+        let bytes = |st: &State| -> u64 {
+            st.retired
+                .iter()
+                .filter_map(|o| o.map.as_ref())
+                .map(|m| m.len() as u64)
+                .sum()
+        };
+        while st.retired.len() > MAX_RETIRED || (st.retired.len() > 1 && !st.pool.fits(bytes(st))) {
+            let oldest = st.retired.remove(0);
+            let _ = fs::remove_file(&oldest.path);
+        }
     }
 
     pub(crate) fn seal(&self, key: &ObjectKey) -> Result<(), SealError> {
@@ -524,9 +590,11 @@ impl Shared {
     pub(crate) fn unpin(&self, id: Id) {
         let mut st = self.lock();
         if st.policy.unpin(id).is_some() {
-            // The last pin of a deleted object: its file was unlinked at
-            // delete; dropping the map frees the memory.
-            st.objects.remove(&id);
+            // The last pin of a deleted object: its file was moved out of
+            // sight at delete; it goes to the pool once this handle is gone.
+            if let Some(obj) = st.objects.remove(&id) {
+                Self::retire(&mut st, obj);
+            }
         }
     }
 }
@@ -537,6 +605,9 @@ impl Drop for Shared {
         for obj in st.objects.values() {
             let _ = fs::remove_file(&obj.path);
             self.spill.remove(&obj.key);
+        }
+        for obj in &st.retired {
+            let _ = fs::remove_file(&obj.path);
         }
         st.pool.clear();
         let _ = fs::remove_dir(st.pool.dir());

@@ -277,3 +277,34 @@ fn reopen_cleans_stale_files_and_lock_excludes() {
     assert!(d.root.join("not-ours").exists());
     assert_eq!(s.stats().objects, 0);
 }
+
+#[test]
+fn an_object_deleted_under_a_reader_is_recycled_after_it() {
+    let d = Dirs::new("retire");
+    let s = Store::open(d.config(1 << 20).with_recycle_bytes(1 << 19)).unwrap();
+    let n = put(&s, key(1), 1000, 1, false);
+    let h = s.get(&key(1)).unwrap().unwrap();
+    assert!(s.delete(&key(1)));
+    assert_eq!(s.stats().recycled, 0, "still read");
+    drop(h);
+    // The next create offers it to the pool (another size: not taken).
+    put(&s, key(2), 10, 2, false);
+    assert_eq!(s.stats().recycled, n);
+    put(&s, key(3), 1000, 3, false);
+    assert_eq!(s.stats().recycled, 0, "the freed file was reused");
+    assert_eq!(s.get(&key(3)).unwrap().unwrap().data(), &[3; 1000][..]);
+
+    // A reader in another process (mapping it by path) keeps it from reuse.
+    let h = s.get(&key(3)).unwrap().unwrap();
+    let r = ReadMap::open(h.path()).unwrap();
+    assert!(s.delete(&key(3)));
+    drop(h);
+    put(&s, key(4), 10, 4, false);
+    assert_eq!(s.stats().recycled, 0);
+    put(&s, key(5), 1000, 5, false);
+    assert_eq!(r.as_slice()[r.as_slice().len() - 1000..], [3; 1000][..]);
+    // Once that reader lets go, the file is recycled after all.
+    drop(r);
+    put(&s, key(6), 10, 6, false);
+    assert_eq!(s.stats().recycled, n);
+}
