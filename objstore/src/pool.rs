@@ -74,13 +74,13 @@ impl Pool {
     /// in another process still maps it, else unlinks it.
     pub(crate) fn offer(&mut self, path: &Path, map: Arc<ObjectMap>) -> Offered {
         let len = map.len() as u64;
-        let Some(file) = OpenOptions::new().read(true).write(true).open(path).ok() else {
-            return Offered::Dropped;
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) if len <= self.max_bytes && Arc::strong_count(&map) == 1 => file,
+            _ => {
+                let _ = fs::remove_file(path);
+                return Offered::Dropped;
+            }
         };
-        if len > self.max_bytes || Arc::strong_count(&map) > 1 {
-            let _ = fs::remove_file(path);
-            return Offered::Dropped;
-        }
         match try_lock_exclusive(&file) {
             Ok(true) => {}
             Ok(false) => return Offered::Busy(map),

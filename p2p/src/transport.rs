@@ -188,44 +188,48 @@ mod tests {
         assert!(is_mismatch(&y), "{y:?}");
     }
 
-    /// A peer without the key that sends everything back cannot pass off
-    /// our own proof as its own.
-    #[tokio::test]
-    async fn a_reflected_proof_is_refused() {
+    /// Runs the check against a peer that does `peer` with the far end.
+    async fn against<F>(
+        peer: impl FnOnce(tokio::net::TcpStream) -> F,
+    ) -> Result<TcpStream, io::Error>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let (ours, theirs) = connected().await;
-        let echo = tokio::spawn(async move {
-            let (mut read, mut write) = theirs.0.into_split();
-            let _ = tokio::io::copy(&mut read, &mut write).await;
-        });
+        let peer = tokio::spawn(peer(theirs.0));
         let result = tokio::time::timeout(
             Duration::from_secs(10),
             cluster_handshake(ours, ClusterKey::new([5; 32]), dialer()),
         )
         .await
         .expect("in time");
+        peer.abort();
+        result
+    }
+
+    /// A peer without the key that sends everything back cannot pass off
+    /// our own proof as its own.
+    #[tokio::test]
+    async fn a_reflected_proof_is_refused() {
+        let result = against(|theirs| async move {
+            let (mut read, mut write) = theirs.into_split();
+            let _ = tokio::io::copy(&mut read, &mut write).await;
+        })
+        .await;
         assert!(is_mismatch(&result), "{result:?}");
-        echo.abort();
     }
 
     /// Something that is not a raynode node (here, one that says hello in
     /// another protocol) is refused with the same clear error.
     #[tokio::test]
     async fn a_foreign_peer_is_refused() {
-        let (ours, theirs) = connected().await;
-        let talker = tokio::spawn(async move {
+        let result = against(|mut theirs| async move {
             use tokio::io::AsyncWriteExt as _;
-            let mut s = theirs.0;
-            let _ = s.write_all(&[b'x'; 64]).await;
+            let _ = theirs.write_all(&[b'x'; 64]).await;
             tokio::time::sleep(Duration::from_secs(5)).await;
-        });
-        let result = tokio::time::timeout(
-            Duration::from_secs(10),
-            cluster_handshake(ours, ClusterKey::new([5; 32]), dialer()),
-        )
-        .await
-        .expect("in time");
+        })
+        .await;
         assert!(is_mismatch(&result), "{result:?}");
-        talker.abort();
     }
 
     #[test]

@@ -99,16 +99,11 @@ async fn serve(store: &objstore::Store, mut stream: p2p::Stream) -> std::io::Res
 
 /// The next request on a stream, or `None` if the puller closed it.
 async fn read_request(stream: &mut p2p::Stream) -> std::io::Result<Option<Vec<u8>>> {
-    let mut first = [0u8; 1];
-    if stream.read(&mut first).await? == 0 {
-        return Ok(None);
+    match read_frame(stream, p2p::MAX_OBJECT_REQUEST_BYTES).await {
+        Ok(request) => Ok(Some(request)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
     }
-    let mut rest = [0u8; 3];
-    stream.read_exact(&mut rest).await?;
-    let len = u32::from_be_bytes([first[0], rest[0], rest[1], rest[2]]) as usize;
-    read_body(stream, len, p2p::MAX_OBJECT_REQUEST_BYTES)
-        .await
-        .map(Some)
 }
 
 /// The sealed object a request names and the byte range it asks for.
@@ -140,15 +135,7 @@ async fn read_frame<S: AsyncRead + Unpin>(
 ) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     stream.read_exact(&mut len).await?;
-    read_body(stream, u32::from_be_bytes(len) as usize, limit).await
-}
-
-/// Reads a frame body of `len` bytes, refused if over `limit`.
-async fn read_body<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    len: usize,
-    limit: usize,
-) -> std::io::Result<Vec<u8>> {
+    let len = u32::from_be_bytes(len) as usize;
     if len > limit {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,

@@ -806,11 +806,7 @@ impl Core {
         match ready {
             Some(true) => {
                 if let Some(value) = self.wire_value(id) {
-                    let nested = self
-                        .objects
-                        .get(&id)
-                        .map(|e| e.nested.clone())
-                        .unwrap_or_default();
+                    let nested = self.nested_of(id);
                     self.send_peer(from, PeerMsg::Value { id, value, nested });
                 }
             }
@@ -839,17 +835,21 @@ impl Core {
         }
     }
 
+    /// The refs nested in object `id`'s value (none if it is unknown).
+    fn nested_of(&self, id: ObjectId) -> Vec<ObjectId> {
+        self.objects
+            .get(&id)
+            .map(|e| e.nested.clone())
+            .unwrap_or_default()
+    }
+
     /// An object we own became ready: tell the peers that asked for it.
     pub(super) fn answer_subscribers(&mut self, id: ObjectId) {
         let Some(peers) = self.remote.subscribers.remove(&id) else {
             return;
         };
         if let Some(value) = self.wire_value(id) {
-            let nested = self
-                .objects
-                .get(&id)
-                .map(|e| e.nested.clone())
-                .unwrap_or_default();
+            let nested = self.nested_of(id);
             for peer in &peers {
                 let msg = PeerMsg::Value {
                     id,
