@@ -98,6 +98,21 @@ fn default_object_store_memory() -> u64 {
     total.map_or(2 << 30, |t| t / 10 * 3)
 }
 
+/// Object transfers allocate and free buffers of a few hundred KiB at a
+/// high rate (multiplexer frames, noise's). With glibc's defaults such
+/// buffers are returned to the kernel when freed and come back as fresh
+/// zeroed pages, which costs more than the copies they hold. Fixed
+/// thresholds keep freed memory in the process for reuse instead.
+fn keep_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only sets allocator parameters; it runs first thing
+    // in `main`, before any other thread exists, with valid parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 fn default_data_dir() -> PathBuf {
     std::env::temp_dir().join(format!("raynode-{}", std::process::id()))
 }
@@ -130,6 +145,7 @@ fn parse_resources(json: &str) -> anyhow::Result<Resources> {
 }
 
 fn main() -> anyhow::Result<()> {
+    keep_freed_buffers();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))

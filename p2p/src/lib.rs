@@ -32,6 +32,7 @@ pub mod error;
 mod event_loop;
 mod handle;
 pub mod keys;
+mod muxer;
 mod start;
 mod transport;
 

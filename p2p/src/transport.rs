@@ -24,10 +24,10 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{
     core::{muxing::StreamMuxerBox, transport::Boxed, upgrade::Version, ConnectedPoint},
     identity::Keypair,
-    noise, tcp, yamux, PeerId, Transport,
+    noise, tcp, PeerId, Transport,
 };
 
-use crate::{error::CLUSTER_KEY_MISMATCH, keys::ClusterKey};
+use crate::{error::CLUSTER_KEY_MISMATCH, keys::ClusterKey, muxer::Yamux};
 
 /// Opens the check; versioned like the protocols.
 pub const CLUSTER_MAGIC: &[u8; 16] = b"/raynode/psk/2\n\0";
@@ -55,7 +55,7 @@ pub(crate) fn build(
         .and_then(move |socket, endpoint| cluster_handshake(socket, cluster_key, endpoint))
         .upgrade(Version::V1Lazy)
         .authenticate(noise)
-        .multiplex(yamux::Config::default())
+        .multiplex(Yamux::default())
         .timeout(handshake_timeout)
         .boxed())
 }
