@@ -9,6 +9,8 @@
 //!   holds the cluster key, then noise (its prologue also derived from the
 //!   key) and yamux. A node with another key cannot connect; both sides say
 //!   so ([`DialError::ClusterKeyMismatch`] and a warning).
+//! - `muxer`: yamux, set to send data frames of up to 256 KiB (libp2p's
+//!   own adapter fixes them at 16 KiB, which slows large transfers).
 //! - `behaviour`: identify, Kademlia (peer discovery), gossipsub (topics),
 //!   the request/response protocol [`RPC_PROTOCOL`], framed by `codec` with
 //!   the size bounds of [`Config`] and the constants in [`config`], and
