@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use super::wire::{self, PullRequest, CHUNK_ERROR, CHUNK_OK};
 
 /// Streams (so chunks in flight) per pull.
-const WINDOW: usize = 8;
+const WINDOW: usize = 4;
 /// Tries of a fresh stream before its holder counts as failed, and the
 /// pause between them (times the try's number).
 const FRESH_ATTEMPTS: u64 = 4;
