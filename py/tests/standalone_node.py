@@ -1,6 +1,7 @@
 """A `raynode` process for tests that need a node of their own."""
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,11 +23,23 @@ class StandaloneNode:
              "--listen", "/ip4/127.0.0.1/tcp/0", "--log-level", "warn", *extra],
             stdout=subprocess.DEVNULL, env=env,
         )
+        # The socket file appears at bind, a moment before the node listens:
+        # ready means a connection is accepted.
         deadline = time.monotonic() + 20
-        while not os.path.exists(self.socket):
+        while not self._accepts():
             assert self.proc.poll() is None, "node exited at start"
             assert time.monotonic() < deadline, "node did not start"
             time.sleep(0.01)
+
+    def _accepts(self):
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(self.socket)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
 
     def run_driver(self, code, timeout=60):
         env = dict(os.environ, RAYNODE_ADDRESS=self.socket)
