@@ -12,9 +12,9 @@ use crate::{error::ConfigError, keys::ClusterKey};
 /// Request/response protocol for node-to-node calls (Raft RPCs, task
 /// forwarding, control messages).
 pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/raynode/rpc/1");
-/// Stream protocol for pulling object chunks: the puller opens a stream
-/// per chunk, the holder writes the chunk's bytes into it straight from its
-/// store ([`crate::Handle::open_object_stream`], [`crate::Started`]).
+/// Stream protocol for pulling object chunks: the puller asks for one
+/// chunk after another on a stream, the holder writes each chunk's bytes
+/// into it straight from its store ([`crate::Handle::open_object_stream`], [`crate::Started`]).
 pub const OBJECT_PROTOCOL: StreamProtocol = StreamProtocol::new("/raynode/object/2");
 /// Kademlia protocol name (a private DHT, apart from any public one).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/raynode/kad/1");
@@ -30,7 +30,7 @@ pub const TOPIC_PREFIX: &str = "/raynode/topic/1/";
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// Default bound on an RPC response.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
-/// Largest object chunk a pull moves on one stream. Pull larger objects
+/// Largest object chunk a pull asks for at once. Pull larger objects
 /// as a sequence of `(offset, len <= OBJECT_CHUNK_BYTES)` requests.
 pub const OBJECT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// Bound on an object-pull request (an id and a range, so small).

@@ -23,8 +23,8 @@
 //!
 //! Payloads are opaque bytes: p2p knows nothing of tasks or Raft. Large
 //! objects move over [`OBJECT_PROTOCOL`] streams
-//! ([`Handle::open_object_stream`], [`Started::object_streams`]), one per
-//! chunk of at most [`OBJECT_CHUNK_BYTES`].
+//! ([`Handle::open_object_stream`], [`Started::object_streams`]), in
+//! chunks of at most [`OBJECT_CHUNK_BYTES`], several on one stream.
 
 pub mod addr;
 mod behaviour;

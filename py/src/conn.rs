@@ -196,22 +196,15 @@ impl Conn {
 
     /// Writes the frames, preceded by any reference changes not yet told.
     pub fn send_all(&self, msgs: &[ToNode]) -> std::io::Result<()> {
-        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let (stream, buf) = &mut *guard;
-        buf.clear();
-        if let Some((add, remove)) = self.refs.take_changes() {
-            if !add.is_empty() || !remove.is_empty() {
-                frame::encode_into(&ToNode::Refs { add, remove }, buf)
-                    .map_err(std::io::Error::other)?;
+        self.with_writer(|stream, buf| {
+            for msg in msgs {
+                frame::encode_into(msg, buf).map_err(std::io::Error::other)?;
             }
-        }
-        for msg in msgs {
-            frame::encode_into(msg, buf).map_err(std::io::Error::other)?;
-        }
-        if buf.is_empty() {
-            return Ok(());
-        }
-        stream.write_all(buf)
+            if buf.is_empty() {
+                return Ok(());
+            }
+            stream.write_all(buf)
+        })
     }
 
     /// Runs `f` with the socket and the write buffer, emptied but for the

@@ -17,7 +17,9 @@ use std::{
     time::Duration,
 };
 
-use futures::{stream::FuturesUnordered, AsyncRead, AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::{
+    stream::FuturesUnordered, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt,
+};
 use objstore::ObjectKey;
 use p2p::PeerId;
 use raynode_proto::ObjectId;
@@ -74,10 +76,7 @@ async fn serve(store: &objstore::Store, mut stream: p2p::Stream) -> std::io::Res
                     let mut message = message.into_bytes();
                     message.truncate(MAX_ERROR_BYTES);
                     stream.write_all(&[CHUNK_ERROR]).await?;
-                    stream
-                        .write_all(&(message.len() as u32).to_be_bytes())
-                        .await?;
-                    stream.write_all(&message).await?;
+                    write_frame(&mut stream, &message).await?;
                 }
             }
             stream.flush().await?;
@@ -126,6 +125,12 @@ fn find_chunk(
         ));
     }
     Ok((handle, start, end))
+}
+
+/// Writes a 4-byte big-endian length and `frame` (see [`read_frame`]).
+async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, frame: &[u8]) -> std::io::Result<()> {
+    stream.write_all(&(frame.len() as u32).to_be_bytes()).await?;
+    stream.write_all(frame).await
 }
 
 /// Reads a 4-byte big-endian length and that many bytes, at most `limit`.
@@ -280,10 +285,7 @@ async fn fetch(
         offset,
         len: part.len() as u32,
     });
-    let mut frame = Vec::with_capacity(4 + request.len());
-    frame.extend_from_slice(&(request.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&request);
-    stream.write_all(&frame).await.map_err(io)?;
+    write_frame(stream, &request).await.map_err(io)?;
     stream.flush().await.map_err(io)?;
     let mut status = [0u8; 1];
     stream.read_exact(&mut status).await.map_err(io)?;
@@ -348,6 +350,15 @@ mod tests {
         bytes
     }
 
+    impl Member {
+        /// Pulls `id` of `size` bytes from `holders` into this member's
+        /// store, bounded by a minute.
+        async fn pull(&self, id: ObjectId, size: u64, holders: Vec<PeerId>) -> Result<(), String> {
+            let pulled = pull(self.p2p.clone(), self.store.clone(), id, size, holders);
+            bounded(pulled).await
+        }
+    }
+
     fn read(store: &objstore::Store, id: ObjectId) -> Vec<u8> {
         let handle = store.get(&ObjectKey(id.0)).expect("get").expect("present");
         handle.as_slice().to_vec()
@@ -374,15 +385,11 @@ mod tests {
 
         let size = bytes.len() as u64;
         let holders = vec![a.peer, b.peer];
-        bounded(pull(c.p2p.clone(), c.store.clone(), id, size, holders))
-            .await
-            .expect("pull");
+        c.pull(id, size, holders).await.expect("pull");
         assert!(read(&c.store, id) == bytes, "the pulled copy differs");
 
         // Pulling again is a no-op.
-        bounded(pull(c.p2p.clone(), c.store.clone(), id, size, vec![a.peer]))
-            .await
-            .expect("second pull");
+        c.pull(id, size, vec![a.peer]).await.expect("second pull");
         for m in [a, b, c] {
             m.p2p.shutdown().await;
         }
@@ -400,15 +407,7 @@ mod tests {
         gone.p2p.shutdown().await;
 
         let holders = vec![a.peer, gone.peer, b.peer];
-        bounded(pull(
-            c.p2p.clone(),
-            c.store.clone(),
-            id,
-            bytes.len() as u64,
-            holders,
-        ))
-        .await
-        .expect("pull");
+        c.pull(id, bytes.len() as u64, holders).await.expect("pull");
         assert!(read(&c.store, id) == bytes, "the pulled copy differs");
         for m in [a, b, c] {
             m.p2p.shutdown().await;
@@ -421,29 +420,19 @@ mod tests {
         let a = member(&key, vec![]).await;
         let c = member(&key, vec![a.addr.clone()]).await;
         let id = ObjectId([3; 20]);
-        let err = bounded(pull(
-            c.p2p.clone(),
-            c.store.clone(),
-            id,
-            1 << 20,
-            vec![a.peer],
-        ))
-        .await
-        .expect_err("a has nothing");
+        let err = c
+            .pull(id, 1 << 20, vec![a.peer])
+            .await
+            .expect_err("a has nothing");
         assert!(err.contains("no holder is left"), "{err}");
         assert!(err.contains("is not here"), "{err}");
         assert!(!c.store.contains(&ObjectKey(id.0)));
         // A range outside the object is refused by the holder.
         let bytes = put(&a.store, id, 1000);
-        let err = bounded(pull(
-            c.p2p.clone(),
-            c.store.clone(),
-            id,
-            bytes.len() as u64 + 10,
-            vec![a.peer],
-        ))
-        .await
-        .expect_err("wrong size");
+        let err = c
+            .pull(id, bytes.len() as u64 + 10, vec![a.peer])
+            .await
+            .expect_err("wrong size");
         assert!(err.contains("bad chunk"), "{err}");
         for m in [a, c] {
             m.p2p.shutdown().await;
