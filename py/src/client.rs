@@ -259,11 +259,15 @@ impl Client {
         }
         self.conn.with_writer(|stream, buf| -> PyResult<()> {
             let built =
-                frame::encode_put_into(buf, id, total, &nested, |dst| sections.write(py, dst))
-                    .map_err(|e| errors::value(format!("cannot put this value: {e}")))?;
-            built?;
-            py.detach(|| stream.write_all(buf))
-                .map_err(|e| errors::connection(format!("lost the connection to the node: {e}")))
+                frame::encode_put_into(buf, id, total, &nested, |dst| sections.write(py, dst));
+            // A put that could not be framed leaves the buffer as it was:
+            // the reference changes ahead of it still go out.
+            if !buf.is_empty() {
+                py.detach(|| stream.write_all(buf)).map_err(|e| {
+                    errors::connection(format!("lost the connection to the node: {e}"))
+                })?;
+            }
+            built.map_err(|e| errors::value(format!("cannot put this value: {e}")))?
         })?;
         Ok(ObjectRef::new(id, self.conn.refs.clone(), true))
     }
