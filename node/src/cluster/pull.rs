@@ -129,7 +129,9 @@ fn find_chunk(
 
 /// Writes a 4-byte big-endian length and `frame` (see [`read_frame`]).
 async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, frame: &[u8]) -> std::io::Result<()> {
-    stream.write_all(&(frame.len() as u32).to_be_bytes()).await?;
+    stream
+        .write_all(&(frame.len() as u32).to_be_bytes())
+        .await?;
     stream.write_all(frame).await
 }
 
