@@ -75,7 +75,7 @@ impl Pool {
     pub(crate) fn offer(&mut self, path: &Path, map: Arc<ObjectMap>) -> Offered {
         let len = map.len() as u64;
         let file = match OpenOptions::new().read(true).write(true).open(path) {
-            Ok(file) if len <= self.max_bytes && Arc::strong_count(&map) == 1 => file,
+            Ok(file) if self.fits(len) && Arc::strong_count(&map) == 1 => file,
             _ => {
                 let _ = fs::remove_file(path);
                 return Offered::Dropped;
