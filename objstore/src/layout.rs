@@ -263,10 +263,10 @@ pub fn fill(
         return Err(LayoutError::SectionMismatch);
     }
     write_header(dst, layout)?;
-    dst[layout.meta.clone()].copy_from_slice(meta);
-    dst[layout.data.clone()].copy_from_slice(data);
+    crate::map::copy(&mut dst[layout.meta.clone()], meta);
+    crate::map::copy(&mut dst[layout.data.clone()], data);
     for (b, r) in buffers.iter().zip(&layout.buffers) {
-        dst[r.clone()].copy_from_slice(b);
+        crate::map::copy(&mut dst[r.clone()], b);
     }
     Ok(())
 }

@@ -297,6 +297,113 @@ impl WriteMap {
     }
 }
 
+/// Copies `src` into `dst`, which must be as long, at close to the speed
+/// of the caches and memory. Objects are written through this.
+///
+/// Why not `copy_from_slice`: glibc copies blocks from 2 KiB to about
+/// 240 MiB with `rep movsb`, which on the CPUs we measured loses a quarter of
+/// its speed when the destination sits a little ahead of the source modulo
+/// 4 KiB, the usual case for a 64-byte aligned section filled from a heap
+/// buffer (1 MiB: 30 GB/s against 40 for a plain vector loop). From
+/// [`STREAM_COPY_MIN`] up, where the copy runs at memory speed, stores that
+/// bypass the caches save reading the destination first (256 MiB: 17 GB/s
+/// against 13). Without AVX2, or for small copies, this is `copy_from_slice`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn copy(dst: &mut [u8], src: &[u8]) {
+    assert_eq!(
+        dst.len(),
+        src.len(),
+        "copy between slices of unequal length"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if dst.len() >= VECTOR_COPY_MIN && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is available (checked just above). Both slices are
+        // valid for `len` bytes, `len` is at least `VECTOR_COPY_MIN`, and they
+        // cannot overlap since one of them is borrowed mutably.
+        unsafe { vector::copy(dst.as_mut_ptr(), src.as_ptr(), dst.len()) };
+        return;
+    }
+    dst.copy_from_slice(src);
+}
+
+/// Copies shorter than this go to `copy_from_slice` (glibc's vector loops
+/// for small blocks are fine; the setup here would not pay).
+pub const VECTOR_COPY_MIN: usize = 4 << 10;
+/// Copies from this size up use stores that bypass the caches: the data
+/// would not stay cached anyway (a few times the L2, on its way to the
+/// 32 MiB L3 shared by every core).
+pub const STREAM_COPY_MIN: usize = 12 << 20;
+
+#[cfg(target_arch = "x86_64")]
+mod vector {
+    use std::arch::x86_64::{
+        __m256i, _mm256_loadu_si256, _mm256_store_si256, _mm256_storeu_si256, _mm256_stream_si256,
+        _mm_sfence,
+    };
+
+    const LANE: usize = 32;
+    const BLOCK: usize = 4 * LANE;
+
+    /// Copies `len` bytes from `src` to `dst`: the first and last 32 bytes
+    /// with unaligned stores, everything between in 128-byte blocks of
+    /// aligned stores (cache-bypassing ones from `STREAM_COPY_MIN` up).
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `src` is readable and `dst` writable for `len`
+    /// bytes; they do not overlap; `len >= 2 * BLOCK`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
+        debug_assert!(len >= 2 * BLOCK);
+        let stream = len >= super::STREAM_COPY_MIN;
+        // SAFETY (every block below): offsets stay below `len`, for which
+        // the caller vouches both pointers; loads are unaligned; aligned
+        // stores go to `dst + at` with `at` chosen so that address is a
+        // multiple of 32; the regions do not overlap, so stores never change
+        // bytes still to be loaded.
+        unsafe {
+            let head = _mm256_loadu_si256(src.cast::<__m256i>());
+            let tail = _mm256_loadu_si256(src.add(len - LANE).cast::<__m256i>());
+            _mm256_storeu_si256(dst.cast::<__m256i>(), head);
+            // From the first 32-byte boundary of `dst` after its start (the
+            // bytes before it are written by the head store).
+            let mut at = LANE - (dst as usize % LANE);
+            while at + BLOCK <= len - LANE {
+                let s = src.add(at);
+                let d = dst.add(at);
+                let a = _mm256_loadu_si256(s.cast::<__m256i>());
+                let b = _mm256_loadu_si256(s.add(LANE).cast::<__m256i>());
+                let c = _mm256_loadu_si256(s.add(2 * LANE).cast::<__m256i>());
+                let e = _mm256_loadu_si256(s.add(3 * LANE).cast::<__m256i>());
+                if stream {
+                    _mm256_stream_si256(d.cast::<__m256i>(), a);
+                    _mm256_stream_si256(d.add(LANE).cast::<__m256i>(), b);
+                    _mm256_stream_si256(d.add(2 * LANE).cast::<__m256i>(), c);
+                    _mm256_stream_si256(d.add(3 * LANE).cast::<__m256i>(), e);
+                } else {
+                    _mm256_store_si256(d.cast::<__m256i>(), a);
+                    _mm256_store_si256(d.add(LANE).cast::<__m256i>(), b);
+                    _mm256_store_si256(d.add(2 * LANE).cast::<__m256i>(), c);
+                    _mm256_store_si256(d.add(3 * LANE).cast::<__m256i>(), e);
+                }
+                at += BLOCK;
+            }
+            if stream {
+                // Cache-bypassing stores are weakly ordered: make them
+                // visible before anything this thread stores next (the seal).
+                _mm_sfence();
+            }
+            while at < len - LANE {
+                let v = _mm256_loadu_si256(src.add(at).cast::<__m256i>());
+                _mm256_storeu_si256(dst.add(at).cast::<__m256i>(), v);
+                at += LANE;
+            }
+            _mm256_storeu_si256(dst.add(len - LANE).cast::<__m256i>(), tail);
+        }
+    }
+}
+
 /// Tries to take a `flock` of `kind` (`LOCK_SH` or `LOCK_EX`) without
 /// blocking; `Ok(false)` if another open file holds a conflicting lock.
 pub(crate) fn try_lock(file: &File, kind: libc::c_int) -> io::Result<bool> {
@@ -349,6 +456,39 @@ mod tests {
             .unwrap();
         f.set_len(len).unwrap();
         (path, f)
+    }
+
+    /// `copy` against `copy_from_slice`, over lengths around its thresholds
+    /// and every relative alignment of the two buffers within 32 bytes.
+    #[test]
+    fn copy_matches_copy_from_slice() {
+        let max = STREAM_COPY_MIN + 4096;
+        let src: Vec<u8> = (0..max + 64).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut dst = vec![0u8; max + 64];
+        let mut lens = vec![0, 1, 31, 255, VECTOR_COPY_MIN - 1, VECTOR_COPY_MIN];
+        lens.extend([VECTOR_COPY_MIN + 1, 65_536 + 17, (1 << 20) - 3]);
+        lens.extend([STREAM_COPY_MIN - 1, STREAM_COPY_MIN, STREAM_COPY_MIN + 4095]);
+        for len in lens {
+            for (s_off, d_off) in [(0, 0), (16, 0), (0, 16), (1, 63), (33, 7), (31, 32)] {
+                dst.fill(0xee);
+                copy(&mut dst[d_off..d_off + len], &src[s_off..s_off + len]);
+                assert!(
+                    dst[..d_off].iter().all(|&b| b == 0xee),
+                    "{len} {s_off} {d_off}"
+                );
+                assert_eq!(&dst[d_off..d_off + len], &src[s_off..s_off + len]);
+                assert!(
+                    dst[d_off + len..].iter().all(|&b| b == 0xee),
+                    "{len} {s_off} {d_off}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "unequal length")]
+    fn copy_refuses_unequal_lengths() {
+        copy(&mut [0u8; 8192], &[1u8; 8191]);
     }
 
     #[test]
