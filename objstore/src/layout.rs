@@ -13,10 +13,16 @@
 //!     16     8  total length of the object (u64 LE)
 //!     24     8  metadata length (u64 LE)
 //!     32     8  data length (u64 LE)
-//!     40    24  reserved, zero
+//!     40    20  key: the object's name, set by the store at seal (zero
+//!                 in an inline object)
+//!     60     4  reserved, zero
 //!     64   8*n  length of each buffer (u64 LE)
 //!  ...padding to 64: metadata, padding, data, padding, buffer 0, padding, ...
 //! ```
+//!
+//! The key lets a reader in another process check that the file it mapped
+//! still holds the object it asked for: the store reuses the files of freed
+//! objects (see [`crate::map`]).
 //!
 //! Offsets are not stored: they follow from the lengths ([`plan`]), and
 //! [`parse`] recomputes them and checks that the recorded total matches and
@@ -26,6 +32,7 @@
 use std::ops::Range;
 
 use crate::error::LayoutError;
+use crate::key::ObjectKey;
 
 /// Every section starts at a multiple of this many bytes (cache line, and
 /// enough for any numpy dtype).
@@ -36,6 +43,8 @@ pub const MAGIC: [u8; 8] = *b"RAYNOBJ\0";
 pub const VERSION: u32 = 1;
 /// Size of the fixed part of the header, before the buffer length table.
 pub const FIXED_HEADER: usize = 64;
+/// Where the header keeps the object's key.
+pub const KEY_AT: std::ops::Range<usize> = 40..60;
 /// Upper bound on the number of out-of-band buffers in one object.
 pub const MAX_BUFFERS: usize = 1 << 20;
 
@@ -187,7 +196,7 @@ pub fn parse_header(src: &[u8], object_len: usize) -> Result<Layout, LayoutError
             max: MAX_BUFFERS,
         });
     }
-    if src[40..64].iter().any(|&b| b != 0) {
+    if src[KEY_AT.end..FIXED_HEADER].iter().any(|&b| b != 0) {
         return Err(LayoutError::Reserved);
     }
     let table_end = FIXED_HEADER + 8 * count;
@@ -225,6 +234,19 @@ pub fn parse_header(src: &[u8], object_len: usize) -> Result<Layout, LayoutError
         buffers,
         total: cursor,
     })
+}
+
+/// Records `key` in the header of the object `dst` starts with (at least
+/// [`FIXED_HEADER`] bytes, or nothing is written).
+pub fn stamp_key(dst: &mut [u8], key: &ObjectKey) {
+    if let Some(at) = dst.get_mut(KEY_AT) {
+        at.copy_from_slice(&key.0);
+    }
+}
+
+/// Whether the object `src` starts with carries `key` in its header.
+pub fn has_key(src: &[u8], key: &ObjectKey) -> bool {
+    src.get(KEY_AT).is_some_and(|at| at == key.0)
 }
 
 /// Builds a whole object in a new `Vec` (for inline objects and tests).
@@ -321,9 +343,28 @@ mod tests {
         let mut v = obj.clone();
         v[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(parse(&v), Err(LayoutError::TooManyBuffers { .. })));
+        let mut v = obj.clone();
+        v[62] = 1;
+        assert!(matches!(parse(&v), Err(LayoutError::Reserved)));
         let mut v = obj;
         v[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(parse(&v).is_err());
+    }
+
+    #[test]
+    fn key_stamp_is_read_back_and_keeps_the_layout() {
+        let mut obj = encode(b"m", b"data", &[]);
+        let key = ObjectKey([7; 20]);
+        assert!(!has_key(&obj, &key));
+        let before = parse(&obj).unwrap();
+        stamp_key(&mut obj, &key);
+        assert!(has_key(&obj, &key));
+        assert!(!has_key(&obj, &ObjectKey([8; 20])));
+        assert_eq!(parse(&obj).unwrap(), before);
+        let mut short = [0u8; 50];
+        stamp_key(&mut short, &key);
+        assert!(!has_key(&short, &key));
+        assert_eq!(short, [0u8; 50]);
     }
 
     #[test]

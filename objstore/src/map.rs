@@ -15,24 +15,27 @@
 //!   process that fills an object the store created, then asks for the seal.
 //!
 //! # The protocol between processes
+//! Object files have names of their own (`obj-<n>`, never reused while the
+//! store runs), not their keys: a freed file is reused in place for a new
+//! object, with no rename, so the store hands out paths (with
+//! [`crate::ReadHandle::path`]) and a reader checks the key in the mapped
+//! header ([`crate::layout::KEY_AT`]), which the store writes at seal.
 //! While an object is being written the store holds an exclusive `flock` on
-//! it, so a reader's shared lock fails: readers never see an unsealed object.
-//! At seal the store drops its lock. When the object is later deleted or
-//! evicted, the store tries to take the exclusive lock again: if it gets it,
-//! no reader in any process holds the file and it may be renamed away and
-//! reused; if not, the file is only unlinked, and Linux keeps its pages for
-//! the readers that still map it until they unmap. A reader that opened the
-//! path just before a rename checks, after locking, that the path still
-//! names the file it opened; if not, it reports the object gone.
+//! its file, so a reader's shared lock fails: readers never see an unsealed
+//! object. At seal the store drops its lock. When the object is later
+//! deleted or evicted, the store tries to take the exclusive lock again: if
+//! it gets it, no reader in any process holds the file, which may be reused;
+//! if not, the file is kept (or unlinked) until they let go, and Linux keeps
+//! the pages of an unlinked file for the readers that still map it. A reader
+//! whose path is stale (the object was deleted and the file reused) finds
+//! another key in the header and reports the object gone.
 //! Readers in other languages (the Python client) follow the same steps:
-//! `open(O_RDONLY)`, `flock(LOCK_SH | LOCK_NB)`, compare `fstat` with `stat`
-//! of the path, `mmap`, keep the descriptor (or a dup of it) open while
-//! mapped.
+//! `open(O_RDONLY)`, `flock(LOCK_SH | LOCK_NB)`, `mmap`, compare the key in
+//! the header, keep the descriptor (or a dup of it) open while mapped.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -40,6 +43,8 @@ use std::sync::Arc;
 use memmap2::{Mmap, MmapMut, MmapOptions, MmapRaw};
 
 use crate::error::MapError;
+use crate::key::ObjectKey;
+use crate::layout;
 
 const OPEN: u8 = 0;
 const WRITING: u8 = 1;
@@ -93,12 +98,13 @@ impl ObjectMap {
         })
     }
 
-    /// Seals the object if `check` accepts its bytes. Fails with `Err(None)`
-    /// if a writer is active or it is already sealed, `Err(Some(e))` if the
-    /// check rejected it (the object stays open).
+    /// Seals the object if `check` accepts its bytes; `check` may still
+    /// write them (the store records the key). Fails with `Err(None)` if a
+    /// writer is active or it is already sealed, `Err(Some(e))` if the check
+    /// rejected it (the object stays open).
     pub(crate) fn seal_with<T, E>(
         &self,
-        check: impl FnOnce(&[u8]) -> Result<T, E>,
+        check: impl FnOnce(&mut [u8]) -> Result<T, E>,
     ) -> Result<T, Option<E>> {
         if self
             .state
@@ -108,12 +114,16 @@ impl ObjectMap {
             return Err(None);
         }
         // SAFETY: the state is SEALING, which only this call can leave, so no
-        // `WriteGuard` exists or can be made (begin_write needs OPEN) and no
-        // `&mut` into the mapping is alive in this process. The mapping is
-        // `len` bytes of a file at least that long (see `new`), and the store
-        // never shrinks a file while it is mapped; writers in other processes
-        // have finished, since they asked for this seal.
-        let bytes = unsafe { std::slice::from_raw_parts(self.raw.as_ptr(), self.len) };
+        // `WriteGuard` exists or can be made (begin_write needs OPEN), and no
+        // slice from `sealed_bytes` is alive (the map was OPEN, which it only
+        // becomes when new or uniquely owned, see `into_reusable`): this
+        // slice is the only one into the mapping in this process. The mapping
+        // is `len` bytes of a file at least that long (see `new`), and the
+        // store never shrinks a file while it is mapped. Writers in other
+        // processes have finished, since they asked for this seal, and
+        // readers are kept out by the exclusive lock the store holds until
+        // the seal is done.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(self.raw.as_mut_ptr(), self.len) };
         match check(bytes) {
             Ok(v) => {
                 self.state.store(SEALED, Ordering::Release);
@@ -180,53 +190,51 @@ impl Drop for WriteGuard {
 /// A read-only mapping of a sealed object file, for any process on the
 /// machine. Holds a shared lock on the file while it lives.
 pub struct ReadMap {
-    mmap: Option<Mmap>,
+    mmap: Mmap,
     _file: File,
 }
 
 impl ReadMap {
-    /// Maps the sealed object at `path` (see the module docs for the
-    /// protocol). Fails if it is unsealed, deleted or being reused.
-    pub fn open(path: &Path) -> Result<ReadMap, MapError> {
+    /// Maps the sealed object `key` at `path` (see the module docs for the
+    /// protocol). Fails if it is unsealed, or if the file no longer holds
+    /// that object (deleted, or reused for another).
+    pub fn open(path: &Path, key: &ObjectKey) -> Result<ReadMap, MapError> {
         let io_err = |source| MapError::Io {
             path: path.to_path_buf(),
             source,
         };
+        let gone = || MapError::NotSealed {
+            path: path.to_path_buf(),
+        };
         let file = File::open(path).map_err(io_err)?;
         if !try_lock(&file, libc::LOCK_SH).map_err(io_err)? {
-            return Err(MapError::NotSealed {
+            return Err(gone());
+        }
+        let len = usize::try_from(file.metadata().map_err(io_err)?.len()).map_err(|_| {
+            MapError::TooLarge {
                 path: path.to_path_buf(),
-            });
-        }
-        let opened = file.metadata().map_err(io_err)?;
-        match std::fs::metadata(path) {
-            Ok(now) if now.ino() == opened.ino() && now.dev() == opened.dev() => {}
-            _ => {
-                return Err(MapError::NotSealed {
-                    path: path.to_path_buf(),
-                })
             }
-        }
-        let len = usize::try_from(opened.len()).map_err(|_| MapError::TooLarge {
-            path: path.to_path_buf(),
         })?;
-        let mmap = if len == 0 {
-            None
-        } else {
-            // SAFETY: the file is a sealed object: immutable from now on.
-            // Our shared lock keeps the store from reusing it (it only reuses
-            // files it can lock exclusively); a delete only unlinks it, and
-            // the pages stay valid while mapped. The store's directory is
-            // private to the node's user, whose processes are trusted not to
-            // truncate or write sealed objects.
-            Some(unsafe { MmapOptions::new().len(len).map(&file) }.map_err(io_err)?)
-        };
+        if len < layout::FIXED_HEADER {
+            return Err(gone());
+        }
+        // SAFETY: the file is sealed (we hold a shared lock, which the store
+        // keeps out while an object is written) and so immutable: the store
+        // reuses a file only once it can lock it exclusively, which our lock
+        // prevents, and otherwise only unlinks it, after which the pages stay
+        // valid while mapped. The store's directory is private to the node's
+        // user, whose processes are trusted not to truncate or write sealed
+        // objects.
+        let mmap = unsafe { MmapOptions::new().len(len).map(&file) }.map_err(io_err)?;
+        if !layout::has_key(&mmap, key) {
+            return Err(gone());
+        }
         Ok(ReadMap { mmap, _file: file })
     }
 
     /// The object's bytes.
     pub fn as_slice(&self) -> &[u8] {
-        self.mmap.as_deref().unwrap_or(&[])
+        &self.mmap
     }
 
     /// The object's length in bytes.
@@ -518,16 +526,24 @@ mod tests {
     }
 
     #[test]
-    fn read_map_refused_while_exclusively_locked() {
-        let (path, f) = tmpfile("lock", 10);
+    fn read_map_refused_while_exclusively_locked_or_for_another_key() {
+        let key = ObjectKey([3; 20]);
+        let mut obj = layout::encode(b"", b"data", &[]);
+        layout::stamp_key(&mut obj, &key);
+        let (path, f) = tmpfile("lock", 0);
+        std::fs::write(&path, &obj).unwrap();
         assert!(try_lock_exclusive(&f).unwrap());
         assert!(matches!(
-            ReadMap::open(&path),
+            ReadMap::open(&path, &key),
             Err(MapError::NotSealed { .. })
         ));
         drop(f);
-        let r = ReadMap::open(&path).unwrap();
-        assert_eq!(r.len(), 10);
+        assert!(matches!(
+            ReadMap::open(&path, &ObjectKey([4; 20])),
+            Err(MapError::NotSealed { .. })
+        ));
+        let r = ReadMap::open(&path, &key).unwrap();
+        assert_eq!(r.as_slice(), &obj[..]);
         let f2 = File::open(&path).unwrap();
         assert!(!try_lock_exclusive(&f2).unwrap());
         drop(r);
@@ -544,7 +560,8 @@ mod tests {
         let m = Arc::new(ObjectMap::new(&f, 8, true).unwrap());
         m.seal_with(|_| Ok::<_, ()>(())).unwrap();
         assert_eq!(m.sealed_bytes().unwrap(), b"12345678");
-        assert!(ReadMap::open(&path.with_file_name("missing")).is_err());
+        let missing = path.with_file_name("missing");
+        assert!(ReadMap::open(&missing, &ObjectKey([0; 20])).is_err());
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

@@ -5,8 +5,8 @@
 //! A file is recycled only if the store can lock it exclusively, which
 //! proves no reader in any process maps it (readers hold a shared lock, see
 //! [`crate::map`]); otherwise it is handed back, for the store to offer
-//! again once that reader is gone. A recycled file keeps that exclusive lock
-//! until its next object is sealed.
+//! again once that reader is gone. A recycled file keeps its name, its open
+//! descriptor and that exclusive lock until its next object is sealed.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -34,34 +34,27 @@ impl Recycled {
 /// What became of an offered file.
 pub(crate) enum Offered {
     Kept,
-    /// A reader in another process still maps it; here is its map back.
-    Busy(Arc<ObjectMap>),
+    /// A reader in another process still maps it; here are its map and
+    /// descriptor back.
+    Busy(Arc<ObjectMap>, File),
     /// Unlinked (too large, or not reusable).
     Dropped,
 }
 
 /// The recycled files, oldest first.
 pub(crate) struct Pool {
-    dir: PathBuf,
     files: VecDeque<Recycled>,
     bytes: u64,
     max_bytes: u64,
-    seq: u64,
 }
 
 impl Pool {
-    pub(crate) fn new(dir: PathBuf, max_bytes: u64) -> Self {
+    pub(crate) fn new(max_bytes: u64) -> Self {
         Self {
-            dir,
             files: VecDeque::new(),
             bytes: 0,
             max_bytes,
-            seq: 0,
         }
-    }
-
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Bytes held by recycled files.
@@ -69,21 +62,34 @@ impl Pool {
         self.bytes
     }
 
-    /// Takes a freed object's file (at `path`, mapped by `map`): keeps it if
-    /// it fits the budget and no one else maps it, hands it back if a reader
-    /// in another process still maps it, else unlinks it.
-    pub(crate) fn offer(&mut self, path: &Path, map: Arc<ObjectMap>) -> Offered {
+    /// Takes a freed object's file (at `path`, mapped by `map`, open as
+    /// `file` if the store kept it): keeps it if it fits the budget and no
+    /// one else maps it, hands it back if a reader in another process still
+    /// maps it, else unlinks it.
+    pub(crate) fn offer(
+        &mut self,
+        path: &Path,
+        map: Arc<ObjectMap>,
+        file: Option<File>,
+    ) -> Offered {
         let len = map.len() as u64;
-        let file = match OpenOptions::new().read(true).write(true).open(path) {
-            Ok(file) if self.fits(len) && Arc::strong_count(&map) == 1 => file,
-            _ => {
-                let _ = fs::remove_file(path);
-                return Offered::Dropped;
-            }
+        if !self.fits(len) || Arc::strong_count(&map) > 1 {
+            let _ = fs::remove_file(path);
+            return Offered::Dropped;
+        }
+        let file = match file {
+            Some(file) => file,
+            None => match OpenOptions::new().read(true).write(true).open(path) {
+                Ok(file) => file,
+                Err(_) => {
+                    let _ = fs::remove_file(path);
+                    return Offered::Dropped;
+                }
+            },
         };
         match try_lock_exclusive(&file) {
             Ok(true) => {}
-            Ok(false) => return Offered::Busy(map),
+            Ok(false) => return Offered::Busy(map, file),
             Err(_) => {
                 let _ = fs::remove_file(path);
                 return Offered::Dropped;
@@ -93,15 +99,9 @@ impl Pool {
             let _ = fs::remove_file(path);
             return Offered::Dropped;
         };
-        self.seq += 1;
-        let new_path = self.dir.join(self.seq.to_string());
-        if fs::rename(path, &new_path).is_err() {
-            let _ = fs::remove_file(path);
-            return Offered::Dropped;
-        }
         let r = Recycled {
             file,
-            path: new_path,
+            path: path.to_path_buf(),
             map,
         };
         self.bytes += r.len();
@@ -115,12 +115,6 @@ impl Pool {
     /// Whether a file of `len` bytes could be kept at all.
     pub(crate) fn fits(&self, len: u64) -> bool {
         len <= self.max_bytes
-    }
-
-    /// A fresh name in the pool's directory, out of readers' sight.
-    pub(crate) fn hidden_name(&mut self) -> PathBuf {
-        self.seq += 1;
-        self.dir.join(format!("deleted-{}", self.seq))
     }
 
     /// A file of exactly `len` bytes, newest first (warmest in cache).

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::Config;
@@ -26,9 +27,15 @@ use crate::pool::{Offered, Pool};
 use crate::spill::SpillDir;
 
 const LOCK_FILE: &str = ".lock";
-const RECYCLE_DIR: &str = ".recycle";
+/// Object files are named this and a number, unique while the store runs.
+const FILE_PREFIX: &str = "obj-";
+/// Where freed files were kept by earlier versions; removed at open.
+const OLD_RECYCLE_DIR: &str = ".recycle";
 /// Freed files kept while a reader in another process still maps them.
 const MAX_RETIRED: usize = 64;
+/// Sealed objects whose file stays open, so that freeing them needs no
+/// `open`: at most this many (the rest are opened again when freed).
+const MAX_KEPT_FILES: usize = 1024;
 
 /// Counters and sizes of a store.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -59,12 +66,51 @@ pub struct Stats {
 /// One object incarnation.
 struct Object {
     key: ObjectKey,
+    /// Its file, named by the store (not by the key: files are reused).
     path: PathBuf,
     /// `None` while spilled.
     map: Option<Arc<ObjectMap>>,
-    /// Held while unsealed: its exclusive lock keeps readers out.
-    file: Option<File>,
+    /// Open while unsealed (its exclusive lock keeps readers out), and
+    /// after the seal as long as [`MAX_KEPT_FILES`] allows.
+    file: Option<KeptFile>,
     layout: Option<Arc<Layout>>,
+}
+
+/// An object's open file, counted while a sealed object keeps it.
+struct KeptFile {
+    file: File,
+    _counted: Option<Counted>,
+}
+
+/// One of the store's kept files; uncounted when dropped.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl KeptFile {
+    fn new(file: File) -> Self {
+        Self {
+            file,
+            _counted: None,
+        }
+    }
+
+    /// Keeps the file past the seal if fewer than [`MAX_KEPT_FILES`] are
+    /// kept; else closes it.
+    fn keep(self, kept: &Arc<AtomicUsize>) -> Option<Self> {
+        kept.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            (n < MAX_KEPT_FILES).then_some(n + 1)
+        })
+        .ok()?;
+        Some(Self {
+            file: self.file,
+            _counted: Some(Counted(Arc::clone(kept))),
+        })
+    }
 }
 
 struct State {
@@ -76,7 +122,11 @@ struct State {
     /// at delete, offered to the pool at the next create (when the handle
     /// that let go of them has dropped its map too).
     retired: Vec<Object>,
+    /// Sealed objects' files kept open.
+    kept_files: Arc<AtomicUsize>,
     next_id: Id,
+    /// The number in the next new file's name.
+    next_file: u64,
     stats: Stats,
 }
 
@@ -104,7 +154,8 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
 
 impl Store {
     /// Opens the store: creates its directories, takes its lock (one live
-    /// store per root), and removes object files left by a previous run.
+    /// store per root), and removes object files left by a previous run
+    /// (and the spill files).
     pub fn open(config: Config) -> Result<Store, OpenError> {
         config.validate()?;
         let root = config.root.clone();
@@ -123,24 +174,32 @@ impl Store {
         }
         for entry in fs::read_dir(&root).map_err(io_at(&root))? {
             let entry = entry.map_err(io_at(&root))?;
-            if ObjectKey::from_hex(&entry.file_name().to_string_lossy()).is_some() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            // Object files of this version, and of earlier ones (named by key).
+            let ours = name
+                .strip_prefix(FILE_PREFIX)
+                .is_some_and(|n| n.parse::<u64>().is_ok())
+                || ObjectKey::from_hex(&name).is_some();
+            if ours {
                 fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
             }
         }
-        let recycle_dir = root.join(RECYCLE_DIR);
-        if recycle_dir.exists() {
-            fs::remove_dir_all(&recycle_dir).map_err(io_at(&recycle_dir))?;
+        let old_recycle_dir = root.join(OLD_RECYCLE_DIR);
+        if old_recycle_dir.exists() {
+            fs::remove_dir_all(&old_recycle_dir).map_err(io_at(&old_recycle_dir))?;
         }
-        fs::create_dir_all(&recycle_dir).map_err(io_at(&recycle_dir))?;
         let spill = SpillDir::new(&config.spill_dir);
         spill.clean().map_err(io_at(&config.spill_dir))?;
         let state = State {
             policy: Policy::new(config.capacity),
             index: HashMap::new(),
             objects: HashMap::new(),
-            pool: Pool::new(recycle_dir, config.recycle_bytes),
+            pool: Pool::new(config.recycle_bytes),
             retired: Vec::new(),
+            kept_files: Arc::new(AtomicUsize::new(0)),
             next_id: 0,
+            next_file: 0,
             stats: Stats::default(),
         };
         Ok(Store {
@@ -151,11 +210,6 @@ impl Store {
                 _lock: lock,
             }),
         })
-    }
-
-    /// The file an object has (or would have) in the store directory.
-    pub fn path_of(&self, key: &ObjectKey) -> PathBuf {
-        self.shared.path_of(key)
     }
 
     /// Reserves a new object of `size` bytes (its whole file, layout
@@ -171,8 +225,7 @@ impl Store {
         if st.index.contains_key(&key) {
             return Err(CreateError::AlreadyExists(key));
         }
-        let path = shared.path_of(&key);
-        let (file, map) = shared.new_file(&mut st, &path, size)?;
+        let (path, file, map) = shared.new_file(&mut st, size)?;
         let id = st.next_id;
         st.next_id += 1;
         st.policy.insert(id, size, primary);
@@ -186,7 +239,7 @@ impl Store {
                 key,
                 path: path.clone(),
                 map: Some(map),
-                file: Some(file),
+                file: Some(KeptFile::new(file)),
                 layout: None,
             },
         );
@@ -277,17 +330,8 @@ impl Store {
                 shared.spill.remove(key);
             }
             Removal::Deferred => {
-                // Out of sight of new readers, but kept for the pool: the
-                // last reader's going retires it.
-                let hidden = st.pool.hidden_name();
-                if let Some(obj) = st.objects.get_mut(&id) {
-                    match fs::rename(&obj.path, &hidden) {
-                        Ok(()) => obj.path = hidden,
-                        Err(_) => {
-                            let _ = fs::remove_file(&obj.path);
-                        }
-                    }
-                }
+                // Out of the index, so no new reader is given its path; the
+                // last reader's going retires it, for the pool.
             }
             Removal::Missing => return false,
         }
@@ -345,22 +389,13 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn path_of(&self, key: &ObjectKey) -> PathBuf {
-        self.root.join(key.to_string())
-    }
-
-    /// Makes room for `size` bytes and a file at `path` of that size,
-    /// exclusively locked, mapped and open.
+    /// Makes room for `size` bytes and a file of that size: a recycled one
+    /// if there is one, else a new one; exclusively locked, mapped and open.
     fn new_file(
         &self,
         st: &mut State,
-        path: &Path,
         size: u64,
-    ) -> Result<(File, Arc<ObjectMap>), CreateError> {
-        let io_err = |source| CreateError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+    ) -> Result<(PathBuf, File, Arc<ObjectMap>), CreateError> {
         let len = usize::try_from(size).map_err(|_| CreateError::TooLarge {
             requested: size,
             capacity: st.policy.capacity(),
@@ -399,14 +434,19 @@ impl Shared {
         };
         self.run_steps(st, &steps)?;
         if let Some(r) = recycled {
-            fs::rename(&r.path, path).map_err(io_err)?;
-            return Ok((r.file, Arc::new(r.map)));
+            return Ok((r.path, r.file, Arc::new(r.map)));
         }
+        st.next_file += 1;
+        let path = self.root.join(format!("{FILE_PREFIX}{}", st.next_file));
+        let io_err = |source| CreateError::Io {
+            path: path.clone(),
+            source,
+        };
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(path)
+            .open(&path)
             .map_err(io_err)?;
         let made = (|| {
             file.set_len(size)?;
@@ -414,9 +454,9 @@ impl Shared {
             ObjectMap::new(&file, len, false)
         })();
         match made {
-            Ok(map) => Ok((file, Arc::new(map))),
+            Ok(map) => Ok((path, file, Arc::new(map))),
             Err(e) => {
-                let _ = fs::remove_file(path);
+                let _ = fs::remove_file(&path);
                 Err(io_err(e))
             }
         }
@@ -433,6 +473,8 @@ impl Shared {
                 Step::Evict(id) => {
                     st.policy.evicted(id);
                     st.stats.evictions += 1;
+                    // A reader in another process may still map it: its
+                    // pages stay until it lets go, but the file is not reused.
                     if let Some(obj) = st.objects.remove(&id) {
                         st.index.remove(&obj.key);
                         let _ = fs::remove_file(&obj.path);
@@ -449,6 +491,7 @@ impl Shared {
                         .write(&obj.key, bytes)
                         .map_err(CreateError::Spill)?;
                     obj.map = None;
+                    obj.file = None;
                     let _ = fs::remove_file(&obj.path);
                     st.policy.spilled_one(id);
                     st.stats.spills += 1;
@@ -461,13 +504,10 @@ impl Shared {
     /// Brings a spilled object back into memory.
     fn restore(&self, st: &mut State, id: Id, key: &ObjectKey) -> Result<(), GetError> {
         let size = st.policy.size(id).unwrap_or(0);
-        let path = self.path_of(key);
-        let (file, map) = self
-            .new_file(st, &path, size)
-            .map_err(|e| GetError::NoRoom {
-                key: *key,
-                source: Box::new(e),
-            })?;
+        let (path, file, map) = self.new_file(st, size).map_err(|e| GetError::NoRoom {
+            key: *key,
+            source: Box::new(e),
+        })?;
         let mut guard = map
             .begin_write()
             .expect("a new or recycled map is open and unshared");
@@ -476,7 +516,7 @@ impl Shared {
         let sealed = read
             .map_err(|source| GetError::Restore { key: *key, source })
             .and_then(|()| {
-                map.seal_with(layout::parse).map_err(|e| match e {
+                map.seal_with(|b| seal_check(b, key)).map_err(|e| match e {
                     Some(source) => GetError::Corrupt { key: *key, source },
                     None => GetError::Restore {
                         key: *key,
@@ -495,8 +535,11 @@ impl Shared {
         st.policy.restored(id);
         st.stats.restores += 1;
         self.spill.remove(key);
+        let file = KeptFile::new(file).keep(&st.kept_files);
         if let Some(obj) = st.objects.get_mut(&id) {
+            obj.path = path;
             obj.map = Some(map);
+            obj.file = file;
             obj.layout = Some(Arc::new(layout));
         }
         Ok(())
@@ -518,13 +561,17 @@ impl Shared {
     /// create); else unlinked.
     fn recycle(&self, st: &mut State, mut obj: Object) {
         match obj.map.take() {
-            Some(map) => match st.pool.offer(&obj.path, map) {
-                Offered::Kept | Offered::Dropped => {}
-                Offered::Busy(map) => {
-                    obj.map = Some(map);
-                    Self::retire(st, obj);
+            Some(map) => {
+                let file = obj.file.take().map(|f| f.file);
+                match st.pool.offer(&obj.path, map, file) {
+                    Offered::Kept | Offered::Dropped => {}
+                    Offered::Busy(map, file) => {
+                        obj.map = Some(map);
+                        obj.file = KeptFile::new(file).keep(&st.kept_files);
+                        Self::retire(st, obj);
+                    }
                 }
-            },
+            }
             None => {
                 let _ = fs::remove_file(&obj.path);
             }
@@ -532,22 +579,15 @@ impl Shared {
         st.policy.set_recycled(st.pool.bytes());
     }
 
-    /// Keeps a freed object's file, out of readers' sight, until it can be
-    /// recycled. At most [`MAX_RETIRED`] files and the pool's budget in
-    /// bytes are kept; beyond that the oldest are unlinked.
-    fn retire(st: &mut State, mut obj: Object) {
+    /// Keeps a freed object's file until it can be recycled (readers with
+    /// its path find it holds no object they can ask for: it is out of the
+    /// index). At most [`MAX_RETIRED`] files and the pool's budget in bytes
+    /// are kept; beyond that the oldest are unlinked.
+    fn retire(st: &mut State, obj: Object) {
         let len = obj.map.as_ref().map_or(0, |m| m.len() as u64);
         if !st.pool.fits(len) {
             let _ = fs::remove_file(&obj.path);
             return;
-        }
-        if !obj.path.starts_with(st.pool.dir()) {
-            let hidden = st.pool.hidden_name();
-            if fs::rename(&obj.path, &hidden).is_err() {
-                let _ = fs::remove_file(&obj.path);
-                return;
-            }
-            obj.path = hidden;
         }
         st.retired.push(obj);
         let bytes = |st: &State| -> u64 {
@@ -569,19 +609,22 @@ impl Shared {
         if st.policy.residence(id) != Some(Residence::Writing) {
             return Err(SealError::AlreadySealed(*key));
         }
+        let kept_files = Arc::clone(&st.kept_files);
         let obj = st
             .objects
             .get_mut(&id)
             .expect("indexed objects are tracked");
         let map = obj.map.as_ref().expect("an unsealed object is mapped");
-        let layout = map.seal_with(layout::parse).map_err(|e| match e {
+        let layout = map.seal_with(|b| seal_check(b, key)).map_err(|e| match e {
             Some(source) => SealError::BadLayout { key: *key, source },
             None => SealError::WriterActive(*key),
         })?;
         obj.layout = Some(Arc::new(layout));
         // Dropping the exclusive lock lets readers in other processes map it.
-        if let Some(file) = obj.file.take() {
-            let _ = unlock(&file);
+        // The file stays open (within bounds) for the lock attempt at delete.
+        if let Some(kept) = obj.file.take() {
+            let _ = unlock(&kept.file);
+            obj.file = kept.keep(&kept_files);
         }
         st.policy.seal(id);
         Ok(())
@@ -610,8 +653,15 @@ impl Drop for Shared {
             let _ = fs::remove_file(&obj.path);
         }
         st.pool.clear();
-        let _ = fs::remove_dir(st.pool.dir());
     }
+}
+
+/// What a seal checks and records: the bytes follow the layout, and the
+/// header names the object (for readers with a stale path).
+fn seal_check(bytes: &mut [u8], key: &ObjectKey) -> Result<Layout, crate::LayoutError> {
+    let layout = layout::parse(bytes)?;
+    layout::stamp_key(bytes, key);
+    Ok(layout)
 }
 
 #[cfg(test)]

@@ -63,14 +63,14 @@ fn create_seal_get_delete() {
     let k = key(1);
     let l = layout::plan(4, 1000, &[10, 20]);
     let mut c = s.create(k, l.total as u64, true).unwrap();
-    assert_eq!(c.path(), d.root.join(k.to_string()));
+    assert_eq!(c.path().parent(), Some(d.root.as_path()));
     assert!(
         s.get(&k).unwrap().is_none(),
         "unsealed objects are invisible"
     );
     assert!(!s.contains(&k));
     assert!(matches!(
-        ReadMap::open(c.path()),
+        ReadMap::open(c.path(), &k),
         Err(MapError::NotSealed { .. })
     ));
     assert!(matches!(s.seal(&k), Err(SealError::WriterActive(_))));
@@ -85,8 +85,12 @@ fn create_seal_get_delete() {
     assert_eq!(h.buffer(1).unwrap(), &[2; 20][..]);
     assert!(h.buffer(2).is_none());
     assert_eq!(h.len(), l.total);
-    let r = ReadMap::open(h.path()).unwrap();
+    let r = ReadMap::open(h.path(), &k).unwrap();
     assert_eq!(r.as_slice(), h.as_slice());
+    assert!(
+        layout::has_key(r.as_slice(), &k),
+        "the seal records the key"
+    );
     assert_eq!(s.stats().pinned, l.total as u64);
     drop(h);
     assert_eq!(s.stats().pinned, 0);
@@ -246,7 +250,7 @@ fn recycled_files_are_reused_but_not_under_a_reader() {
     assert_eq!(s.stats().recycled, 0, "the freed file was reused");
     // A reader holding the file by path keeps it from being reused.
     let h = s.get(&key(2)).unwrap().unwrap();
-    let r = ReadMap::open(h.path()).unwrap();
+    let r = ReadMap::open(h.path(), &key(2)).unwrap();
     drop(h);
     assert!(s.delete(&key(2)));
     assert_eq!(s.stats().recycled, 0);
@@ -268,11 +272,13 @@ fn reopen_cleans_stale_files_and_lock_excludes() {
     // A crashed run leaves files behind: simulate one.
     fs::create_dir_all(&d.root).unwrap();
     fs::write(d.root.join(key(2).to_string()), b"stale").unwrap();
+    fs::write(d.root.join("obj-7"), b"stale").unwrap();
     fs::write(d.spill.join(key(3).to_string()), b"stale").unwrap();
     fs::write(d.root.join("not-ours"), b"x").unwrap();
     drop(_c);
     let s = Store::open(d.config(1 << 20)).unwrap();
     assert!(!d.root.join(key(2).to_string()).exists());
+    assert!(!d.root.join("obj-7").exists());
     assert!(!d.spill.join(key(3).to_string()).exists());
     assert!(d.root.join("not-ours").exists());
     assert_eq!(s.stats().objects, 0);
@@ -296,7 +302,7 @@ fn an_object_deleted_under_a_reader_is_recycled_after_it() {
 
     // A reader in another process (mapping it by path) keeps it from reuse.
     let h = s.get(&key(3)).unwrap().unwrap();
-    let r = ReadMap::open(h.path()).unwrap();
+    let r = ReadMap::open(h.path(), &key(3)).unwrap();
     assert!(s.delete(&key(3)));
     drop(h);
     put(&s, key(4), 10, 4, false);

@@ -103,10 +103,13 @@ fn put(store: &Store, key: ObjectKey, seed: u8) {
     c.into_writer().seal().unwrap();
 }
 
-fn child(command: &str, path: &Path, seed: u8) -> std::process::Child {
+fn child(command: &str, path: &Path, key: &ObjectKey, seed: u8) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, format!("{command}:{seed}:{}", path.display()))
+        .env(
+            CHILD_ENV,
+            format!("{command}:{seed}:{key}:{}", path.display()),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -120,14 +123,15 @@ fn child_entry() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let mut parts = spec.splitn(3, ':');
+    let mut parts = spec.splitn(4, ':');
     let command = parts.next().unwrap();
     let seed: u8 = parts.next().unwrap().parse().unwrap();
+    let key = ObjectKey::from_hex(parts.next().unwrap()).unwrap();
     let path = PathBuf::from(parts.next().unwrap());
     let mut out = std::io::stdout();
     match command {
         "read" => {
-            let m = ReadMap::open(&path).unwrap();
+            let m = ReadMap::open(&path, &key).unwrap();
             verify(m.as_slice(), seed).unwrap();
             writeln!(out, "CHILD verified {}", m.len()).unwrap();
         }
@@ -136,8 +140,15 @@ fn child_entry() {
             fill(m.as_mut_slice(), seed);
             writeln!(out, "CHILD wrote {}", m.len()).unwrap();
         }
+        "read-gone" => match ReadMap::open(&path, &key) {
+            Err(e @ objstore::MapError::NotSealed { .. }) => {
+                writeln!(out, "CHILD refused: {e}").unwrap();
+            }
+            Err(e) => panic!("another error: {e}"),
+            Ok(_) => panic!("mapped an object that is gone"),
+        },
         "hold" => {
-            let m = ReadMap::open(&path).unwrap();
+            let m = ReadMap::open(&path, &key).unwrap();
             verify(m.as_slice(), seed).unwrap();
             writeln!(out, "CHILD mapped").unwrap();
             out.flush().unwrap();
@@ -165,14 +176,32 @@ fn another_process_reads_a_sealed_object() {
     let k = ObjectKey([1; 20]);
     put(&s, k, 42);
     let h = s.get(&k).unwrap().unwrap();
-    let text = finish(child("read", h.path(), 42));
+    let text = finish(child("read", h.path(), &k, 42));
     assert!(
         text.contains(&format!("CHILD verified {}", h.len())),
         "{text}"
     );
     // The child checks the bytes: a wrong seed must make it fail.
-    let out = child("read", h.path(), 43).wait_with_output().unwrap();
+    let out = child("read", h.path(), &k, 43).wait_with_output().unwrap();
     assert!(!out.status.success());
+}
+
+#[test]
+fn a_stale_path_is_refused_once_its_file_holds_another_object() {
+    let d = Dirs::new("stale");
+    let s = d.store(64 << 20);
+    let (old, new) = (ObjectKey([4; 20]), ObjectKey([5; 20]));
+    put(&s, old, 11);
+    let path = s.get(&old).unwrap().unwrap().path().to_path_buf();
+    assert!(s.delete(&old));
+    // Same size: the freed file is reused, under the same name.
+    put(&s, new, 12);
+    let h = s.get(&new).unwrap().unwrap();
+    assert_eq!(h.path(), path);
+    let text = finish(child("read-gone", &path, &old, 11));
+    assert!(text.contains("CHILD refused"), "{text}");
+    let text = finish(child("read", &path, &new, 12));
+    assert!(text.contains("CHILD verified"), "{text}");
 }
 
 #[test]
@@ -183,7 +212,7 @@ fn another_process_writes_then_the_store_seals() {
     let created = s.create(k, object_layout().total as u64, true).unwrap();
     let path = created.path().to_path_buf();
     drop(created);
-    let text = finish(child("write", &path, 7));
+    let text = finish(child("write", &path, &k, 7));
     assert!(text.contains("CHILD wrote"), "{text}");
     s.seal(&k).unwrap();
     verify(s.get(&k).unwrap().unwrap().as_slice(), 7).unwrap();
@@ -196,7 +225,7 @@ fn a_reader_in_another_process_survives_delete_and_reuse() {
     let k = ObjectKey([3; 20]);
     put(&s, k, 9);
     let path = s.get(&k).unwrap().unwrap().path().to_path_buf();
-    let mut c = child("hold", &path, 9);
+    let mut c = child("hold", &path, &k, 9);
     let mut lines = BufReader::new(c.stdout.take().unwrap())
         .lines()
         .map(|l| l.unwrap())
@@ -224,12 +253,18 @@ fn a_truncated_or_foreign_file_is_an_error() {
         b"this is not an object at all, but it is long enough........",
     )
     .unwrap();
-    let m = ReadMap::open(&p).unwrap();
-    assert!(layout::parse(m.as_slice()).is_err());
+    let k = ObjectKey([6; 20]);
+    assert!(matches!(
+        ReadMap::open(&p, &k),
+        Err(objstore::MapError::NotSealed { .. })
+    ));
+    std::fs::write(&p, b"short").unwrap();
+    assert!(ReadMap::open(&p, &k).is_err());
     let mut obj = vec![0u8; object_layout().total];
     fill(&mut obj, 1);
+    layout::stamp_key(&mut obj, &k);
     std::fs::write(&p, &obj[..obj.len() / 2]).unwrap();
-    let m = ReadMap::open(&p).unwrap();
+    let m = ReadMap::open(&p, &k).unwrap();
     assert!(matches!(
         layout::parse(m.as_slice()),
         Err(objstore::LayoutError::Truncated { .. })

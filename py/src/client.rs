@@ -59,7 +59,9 @@ fn id16<T>(b: &[u8], make: fn([u8; 16]) -> T) -> PyResult<T> {
 fn value_to_py<'py>(py: Python<'py>, v: Value) -> PyResult<Bound<'py, PyAny>> {
     Ok(match v {
         Value::Inline(bytes) => PyBytes::new(py, &bytes).into_any(),
-        Value::Store { path, size } => (path, size).into_pyobject(py)?.into_any(),
+        Value::Store { path, size, id } => (path, size, PyBytes::new(py, &id.0))
+            .into_pyobject(py)?
+            .into_any(),
     })
 }
 

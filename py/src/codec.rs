@@ -131,6 +131,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(parse, m)?)?;
     m.add_function(wrap_pyfunction!(parse_header, m)?)?;
     m.add("HEADER_PREFIX", objstore::layout::FIXED_HEADER)?;
+    let key_at = objstore::layout::KEY_AT;
+    m.add("KEY_AT", (key_at.start, key_at.end))?;
     m.add("META_PICKLE", PyBytes::new(m.py(), meta::PICKLE))?;
     m.add("META_TASK_ERROR", PyBytes::new(m.py(), meta::TASK_ERROR))?;
     m.add(

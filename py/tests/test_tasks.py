@@ -114,6 +114,31 @@ def test_large_values_come_back_zero_copy_and_read_only(ray):
     assert float(ray.get(double.remote(arr))[10]) == 20.0
 
 
+def test_a_stale_store_path_is_refused_not_read_as_another_object(ray):
+    # The store reuses a freed object's file in place for the next object of
+    # its size; a reader holding the old (path, size, id) must get an error.
+    from raynode import _runtime, _serialization, exceptions
+
+    client = _runtime.client()
+    ref = ray.put(np.full(500_000, 1.0))
+    old = client.get([ref], None)[0]
+    assert isinstance(old, tuple) and len(old) == 3
+    assert float(_serialization.deserialize(old)[7]) == 1.0
+    del ref
+    deadline = time.monotonic() + 20
+    for _ in range(200):
+        fresh = ray.put(np.full(500_000, 2.0))
+        value = client.get([fresh], None)[0]
+        if value[0] == old[0] or time.monotonic() > deadline:
+            break
+        del fresh, value
+        time.sleep(0.1)
+    assert value[0] == old[0], "the freed file was not reused"
+    with pytest.raises(exceptions.ObjectLostError):
+        _serialization.deserialize(old)
+    assert float(ray.get(fresh)[7]) == 2.0
+
+
 def test_refs_are_hashable_picklable_and_travel_in_containers(ray):
     @ray.remote
     def f(x):

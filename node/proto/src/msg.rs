@@ -26,8 +26,14 @@ pub enum Role {
 pub enum Value {
     /// The object's layout bytes, inline.
     Inline(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// A sealed object in this node's shared-memory store.
-    Store { path: String, size: u64 },
+    /// A sealed object in this node's shared-memory store: its file, which
+    /// holds it as long as the object's id is in the file's header (files
+    /// are reused once freed).
+    Store {
+        path: String,
+        size: u64,
+        id: ObjectId,
+    },
 }
 
 /// A task result reported by the worker that ran it.

@@ -89,7 +89,8 @@ fn from_node() -> impl Strategy<Value = FromNode> {
             function_body: Some(vec![1, 2, 3]),
             args: vec![Value::Store {
                 path: "/dev/shm/x".into(),
-                size: 9
+                size: 9,
+                id: ObjectId([4; 20]),
             }],
             attempt: 0,
         }))),

@@ -340,10 +340,12 @@ mod tests {
         }
     }
 
-    /// A sealed object of `len` data bytes with a byte pattern; its bytes.
+    /// A sealed object of `len` data bytes with a byte pattern; its bytes
+    /// (the header names the object, as the store's seal records).
     fn put(store: &objstore::Store, id: ObjectId, len: usize) -> Vec<u8> {
         let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-        let bytes = objstore::layout::encode(b"meta", &data, &[]);
+        let mut bytes = objstore::layout::encode(b"meta", &data, &[]);
+        objstore::layout::stamp_key(&mut bytes, &ObjectKey(id.0));
         let mut created = store
             .create(ObjectKey(id.0), bytes.len() as u64, true)
             .expect("create");

@@ -246,6 +246,7 @@ impl Core {
                 Some(Value::Store {
                     path: path.display().to_string(),
                     size,
+                    id,
                 })
             }
         }

@@ -119,15 +119,23 @@ def _sections(value):
         (ms, me), (ds, de), bufs = _core.parse(value)
         view = memoryview(value)
         return value[ms:me], view[ds:de], [view[s:e] for s, e in bufs]
-    path, size = value
+    path, size, key = value
     with open(path, "rb") as f:
         # A shared lock tells the store this file is mapped, so it is never
-        # recycled under us; the mapping's own descriptor keeps the lock.
-        fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        if os.fstat(f.fileno()).st_ino != os.stat(path).st_ino:
-            raise exceptions.ObjectLostError(f"object file {path} was replaced while opening it")
+        # reused under us; the mapping's own descriptor keeps the lock.
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise exceptions.ObjectLostError(
+                f"object file {path} is being written for another object"
+            ) from None
         mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
     view = memoryview(mm)
+    # The store reuses freed files: the header names the object a file holds.
+    if view[_core.KEY_AT[0] : _core.KEY_AT[1]] != key:
+        view.release()
+        mm.close()
+        raise exceptions.ObjectLostError(f"object file {path} no longer holds the object")
     count = int.from_bytes(view[12:16], "little")
     header = bytes(view[: _core.HEADER_PREFIX + 8 * count])
     (ms, me), (ds, de), bufs = _core.parse_header(header, size)
