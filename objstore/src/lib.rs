@@ -12,8 +12,9 @@
 //!   buffers, each 64-byte aligned), the same in a store file and in an
 //!   inline `Vec<u8>`; pure functions to plan, write and validate it.
 //! - [`map`]: memory mappings and file locks, and all of the crate's
-//!   `unsafe`: the store's own mappings, and [`map::ReadMap`] /
-//!   [`map::WriteMap`] for other processes, which map objects by path.
+//!   `unsafe`: the store's own mappings, [`map::copy`] (how objects are
+//!   written), and [`map::ReadMap`] / [`map::WriteMap`] for other processes,
+//!   which map objects by path.
 //! - `policy`: the eviction state machine (no I/O): sizes, pins, primary
 //!   copies, least-recently-used order; answers "make room" with steps.
 //! - `pool`: freed files kept mapped for reuse, so a new object of the same
@@ -32,14 +33,21 @@
 //! returns its read-only mapping, restoring it from disk first if spilled;
 //! other processes map [`ReadHandle::path`] with [`map::ReadMap`].
 //!
+//! Files: each object has a file of its own, named by the store
+//! (`obj-<n>`), and a freed file is reused in place for the next object of
+//! its size, so a put in the steady state makes two `flock` calls and no
+//! other system call. The seal records the object's key in the header; a
+//! reader in another process checks it, so a stale path is an error, never
+//! another object's bytes.
+//!
 //! Readers in other processes: the store cannot see their mappings. A file
-//! that is evicted, spilled or deleted while another process maps it is
-//! unlinked, and Linux keeps its pages until that process unmaps it, so the
-//! reader never crashes and never sees other bytes. A file is reused for a
-//! new object only if the store can lock it exclusively, which readers
-//! following the [`map`] protocol (a shared `flock` while mapped) prevent.
-//! Objects are immutable once sealed: the store never writes a sealed file,
-//! and writers in other processes must finish before asking for the seal.
+//! is reused for a new object only if the store can lock it exclusively,
+//! which readers following the [`map`] protocol (a shared `flock` while
+//! mapped) prevent; until then it is kept aside, or unlinked when evicted or
+//! spilled, and Linux keeps its pages until that process unmaps it, so the
+//! reader never crashes and never sees other bytes. Objects are immutable
+//! once sealed: the store never writes a sealed file, and writers in other
+//! processes must finish before asking for the seal.
 
 pub mod config;
 pub mod error;

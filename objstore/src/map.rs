@@ -365,7 +365,7 @@ mod vector {
     pub(super) unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
         debug_assert!(len >= 2 * BLOCK);
         let stream = len >= super::STREAM_COPY_MIN;
-        // SAFETY (every block below): offsets stay below `len`, for which
+        // SAFETY: offsets stay below `len`, for which
         // the caller vouches both pointers; loads are unaligned; aligned
         // stores go to `dst + at` with `at` chosen so that address is a
         // multiple of 32; the regions do not overlap, so stores never change
