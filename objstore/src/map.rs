@@ -429,6 +429,18 @@ pub(crate) fn try_lock(file: &File, kind: libc::c_int) -> io::Result<bool> {
     }
 }
 
+/// This process's soft limit on open descriptors, if it has one.
+pub(crate) fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through the pointer, which
+    // points to a live, properly aligned local of that type.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
 /// Takes an exclusive lock, `Ok(false)` if anyone else holds one.
 pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
     try_lock(file, libc::LOCK_EX)

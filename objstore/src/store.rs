@@ -21,7 +21,7 @@ use crate::error::{AbortError, CreateError, GetError, OpenError, SealError};
 use crate::handle::{Created, ReadHandle, Writer};
 use crate::key::ObjectKey;
 use crate::layout::{self, Layout};
-use crate::map::{try_lock_exclusive, unlock, ObjectMap};
+use crate::map::{self, try_lock_exclusive, unlock, ObjectMap};
 use crate::policy::{Id, NoRoom, Policy, Removal, Residence, Step};
 use crate::pool::{Offered, Pool};
 use crate::spill::SpillDir;
@@ -34,7 +34,8 @@ const OLD_RECYCLE_DIR: &str = ".recycle";
 /// Freed files kept while a reader in another process still maps them.
 const MAX_RETIRED: usize = 64;
 /// Sealed objects whose file stays open, so that freeing them needs no
-/// `open`: at most this many (the rest are opened again when freed).
+/// `open`: at most this many, and a quarter of the process's descriptor
+/// limit (the rest are opened again when freed).
 const MAX_KEPT_FILES: usize = 1024;
 
 /// Counters and sizes of a store.
@@ -99,11 +100,11 @@ impl KeptFile {
         }
     }
 
-    /// Keeps the file past the seal if fewer than [`MAX_KEPT_FILES`] are
-    /// kept; else closes it.
-    fn keep(self, kept: &Arc<AtomicUsize>) -> Option<Self> {
+    /// Keeps the file past the seal if fewer than `max` are kept; else
+    /// closes it.
+    fn keep(self, kept: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
         kept.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            (n < MAX_KEPT_FILES).then_some(n + 1)
+            (n < max).then_some(n + 1)
         })
         .ok()?;
         Some(Self {
@@ -122,8 +123,9 @@ struct State {
     /// at delete, offered to the pool at the next create (when the handle
     /// that let go of them has dropped its map too).
     retired: Vec<Object>,
-    /// Sealed objects' files kept open.
+    /// Sealed objects' files kept open, and how many may be.
     kept_files: Arc<AtomicUsize>,
+    max_kept_files: usize,
     next_id: Id,
     /// The number in the next new file's name.
     next_file: u64,
@@ -198,6 +200,9 @@ impl Store {
             pool: Pool::new(config.recycle_bytes),
             retired: Vec::new(),
             kept_files: Arc::new(AtomicUsize::new(0)),
+            max_kept_files: map::open_files_limit()
+                .map_or(MAX_KEPT_FILES, |n| (n / 4) as usize)
+                .min(MAX_KEPT_FILES),
             next_id: 0,
             next_file: 0,
             stats: Stats::default(),
@@ -535,7 +540,7 @@ impl Shared {
         st.policy.restored(id);
         st.stats.restores += 1;
         self.spill.remove(key);
-        let file = KeptFile::new(file).keep(&st.kept_files);
+        let file = KeptFile::new(file).keep(&st.kept_files, st.max_kept_files);
         if let Some(obj) = st.objects.get_mut(&id) {
             obj.path = path;
             obj.map = Some(map);
@@ -567,7 +572,7 @@ impl Shared {
                     Offered::Kept | Offered::Dropped => {}
                     Offered::Busy(map, file) => {
                         obj.map = Some(map);
-                        obj.file = KeptFile::new(file).keep(&st.kept_files);
+                        obj.file = KeptFile::new(file).keep(&st.kept_files, st.max_kept_files);
                         Self::retire(st, obj);
                     }
                 }
@@ -609,7 +614,7 @@ impl Shared {
         if st.policy.residence(id) != Some(Residence::Writing) {
             return Err(SealError::AlreadySealed(*key));
         }
-        let kept_files = Arc::clone(&st.kept_files);
+        let (kept_files, max_kept) = (Arc::clone(&st.kept_files), st.max_kept_files);
         let obj = st
             .objects
             .get_mut(&id)
@@ -624,7 +629,7 @@ impl Shared {
         // The file stays open (within bounds) for the lock attempt at delete.
         if let Some(kept) = obj.file.take() {
             let _ = unlock(&kept.file);
-            obj.file = kept.keep(&kept_files);
+            obj.file = kept.keep(&kept_files, max_kept);
         }
         st.policy.seal(id);
         Ok(())

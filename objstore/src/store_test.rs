@@ -314,3 +314,21 @@ fn an_object_deleted_under_a_reader_is_recycled_after_it() {
     put(&s, key(6), 10, 6, false);
     assert_eq!(s.stats().recycled, n);
 }
+
+#[test]
+fn kept_files_are_counted_and_bounded() {
+    let d = Dirs::new("kept");
+    fs::create_dir_all(&d.root).unwrap();
+    let open = |n: u32| File::create(d.root.join(format!("f{n}"))).unwrap();
+    let kept = Arc::new(AtomicUsize::new(0));
+    let a = KeptFile::new(open(1)).keep(&kept, 2).expect("under the bound");
+    let b = KeptFile::new(open(2)).keep(&kept, 2).expect("at the bound");
+    assert!(KeptFile::new(open(3)).keep(&kept, 2).is_none());
+    assert_eq!(kept.load(Ordering::Relaxed), 2);
+    drop(a);
+    assert_eq!(kept.load(Ordering::Relaxed), 1);
+    let c = KeptFile::new(open(4)).keep(&kept, 2).expect("room again");
+    drop((b, c));
+    assert_eq!(kept.load(Ordering::Relaxed), 0);
+    assert!(map::open_files_limit().is_some_and(|n| n > 0));
+}
