@@ -321,7 +321,9 @@ fn kept_files_are_counted_and_bounded() {
     fs::create_dir_all(&d.root).unwrap();
     let open = |n: u32| File::create(d.root.join(format!("f{n}"))).unwrap();
     let kept = Arc::new(AtomicUsize::new(0));
-    let a = KeptFile::new(open(1)).keep(&kept, 2).expect("under the bound");
+    let a = KeptFile::new(open(1))
+        .keep(&kept, 2)
+        .expect("under the bound");
     let b = KeptFile::new(open(2)).keep(&kept, 2).expect("at the bound");
     assert!(KeptFile::new(open(3)).keep(&kept, 2).is_none());
     assert_eq!(kept.load(Ordering::Relaxed), 2);
