@@ -98,7 +98,8 @@ impl Writer {
 /// A sealed object, pinned in memory while this handle lives.
 ///
 /// Other processes on the machine can map [`ReadHandle::path`] with
-/// [`crate::map::ReadMap`].
+/// [`crate::map::ReadMap`], giving the key: the file holds this object for
+/// as long as the object lives, and is reused for another once it is freed.
 pub struct ReadHandle {
     pub(crate) shared: Arc<Shared>,
     pub(crate) id: Id,
@@ -114,7 +115,7 @@ impl ReadHandle {
         self.key
     }
 
-    /// The object's file.
+    /// The object's file (named by the store, not by the key).
     pub fn path(&self) -> &Path {
         &self.path
     }
