@@ -1,13 +1,16 @@
 //! A second process maps the store's objects by path: reads what this
-//! process sealed, writes what this process then seals, and keeps reading an
-//! object this process deletes. The child is this test binary re-run with
+//! process sealed, writes what this process then seals, keeps reading an
+//! object this process deletes, and is refused (never shown another
+//! object's bytes) when its path is stale because the file was reused. The child is this test binary re-run with
 //! `OBJSTORE_CHILD` set, running only `child_entry`.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use objstore::layout;
 use objstore::map::{ReadMap, WriteMap};
@@ -147,6 +150,32 @@ fn child_entry() {
             Err(e) => panic!("another error: {e}"),
             Ok(_) => panic!("mapped an object that is gone"),
         },
+        "race" => {
+            // Lines of "key seed path" until "end": each object is either
+            // read whole and right, or refused; never another's bytes.
+            let (mut read, mut refused) = (0, 0);
+            for line in std::io::stdin().lines() {
+                let line = line.unwrap();
+                if line == "end" {
+                    break;
+                }
+                let mut f = line.splitn(3, ' ');
+                let key = ObjectKey::from_hex(f.next().unwrap()).unwrap();
+                let seed: u8 = f.next().unwrap().parse().unwrap();
+                let path = PathBuf::from(f.next().unwrap());
+                match ReadMap::open(&path, &key) {
+                    Ok(m) => {
+                        verify(m.as_slice(), seed).unwrap();
+                        read += 1;
+                    }
+                    Err(objstore::MapError::NotSealed { .. } | objstore::MapError::Io { .. }) => {
+                        refused += 1;
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            writeln!(out, "CHILD race read={read} refused={refused}").unwrap();
+        }
         "hold" => {
             let m = ReadMap::open(&path, &key).unwrap();
             verify(m.as_slice(), seed).unwrap();
@@ -241,6 +270,60 @@ fn a_reader_in_another_process_survives_delete_and_reuse() {
     let rest: Vec<String> = lines.collect();
     assert!(c.wait().unwrap().success(), "{rest:?}");
     assert!(rest.iter().any(|l| l == "CHILD still verified"), "{rest:?}");
+}
+
+#[test]
+fn a_reader_racing_reuse_gets_its_object_or_an_error() {
+    let d = Dirs::new("race");
+    let s = d.store(64 << 20);
+    let mut c = child("race", Path::new("-"), &ObjectKey([0; 20]), 0);
+    let mut to_child = c.stdin.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut live = VecDeque::new();
+    let mut paths = HashSet::new();
+    let mut lines = Vec::new();
+    for i in 0..400u32 {
+        if Instant::now() > deadline {
+            break;
+        }
+        let mut k = [0u8; 20];
+        k[..4].copy_from_slice(&i.to_le_bytes());
+        let (k, seed) = (ObjectKey(k), (i % 250) as u8);
+        put(&s, k, seed);
+        let path = s.get(&k).unwrap().unwrap().path().to_path_buf();
+        let line = format!("{k} {seed} {}", path.display());
+        writeln!(to_child, "{line}").unwrap();
+        lines.push(line);
+        paths.insert(path);
+        // Free each object as soon as the reader hears of it (and every
+        // other one at once): the next put reuses its file while the reader
+        // may be opening it.
+        live.push_back(k);
+        if live.len() > (i % 2) as usize {
+            assert!(s.delete(&live.pop_front().unwrap()));
+        }
+    }
+    // Then every object again, now that most of their files hold others.
+    for line in &lines {
+        writeln!(to_child, "{line}").unwrap();
+    }
+    writeln!(to_child, "end").unwrap();
+    drop(to_child);
+    let sent = 2 * lines.len() as u32;
+    let text = finish(c);
+    assert!(
+        paths.len() < lines.len() / 2,
+        "files were not reused: {}",
+        paths.len()
+    );
+    let counts = text.lines().find_map(|l| l.split("CHILD race ").nth(1));
+    let counts = counts.unwrap_or_else(|| panic!("no counts: {text}"));
+    let sum: u32 = counts
+        .split(' ')
+        .map(|kv| kv.split('=').nth(1).unwrap().parse::<u32>().unwrap())
+        .sum();
+    eprintln!("race: sent {sent}, {counts}");
+    assert_eq!(sum, sent, "{counts}");
 }
 
 #[test]
