@@ -28,7 +28,9 @@
 //! if not, the file is kept (or unlinked) until they let go, and Linux keeps
 //! the pages of an unlinked file for the readers that still map it. A reader
 //! whose path is stale (the object was deleted and the file reused) finds
-//! another key in the header and reports the object gone.
+//! another key in the header and reports the object gone; until the file is
+//! reused it still holds the deleted object, unchanged, which such a reader
+//! may map and read.
 //! Readers in other languages (the Python client) follow the same steps:
 //! `open(O_RDONLY)`, `flock(LOCK_SH | LOCK_NB)`, `mmap`, compare the key in
 //! the header, keep the descriptor (or a dup of it) open while mapped.
