@@ -130,12 +130,30 @@ def get(object_refs, *, timeout=None):
     refs, single = _refs_of(object_refs, "ray.get()")
     if not refs:
         return []
-    values = _runtime.client().get(refs, timeout)
+    client = _runtime.client()
+    values = client.get(refs, timeout)
     if values is None:
         raise exceptions.GetTimeoutError(f"Get timed out: some object(s) not ready after {timeout} s")
-    if single:
-        return _serialization.deserialize(values[0])
-    return [_serialization.deserialize(v) for v in values]
+    decoded = _decode(client, refs, values, timeout)
+    return decoded[0] if single else decoded
+
+
+# Times a get asks the node again when a value's file changed after the node
+# named it (spilled or evicted under memory pressure): the node restores or
+# fetches the object and names its new file.
+_STALE_RETRIES = 3
+
+
+def _decode(client, refs, values, timeout):
+    for attempt in range(_STALE_RETRIES + 1):
+        try:
+            return [_serialization.deserialize(v) for v in values]
+        except _serialization.StalePath:
+            if attempt == _STALE_RETRIES:
+                raise
+        values = client.get(refs, timeout)
+        if values is None:
+            raise exceptions.GetTimeoutError(f"Get timed out: some object(s) not ready after {timeout} s")
 
 
 def put(value, *, _owner=None):

@@ -50,6 +50,11 @@ def _done_with_write_map(key, mm):
     _kept_write_map = (key, mm)
 
 
+class StalePath(exceptions.ObjectLostError):
+    """The file the node named for a value no longer holds it: the object was
+    spilled, evicted or freed since. Asking the node again may find it."""
+
+
 class Serialized:
     """A value pickled: data, out-of-band buffers, and the refs inside it."""
 
@@ -118,22 +123,24 @@ def _sections(value):
         view = memoryview(value)
         return value[ms:me], view[ds:de], [view[s:e] for s, e in bufs]
     path, size, key = value
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise StalePath(f"object file {path} is gone (spilled or evicted since)") from None
+    with f:
         # A shared lock tells the store this file is mapped, so it is never
         # reused under us; the mapping's own descriptor keeps the lock.
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise exceptions.ObjectLostError(
-                f"object file {path} is being written for another object"
-            ) from None
+            raise StalePath(f"object file {path} is being written for another object") from None
         mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
     view = memoryview(mm)
     # The store reuses freed files: the header names the object a file holds.
     if view[_core.KEY_AT[0] : _core.KEY_AT[1]] != key:
         view.release()
         mm.close()
-        raise exceptions.ObjectLostError(f"object file {path} no longer holds the object")
+        raise StalePath(f"object file {path} no longer holds the object")
     count = int.from_bytes(view[12:16], "little")
     header = bytes(view[: _core.HEADER_PREFIX + 8 * count])
     (ms, me), (ds, de), bufs = _core.parse_header(header, size)
