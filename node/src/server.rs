@@ -125,7 +125,7 @@ impl LargePuts {
         let put = raynode_proto::PutView::of(body)?;
         let key = objstore::ObjectKey(put.id.0);
         let mut created = self.store.create(key, put.bytes.len() as u64, true).ok()?;
-        created.writer().as_mut_slice().copy_from_slice(put.bytes);
+        objstore::map::copy(created.writer().as_mut_slice(), put.bytes);
         if let Err(e) = created.into_writer().seal() {
             tracing::debug!(object = %put.id, "a large put did not seal: {e}");
             let _ = self.store.abort(&key);

@@ -81,7 +81,7 @@ impl Store {
             .inner
             .create(key(id), bytes.len() as u64, true)
             .map_err(|e| e.to_string())?;
-        created.writer().as_mut_slice().copy_from_slice(bytes);
+        objstore::map::copy(created.writer().as_mut_slice(), bytes);
         created.into_writer().seal().map_err(|e| e.to_string())?;
         self.record(id, bytes.len() as u64);
         Ok(bytes.len() as u64)
