@@ -1,13 +1,15 @@
 //! `Store`: the node's object store. One mutex guards the index, the
 //! eviction policy and the recycled files; object bytes are never touched
-//! under it except to spill or restore.
+//! under it except to check the layout and record the key at seal, and to
+//! spill or restore.
 //!
 //! Life of an object: `create` reserves its size (making room through the
 //! policy's steps), makes its file (a recycled one of the same size if
 //! there is one) and returns a writer; `seal` validates the layout and makes
 //! it readable; `get` pins it and returns a mapping (restoring it from the
 //! spill directory first if needed); dropping the handle unpins it; `delete`
-//! frees it (or hides it until the last pin goes).
+//! takes it out of the index and frees it (at once, or when the last pin
+//! goes).
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -119,9 +121,9 @@ struct State {
     index: HashMap<ObjectKey, Id>,
     objects: HashMap<Id, Object>,
     pool: Pool,
-    /// Deleted objects whose last reader has just gone: moved out of sight
-    /// at delete, offered to the pool at the next create (when the handle
-    /// that let go of them has dropped its map too).
+    /// Freed objects whose files a reader still held (a handle here that
+    /// has just let go, or another process): offered to the pool again at
+    /// each create, until no one maps them.
     retired: Vec<Object>,
     /// Sealed objects' files kept open, and how many may be.
     kept_files: Arc<AtomicUsize>,
@@ -584,10 +586,10 @@ impl Shared {
         st.policy.set_recycled(st.pool.bytes());
     }
 
-    /// Keeps a freed object's file until it can be recycled (readers with
-    /// its path find it holds no object they can ask for: it is out of the
-    /// index). At most [`MAX_RETIRED`] files and the pool's budget in bytes
-    /// are kept; beyond that the oldest are unlinked.
+    /// Keeps a freed object's file until it can be recycled (until then it
+    /// holds the freed object, unchanged; no new reader is given its path).
+    /// At most [`MAX_RETIRED`] files and the pool's budget in bytes are
+    /// kept; beyond that the oldest are unlinked.
     fn retire(st: &mut State, obj: Object) {
         let len = obj.map.as_ref().map_or(0, |m| m.len() as u64);
         if !st.pool.fits(len) {
