@@ -37,7 +37,7 @@ SHM = "/dev/shm"
 READY_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 STATUS_TIMEOUT_S = 10.0
-DEFAULT_VOTERS = 3  # the node's --gcs-voters default
+DEFAULT_VOTERS = 3  # the node's --gcs-voters default when its --help does not say
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -64,6 +64,25 @@ def find_python():
     """The Python that runs workers and drivers: the repo's venv if it exists."""
     venv = os.path.join(REPO, ".venv", "bin", "python")
     return venv if os.path.exists(venv) else sys.executable
+
+
+_default_voters = {}
+
+
+def default_voters(binary):
+    """The --gcs-voters default of `binary`, as its --help states it
+    ("[default: N]"); DEFAULT_VOTERS if it cannot be read."""
+    if binary not in _default_voters:
+        found = DEFAULT_VOTERS
+        try:
+            res = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=STATUS_TIMEOUT_S)
+            m = re.search(r"--gcs-voters\b.*?\[default: (\d+)\]", ANSI.sub("", res.stdout), re.S)
+            if m:
+                found = int(m.group(1))
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        _default_voters[binary] = found
+    return _default_voters[binary]
 
 
 def tail(path, lines=40):
@@ -250,12 +269,24 @@ class Cluster:
         self._spawn(node)
         return node
 
-    def restart(self, i, timeout=READY_TIMEOUT_S):
+    def restart(self, i, timeout=READY_TIMEOUT_S, join=False):
         """Stops member i (SIGTERM) if it runs and starts it again with the
-        same command line and data dir. Its banner is read afresh."""
+        same command line and data dir. Its banner is read afresh. A --join
+        naming a member that restarted since (on another port) or is down
+        now names a live member instead. With join, a member started
+        without --join (the first one) is given one."""
         node = self.nodes[i]
         if node.alive():
             self.kill(i, signal.SIGTERM)
+        seeds = [n.p2p_addr for n in self.live() if n is not node and n.alive()]
+        if "--join" in node.args:
+            k = node.args.index("--join") + 1
+            if seeds and node.args[k] not in seeds:
+                node.args = node.args[:k] + [seeds[0]] + node.args[k + 1:]
+        elif join:
+            if not seeds:
+                raise ClusterError(f"{node.name}: no live member to join through")
+            node.args = node.args + ["--join", seeds[0]]
         node.stopped = False
         node.node_id = node.client_addr = node.peer_id = None
         node.p2p_addrs = []
@@ -315,7 +346,7 @@ class Cluster:
         live after a voter's loss (two of three) until it is replaced."""
         live = self.live()
         want_ids = {n.node_id for n in live}
-        most = min(len(live), self.voters or DEFAULT_VOTERS)
+        most = min(len(live), self.voters or default_voters(self.binary))
         least = most if most % 2 == 1 else most - 1
         leaders = set()
         for node in live:

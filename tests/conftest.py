@@ -15,11 +15,11 @@ from testnet import Cluster  # noqa: E402
 HEALTHY_TIMEOUT_S = 60.0
 
 
-def start_cluster(n, resources_on=None, **kwargs):
+def start_cluster(n, resources_on=None, args_on=None, **kwargs):
     """A started, healthy cluster; stopped (with its files removed) if it does not get healthy."""
     cluster = Cluster(**kwargs)
     try:
-        cluster.start(n, resources_on=resources_on)
+        cluster.start(n, resources_on=resources_on, args_on=args_on)
         cluster.wait_healthy(HEALTHY_TIMEOUT_S)
     except BaseException:
         cluster.stop()

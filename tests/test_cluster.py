@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.timeout(240)
 
-ROLES = {"leader", "follower", "learner", "candidate", "none"}
+ROLES = {"leader", "isolated", "follower", "learner", "candidate", "none"}
 VOTER_ROLES = {"leader", "follower"}
 
 

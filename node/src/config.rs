@@ -35,8 +35,10 @@ pub struct NodeConfig {
     pub join: Vec<String>,
     /// The cluster key file; `None` is `~/.raynode/cluster.key`.
     pub cluster_key: Option<PathBuf>,
-    /// Voters of the control store's Raft group (odd).
+    /// Most voters of the control store's Raft group (odd).
     pub gcs_voters: usize,
+    /// How long a control-state write waits for a quorum before it fails.
+    pub gcs_write_timeout: std::time::Duration,
 }
 
 impl Default for NodeConfig {
@@ -57,7 +59,8 @@ impl Default for NodeConfig {
             listen: "/ip4/0.0.0.0/tcp/0".into(),
             join: Vec::new(),
             cluster_key: None,
-            gcs_voters: 3,
+            gcs_voters: 5,
+            gcs_write_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -101,6 +104,20 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// The object store's directory: `--store-dir`, else one in `/dev/shm`
+    /// named after the data dir (the same across restarts of one node).
+    pub fn store_root(&self) -> PathBuf {
+        if let Some(dir) = &self.store_dir {
+            return dir.clone();
+        }
+        use sha2::Digest;
+        let data_dir =
+            std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+        let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        PathBuf::from("/dev/shm").join(format!("{}{name}", crate::store::STORE_DIR_PREFIX))
+    }
+
     pub fn socket_path(&self) -> PathBuf {
         self.socket
             .clone()
@@ -117,5 +134,38 @@ impl NodeConfig {
             total.set(name, *value);
         }
         total
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_directory_follows_the_data_dir() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let config = |dir: &std::path::Path| NodeConfig {
+            data_dir: dir.to_path_buf(),
+            ..NodeConfig::default()
+        };
+        let root = config(a.path()).store_root();
+        assert_eq!(
+            root,
+            config(a.path()).store_root(),
+            "stable across restarts"
+        );
+        assert_ne!(
+            root,
+            config(b.path()).store_root(),
+            "one directory per data dir"
+        );
+        assert!(root.starts_with("/dev/shm"));
+        let chosen = NodeConfig {
+            store_dir: Some("/tmp/mine".into()),
+            ..config(a.path())
+        };
+        assert_eq!(chosen.store_root(), std::path::PathBuf::from("/tmp/mine"));
     }
 }

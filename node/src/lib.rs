@@ -3,6 +3,8 @@
 //! Data flows in one direction through these parts:
 //! - [`server`] accepts drivers and workers on a Unix socket (and TCP),
 //!   decodes their frames and hands them to the core as [`core::Event`]s;
+//! - [`engine`] holds the node's decisions as pure state machines (the
+//!   workers and the resources they hold), tested without any I/O;
 //! - [`core`] alone owns the node's state: the object table ([`objects`]),
 //!   tasks and their dependencies, the [`scheduler`] (a pure state machine),
 //!   the worker pool ([`workers`]) and the actors; it answers by sending
@@ -16,6 +18,7 @@
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod engine;
 pub mod gcs;
 pub mod objects;
 pub mod scheduler;
@@ -43,6 +46,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let store = store::Store::open(&config)?;
+    let core_store_root = store.root().to_path_buf();
     let (events_tx, events_rx) = mpsc::channel(core::EVENT_QUEUE);
     let cluster = cluster::start(&config, events_tx.clone(), store.shared()).await?;
     let gcs = cluster.gcs.clone();
@@ -51,6 +55,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let socket_path = config.socket_path();
     println!("raynode node {node_id} ready");
     println!("  socket: {}", socket_path.display());
+    println!("  store: {}", core_store_root.display());
     if let Some(addr) = listeners.tcp_addr() {
         println!("  client address: {addr}");
     }

@@ -59,9 +59,15 @@ struct Cli {
     /// [default: $RAYNODE_CLUSTER_KEY, else ~/.raynode/cluster.key].
     #[arg(long)]
     cluster_key: Option<PathBuf>,
-    /// Voters of the control store's Raft group, chosen among live nodes (odd).
-    #[arg(long, default_value_t = 3)]
+    /// Most voters of the control store's Raft group, chosen among live nodes (odd).
+    /// By default 5: the group has 1, 3, then 5 voters as nodes join, so a cluster
+    /// of five nodes or more survives losing any two at once.
+    #[arg(long, default_value_t = 5)]
     gcs_voters: usize,
+    /// Seconds a control-state write (e.g. naming an actor) may wait for a quorum
+    /// before it fails with an error saying the control store has no quorum.
+    #[arg(long, default_value_t = 5.0)]
+    gcs_write_timeout: f64,
     /// Log filter, e.g. info or raynode=debug (RUST_LOG overrides it).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -190,6 +196,10 @@ fn main() -> anyhow::Result<()> {
         join: cli.join,
         cluster_key: cli.cluster_key.or_else(key_from_env),
         gcs_voters: cli.gcs_voters,
+        gcs_write_timeout: std::time::Duration::try_from_secs_f64(cli.gcs_write_timeout)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--gcs-write-timeout must be a number of seconds > 0")?,
         ..NodeConfig::default()
     };
     config.validate()?;

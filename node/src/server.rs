@@ -225,7 +225,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let mut next = Some(first);
         while let Some(msg) = next {
             if let Err(e) = frame::encode_into(&msg, &mut buf) {
-                tracing::error!("dropping an unencodable reply: {e}");
+                // The caller still gets an answer: an error in place of the reply.
+                tracing::error!("a reply cannot be encoded: {e}");
+                if let Some(req) = msg.req() {
+                    let message = format!("the node could not send its reply: {e}");
+                    let _ = frame::encode_into(&FromNode::Error { req, message }, &mut buf);
+                }
             }
             next = if buf.len() < (1 << 20) {
                 rx.try_recv().ok()

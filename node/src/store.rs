@@ -24,11 +24,23 @@ fn key(id: ObjectId) -> ObjectKey {
 }
 
 impl Store {
+    /// Opens the node's store in `--store-dir`, or by default in a
+    /// directory of `/dev/shm` named after the data dir, so a node restarted
+    /// with its data dir reuses (and empties) the directory it had. Store
+    /// directories of nodes that died without cleaning up (their lock is
+    /// free) are removed first.
     pub fn open(config: &NodeConfig) -> anyhow::Result<Store> {
-        let root = config
-            .store_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("/dev/shm/raynode-{}", std::process::id())));
+        let root = config.store_root();
+        if config.store_dir.is_none() {
+            if let Some(parent) = root.parent() {
+                for dir in objstore::Store::reclaim_abandoned(parent, STORE_DIR_PREFIX) {
+                    tracing::info!(
+                        "removed the store directory of a node that is gone: {}",
+                        dir.display()
+                    );
+                }
+            }
+        }
         let store_config = objstore::Config::default()
             .with_root(&root)
             .with_capacity(config.object_store_memory)
@@ -36,7 +48,7 @@ impl Store {
             // memory speed instead of faulting in fresh pages.
             .with_recycle_bytes(config.object_store_memory / 4)
             .with_spill_dir(config.data_dir.join("spill"));
-        let inner = objstore::Store::open(store_config)
+        let inner = open_retrying(store_config)
             .with_context(|| format!("opening the object store in {}", root.display()))?;
         Ok(Store {
             inner,
@@ -142,6 +154,31 @@ impl Store {
     pub fn remove_all(&self) {
         if let Err(e) = std::fs::remove_dir_all(&self.root) {
             tracing::debug!("removing {}: {e}", self.root.display());
+        }
+    }
+}
+
+impl Drop for Store {
+    /// A node that fails to start (or stops) leaves no store directory behind.
+    fn drop(&mut self) {
+        self.remove_all();
+    }
+}
+
+/// Names of the default store directories (in `/dev/shm`).
+pub const STORE_DIR_PREFIX: &str = "raynode-";
+
+/// Opens the store, trying again a few times if it is locked: another
+/// node's start may be reclaiming the directory at that very moment.
+fn open_retrying(config: objstore::Config) -> Result<objstore::Store, objstore::OpenError> {
+    let mut attempt = 0;
+    loop {
+        match objstore::Store::open(config.clone()) {
+            Err(objstore::OpenError::Locked { .. }) if attempt < 5 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
         }
     }
 }

@@ -157,6 +157,33 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
 }
 
 impl Store {
+    /// Removes the store directories under `parent` whose names start with
+    /// `prefix` and whose owner is gone: their lock file exists and nobody
+    /// holds its lock (a node killed with SIGKILL leaves such a directory).
+    /// Each is removed while this call holds its lock, so a store opening
+    /// the same directory at that moment fails with `Locked` rather than
+    /// lose files. Returns the directories removed.
+    pub fn reclaim_abandoned(parent: &Path, prefix: &str) -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(parent) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for entry in entries.flatten() {
+            let named = entry.file_name().to_string_lossy().starts_with(prefix);
+            if !named || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let dir = entry.path();
+            let Ok(lock) = OpenOptions::new().read(true).open(dir.join(LOCK_FILE)) else {
+                continue;
+            };
+            if try_lock_exclusive(&lock).unwrap_or(false) && fs::remove_dir_all(&dir).is_ok() {
+                removed.push(dir);
+            }
+        }
+        removed
+    }
+
     /// Opens the store: creates its directories, takes its lock (one live
     /// store per root), and removes object files left by a previous run
     /// (and the spill files).

@@ -334,3 +334,30 @@ fn kept_files_are_counted_and_bounded() {
     assert_eq!(kept.load(Ordering::Relaxed), 0);
     assert!(map::open_files_limit().is_some_and(|n| n > 0));
 }
+
+#[test]
+fn reclaim_removes_only_directories_whose_owner_is_gone() {
+    let parent = std::env::temp_dir().join(format!("objstore-reclaim-{}", std::process::id()));
+    let live_root = parent.join("st-live");
+    let dead_root = parent.join("st-dead");
+    let config = |root: &PathBuf| {
+        Config::default()
+            .with_root(root)
+            .with_spill_dir(parent.join("spill"))
+            .with_capacity(1 << 20)
+    };
+    let live = Store::open(config(&live_root)).unwrap();
+    let dead = Store::open(config(&dead_root)).unwrap();
+    fs::write(dead_root.join("obj-1"), b"left behind").unwrap();
+    drop(dead); // its lock goes, as when its process is killed; its files stay
+    assert!(dead_root.exists());
+    fs::create_dir_all(parent.join("other")).unwrap();
+
+    let removed = Store::reclaim_abandoned(&parent, "st-");
+    assert_eq!(removed, vec![dead_root.clone()]);
+    assert!(!dead_root.exists());
+    assert!(live_root.exists(), "a store in use is kept");
+    assert!(parent.join("other").exists(), "other names are not touched");
+    drop(live);
+    let _ = fs::remove_dir_all(&parent);
+}

@@ -228,7 +228,7 @@ impl Client {
             let req = self.conn.next_req();
             self.send(py, ToNode::SubmitAcked { req, spec })?;
             if let FromNode::Acked { error: Some(e), .. } = self.reply(py, req)? {
-                return Err(errors::value(e));
+                return Err(errors::ack(py, e));
             }
         } else {
             self.send(py, ToNode::Submit(spec))?;

@@ -87,6 +87,8 @@ pub fn read_frame(r: &mut impl Read) -> std::io::Result<FromNode> {
 #[derive(Default)]
 struct Inbox {
     replies: HashMap<u64, FromNode>,
+    /// The first values of gets whose reply comes in several frames.
+    parts: HashMap<u64, Vec<raynode_proto::Value>>,
     work: VecDeque<FromNode>,
     closed: Option<String>,
 }
@@ -158,17 +160,32 @@ impl Conn {
     }
 
     fn file(&self, msg: FromNode) {
-        let req = match &msg {
-            FromNode::Created { req, .. }
-            | FromNode::Got { req, .. }
-            | FromNode::Waited { req, .. }
-            | FromNode::ActorFound { req, .. }
-            | FromNode::Info { req, .. }
-            | FromNode::Acked { req, .. }
-            | FromNode::Error { req, .. } => Some(*req),
-            FromNode::Execute(_) | FromNode::Cancel { .. } | FromNode::Welcome { .. } => None,
-        };
+        if let FromNode::GotPart { req, values } = msg {
+            self.lock_inbox()
+                .parts
+                .entry(req)
+                .or_default()
+                .extend(values);
+            return;
+        }
+        let req = msg.req();
         let mut inbox = self.lock_inbox();
+        let msg = match (req.and_then(|r| inbox.parts.remove(&r)), msg) {
+            (
+                Some(mut first),
+                FromNode::Got {
+                    req,
+                    values: Some(rest),
+                },
+            ) => {
+                first.extend(rest);
+                FromNode::Got {
+                    req,
+                    values: Some(first),
+                }
+            }
+            (_, msg) => msg,
+        };
         match req {
             Some(0) => {
                 if let FromNode::Error { message, .. } = msg {

@@ -25,3 +25,23 @@ pub fn value(what: impl std::fmt::Display) -> PyErr {
 pub fn node(what: impl std::fmt::Display) -> PyErr {
     NodeError::new_err(what.to_string())
 }
+
+/// The Python exception for a refused `SubmitAcked`: a taken actor name is a
+/// `ValueError` (as in Ray), a control store without quorum a
+/// `raynode.exceptions.ControlStoreUnavailableError`.
+pub fn ack(py: pyo3::Python<'_>, error: raynode_proto::AckError) -> PyErr {
+    use pyo3::types::PyAnyMethods;
+    match error {
+        raynode_proto::AckError::NameTaken(m) => value(m),
+        raynode_proto::AckError::NoQuorum(m) => {
+            let class = py
+                .import("raynode.exceptions")
+                .and_then(|module| module.getattr("ControlStoreUnavailableError"));
+            match class.and_then(|class| class.call1((m.clone(),))) {
+                Ok(instance) => PyErr::from_value(instance),
+                Err(_) => node(m),
+            }
+        }
+        raynode_proto::AckError::Refused(m) => node(m),
+    }
+}

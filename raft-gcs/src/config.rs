@@ -44,6 +44,9 @@ pub struct Config {
     pub subscriber_buffer: usize,
     /// Longest wait for a write, linearizable read or membership change.
     pub op_timeout: Duration,
+    /// A leader that no quorum of voters answered for this long counts as
+    /// cut off: it refuses writes at once and reports no quorum.
+    pub quorum_lease: Duration,
 }
 
 impl Config {
@@ -178,7 +181,7 @@ impl Default for Config {
             addr: String::new(),
             data_dir: PathBuf::new(),
             cluster: "raynode".to_string(),
-            voters: 3,
+            voters: 5,
             voter_down_after: Duration::from_secs(10),
             policy_interval: Duration::from_millis(500),
             snapshot_after_logs: 10_000,
@@ -190,6 +193,7 @@ impl Default for Config {
             max_inflight_entries: 2,
             subscriber_buffer: 4096,
             op_timeout: Duration::from_secs(5),
+            quorum_lease: Duration::from_millis(1500),
         }
     }
 }

@@ -62,6 +62,10 @@ pub enum WriteError {
     /// No commit within the configured time (no quorum reachable?).
     #[error("GCS write timed out")]
     Timeout,
+    /// This member leads, but a quorum of voters has not answered it lately
+    /// (it is cut off from them): the write is refused at once.
+    #[error("the GCS leader cannot reach a quorum of voters")]
+    NoQuorum,
     /// This member is shut down or failed.
     #[error("GCS member stopped: {0}")]
     Stopped(String),

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft, RaftMetrics, ServerState};
@@ -40,6 +40,10 @@ struct Inner {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     db: Db,
+    /// When each peer last answered a Raft RPC of ours.
+    contacts: Contacts,
+    /// The term this member last led in, and since when.
+    leading: Mutex<(u64, Instant)>,
 }
 
 /// A summary of this member's Raft status.
@@ -64,6 +68,9 @@ pub struct Status {
     pub voters: BTreeSet<NodeId>,
     /// Learners of the current membership.
     pub learners: BTreeSet<NodeId>,
+    /// False when this member leads but no quorum of voters answered it
+    /// lately ([`Gcs::leads_without_quorum`]).
+    pub quorum: bool,
 }
 
 fn leader_hint(id: Option<NodeId>, node: Option<BasicNode>) -> LeaderHint {
@@ -130,7 +137,7 @@ impl Gcs {
             id: config.node_id,
             raft: raft.clone(),
             shared: shared.clone(),
-            contacts,
+            contacts: contacts.clone(),
             policy: Policy {
                 voters: config.voters,
                 down_after: config.voter_down_after,
@@ -151,6 +158,8 @@ impl Gcs {
                 stop,
                 tasks: Mutex::new(tasks),
                 db,
+                contacts,
+                leading: Mutex::new((0, Instant::now())),
             }),
         })
     }
@@ -238,6 +247,9 @@ impl Gcs {
         if commands.is_empty() {
             return Ok(Vec::new());
         }
+        if self.leads_without_quorum() {
+            return Err(WriteError::NoQuorum);
+        }
         let (tx, rx) = oneshot::channel();
         let req = WriteReq {
             commands,
@@ -304,6 +316,45 @@ impl Gcs {
         Some((id, addr))
     }
 
+    /// Whether this member leads but is cut off: fewer than a quorum of
+    /// voters (itself included) answered it within the quorum lease. Such a
+    /// leader refuses writes and reports itself without quorum; a leader
+    /// elected less than a lease ago counts every voter as answering.
+    pub fn leads_without_quorum(&self) -> bool {
+        let (state, term, me, voters) = {
+            let m = self.inner.raft.metrics();
+            let m = m.borrow();
+            let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+            (m.state, m.current_term, m.id, voters)
+        };
+        if state != ServerState::Leader {
+            return false;
+        }
+        let now = Instant::now();
+        let since = {
+            let mut leading = self.inner.leading.lock().unwrap_or_else(|e| e.into_inner());
+            if leading.0 != term {
+                *leading = (term, now);
+            }
+            leading.1
+        };
+        let lease = self.inner.config.quorum_lease;
+        let answered = voters
+            .iter()
+            .filter(|id| {
+                **id == me || {
+                    let last = self
+                        .inner
+                        .contacts
+                        .last(**id)
+                        .map_or(since, |t| t.max(since));
+                    now.saturating_duration_since(last) < lease
+                }
+            })
+            .count();
+        answered * 2 <= voters.len()
+    }
+
     /// This member's Raft status.
     pub fn status(&self) -> Status {
         let m: RaftMetrics<NodeId, BasicNode> = self.inner.raft.metrics().borrow().clone();
@@ -318,6 +369,7 @@ impl Gcs {
             purged: m.purged.map(|l| l.index),
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
+            quorum: !self.leads_without_quorum(),
         }
     }
 

@@ -15,8 +15,8 @@ pub mod task;
 pub use frame::{FrameError, MAX_FRAME_BYTES};
 pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, TaskId, WorkerId};
 pub use msg::{
-    Execute, FromNode, InfoKind, PutView, ReturnValue, Role, ToNode, Value, CLIENT_TOKEN_DOMAIN,
-    PROTOCOL_VERSION,
+    AckError, Execute, FromNode, InfoKind, PutView, ReturnValue, Role, ToNode, Value,
+    CLIENT_TOKEN_DOMAIN, PROTOCOL_VERSION,
 };
 pub use task::{ActorOptions, Arg, Resources, TaskKind, TaskSpec};
 

@@ -9,7 +9,7 @@ use crate::task::TaskSpec;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to these frames.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The domain of the token a TCP client presents: sha256 of this followed
 /// by the cluster key's 32 bytes.
@@ -176,6 +176,12 @@ pub enum FromNode {
         req: u64,
         values: Option<Vec<Value>>,
     },
+    /// The first values of a get, in order, ahead of the `Got` that ends
+    /// it: a reply too large for one frame comes in several.
+    GotPart {
+        req: u64,
+        values: Vec<Value>,
+    },
     /// Indexes (into the request's ids) of the ready objects, in order.
     Waited {
         req: u64,
@@ -191,7 +197,7 @@ pub enum FromNode {
     },
     Acked {
         req: u64,
-        error: Option<String>,
+        error: Option<AckError>,
     },
     /// Worker only: run this task (or actor constructor / method).
     Execute(Box<Execute>),
@@ -204,6 +210,44 @@ pub enum FromNode {
         req: u64,
         message: String,
     },
+}
+
+impl FromNode {
+    /// The request a reply answers; `None` for what is not a reply (work
+    /// sent to a worker, the welcome).
+    pub fn req(&self) -> Option<u64> {
+        match self {
+            FromNode::Created { req, .. }
+            | FromNode::Got { req, .. }
+            | FromNode::GotPart { req, .. }
+            | FromNode::Waited { req, .. }
+            | FromNode::ActorFound { req, .. }
+            | FromNode::Info { req, .. }
+            | FromNode::Acked { req, .. }
+            | FromNode::Error { req, .. } => Some(*req),
+            FromNode::Welcome { .. } | FromNode::Execute(_) | FromNode::Cancel { .. } => None,
+        }
+    }
+}
+
+/// Why a `SubmitAcked` was refused; each maps to one Python exception.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AckError {
+    /// A live actor already has the name (Python: `ValueError`, as Ray).
+    NameTaken(String),
+    /// The control store has no quorum, so the name could not be recorded
+    /// (Python: a `RaySystemError` subclass).
+    NoQuorum(String),
+    /// Anything else the node refused.
+    Refused(String),
+}
+
+impl std::fmt::Display for AckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AckError::NameTaken(m) | AckError::NoQuorum(m) | AckError::Refused(m) => f.write_str(m),
+        }
+    }
 }
 
 /// A [`ToNode::Put`] frame's body read in place: the value borrowed from

@@ -81,6 +81,14 @@ fn from_node() -> impl Strategy<Value = FromNode> {
                 req,
                 values: Some(vs.into_iter().map(Value::Inline).collect())
             }),
+        (
+            any::<u64>(),
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 0..4)
+        )
+            .prop_map(|(req, vs)| FromNode::GotPart {
+                req,
+                values: vs.into_iter().map(Value::Inline).collect()
+            }),
         (any::<u64>(), proptest::collection::vec(any::<u32>(), 0..8))
             .prop_map(|(req, ready)| FromNode::Waited { req, ready }),
         spec().prop_map(|spec| FromNode::Execute(Box::new(Execute {

@@ -15,7 +15,7 @@
 mod pull;
 pub mod wire;
 
-pub use pull::pull;
+pub use pull::{pull, PullError};
 
 use crate::config::NodeConfig;
 use crate::core::Event;
@@ -28,9 +28,20 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use wire::{PeerMsg, PeerRequest, WriteReply};
 
-/// Attempts of a control-store write before it is given up (about 12 s
-/// in all: long enough for an election after the leader is lost).
-const WRITE_ATTEMPTS: u32 = 60;
+/// Longest pause between two attempts of a control-store write.
+const WRITE_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Why a control-store write did not commit.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteFailed {
+    /// No leader with a quorum of voters answered within the write timeout:
+    /// too many voters are down, or this node is cut off from them.
+    #[error(
+        "the control store has no quorum: the write did not commit within {:.1} s ({last})",
+        .waited.as_secs_f64()
+    )]
+    NoQuorum { waited: Duration, last: String },
+}
 
 /// A batch of peer messages is sent once it holds this many bytes.
 const BATCH_BYTES: usize = 4 << 20;
@@ -47,6 +58,8 @@ pub struct Cluster {
     pub p2p_addrs: Vec<String>,
     /// What TCP clients present to show they hold the cluster key.
     pub client_token: [u8; 32],
+    /// How long [`Cluster::write`] tries before it gives up.
+    pub write_timeout: Duration,
 }
 
 /// A node's 16-byte id: the tail of its peer id (its public key), so it
@@ -127,6 +140,7 @@ pub async fn start(
         peer_id,
         p2p_addrs,
         client_token,
+        write_timeout: config.gcs_write_timeout,
     };
     if let Err(e) = cluster.p2p.subscribe(wire::LOAD_TOPIC).await {
         anyhow::bail!("subscribing to load gossip: {e}");
@@ -141,31 +155,57 @@ pub async fn start(
         addrs: vec![raft_addr],
         resources: config.total_resources().0.into_iter().collect(),
     };
-    let c = cluster.clone();
-    tokio::spawn(async move {
-        if let Err(e) = c.write(vec![register]).await {
-            tracing::error!("registering this node in the control store failed: {e}");
-        }
-    });
+    cluster.write_in_background(vec![register], "registering this node");
     Ok(cluster)
 }
 
 impl Cluster {
     /// Commits control-store commands, forwarding them to the leader when
-    /// this member is not it; retries while a leader is being elected.
-    pub async fn write(&self, commands: Vec<Command>) -> Result<Vec<Response>, String> {
+    /// this member is not it; retries while a leader is being elected, for
+    /// at most the write timeout (`--gcs-write-timeout`), so a write that
+    /// cannot reach a quorum fails in bounded time.
+    pub async fn write(&self, commands: Vec<Command>) -> Result<Vec<Response>, WriteFailed> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.write_timeout;
         let mut last = String::from("no attempt");
-        for attempt in 0..WRITE_ATTEMPTS {
+        for attempt in 0u32.. {
             if attempt > 0 {
                 let backoff = Duration::from_millis(50 * u64::from(attempt.min(4)));
+                if tokio::time::Instant::now() + backoff >= deadline {
+                    break;
+                }
                 tokio::time::sleep(backoff).await;
             }
-            match self.write_once(&commands, true).await {
-                Ok(r) => return Ok(r),
-                Err(e) => last = e,
+            match tokio::time::timeout_at(deadline, self.write_once(&commands, true)).await {
+                Ok(Ok(r)) => return Ok(r),
+                Ok(Err(e)) => last = e,
+                Err(_) => break,
             }
         }
-        Err(last)
+        Err(WriteFailed::NoQuorum {
+            waited: started.elapsed(),
+            last,
+        })
+    }
+
+    /// Commits commands in the background, trying again (with a growing
+    /// pause) until they commit or the node stops: for writes the node
+    /// needs to happen but nobody waits for, such as its own registration.
+    pub fn write_in_background(&self, commands: Vec<Command>, what: &'static str) {
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(100);
+            loop {
+                match cluster.write(commands.clone()).await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!("{what} in the control store failed, trying again: {e}")
+                    }
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(WRITE_BACKOFF_MAX);
+            }
+        });
     }
 
     /// One attempt: commit here if leading, else forward to the leader (or,

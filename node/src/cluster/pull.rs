@@ -162,22 +162,45 @@ pub async fn pull(
     id: ObjectId,
     size: u64,
     holders: Vec<PeerId>,
-) -> Result<(), String> {
+) -> Result<(), PullError> {
     let key = ObjectKey(id.0);
-    let mut created = match store.create(key, size, true) {
+    // Making room may spill objects to disk: off the async threads.
+    let room = store.clone();
+    let created = tokio::task::spawn_blocking(move || room.create(key, size, true))
+        .await
+        .map_err(|e| PullError::Failed(format!("creating the copy: {e}")))?;
+    let mut created = match created {
         Ok(c) => c,
         Err(objstore::CreateError::AlreadyExists(_)) => return Ok(()),
-        Err(e) => return Err(e.to_string()),
+        Err(e @ objstore::CreateError::StoreFull { .. }) => {
+            return Err(PullError::NoRoom(e.to_string()))
+        }
+        Err(e) => return Err(PullError::Failed(e.to_string())),
     };
     let result = fill(&p2p, created.writer().as_mut_slice(), id, holders).await;
     match result {
-        Ok(()) => created.into_writer().seal().map_err(|e| e.to_string()),
+        Ok(()) => created
+            .into_writer()
+            .seal()
+            .map_err(|e| PullError::Failed(e.to_string())),
         Err(e) => {
             drop(created);
             let _ = store.abort(&key);
-            Err(e)
+            Err(PullError::Failed(e))
         }
     }
+}
+
+/// Why a pull did not bring its object.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PullError {
+    /// This store has no room now (what it holds is pinned or being
+    /// written): the pull may be tried again later.
+    #[error("no room in this node's store: {0}")]
+    NoRoom(String),
+    /// No holder could give the object.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Chunks not yet fetched: offset and the part of the object to fill.
@@ -359,7 +382,7 @@ mod tests {
         /// store, bounded by a minute.
         async fn pull(&self, id: ObjectId, size: u64, holders: Vec<PeerId>) -> Result<(), String> {
             let pulled = pull(self.p2p.clone(), self.store.clone(), id, size, holders);
-            bounded(pulled).await
+            bounded(pulled).await.map_err(|e| e.to_string())
         }
     }
 

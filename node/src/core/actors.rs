@@ -3,7 +3,9 @@
 
 use super::{Core, TaskState, WorkerState};
 use raynode_proto::meta::SystemErrorKind;
-use raynode_proto::{ActorId, ActorOptions, JobId, Resources, TaskId, TaskSpec, WorkerId};
+use raynode_proto::{
+    AckError, ActorId, ActorOptions, JobId, Resources, TaskId, TaskSpec, WorkerId,
+};
 use std::collections::VecDeque;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +36,7 @@ pub(super) struct Actor {
 
 impl Core {
     /// Refuses an actor whose name a live actor already has.
-    pub(super) fn check_actor_name(&self, spec: &TaskSpec) -> Result<(), String> {
+    pub(super) fn check_actor_name(&self, spec: &TaskSpec) -> Result<(), AckError> {
         let raynode_proto::TaskKind::ActorCreate(opts) = &spec.kind else {
             return Ok(());
         };
@@ -43,10 +45,9 @@ impl Core {
         };
         let key = (opts.namespace.clone(), name.clone());
         match self.names.get(&key).and_then(|id| self.actors.get(id)) {
-            Some(a) if !matches!(a.state, ActorState::Dead { .. }) => Err(format!(
-                "The name {name} (namespace={}) is already taken by another actor",
-                opts.namespace
-            )),
+            Some(a) if !matches!(a.state, ActorState::Dead { .. }) => {
+                Err(name_taken(name, &opts.namespace))
+            }
             _ => Ok(()),
         }
     }
@@ -85,15 +86,16 @@ impl Core {
             let result = match cluster.write(vec![command]).await {
                 Ok(responses) => match responses.into_iter().next() {
                     Some(raft_gcs::Response::Ok) => Ok(()),
-                    Some(raft_gcs::Response::Conflict(_)) => Err(format!(
-                        "The name {name} (namespace={}) is already taken by another actor",
-                        opts.namespace
-                    )),
-                    other => Err(format!(
+                    Some(raft_gcs::Response::Conflict(_)) => {
+                        Err(name_taken(&name, &opts.namespace))
+                    }
+                    other => Err(AckError::Refused(format!(
                         "registering the actor name {name} failed: {other:?}"
-                    )),
+                    ))),
                 },
-                Err(e) => Err(format!("registering the actor name {name} failed: {e}")),
+                Err(e) => Err(AckError::NoQuorum(format!(
+                    "registering the actor name {name} failed: {e}"
+                ))),
             };
             let spec = Box::new(spec);
             let _ = events
@@ -375,23 +377,55 @@ impl Core {
     }
 }
 
+fn name_taken(name: &str, namespace: &str) -> AckError {
+    AckError::NameTaken(format!(
+        "The name {name} (namespace={namespace}) is already taken by another actor"
+    ))
+}
+
 /// The control store's key of an actor name.
 fn name_key(namespace: &str, name: &str) -> String {
     format!("{namespace}\u{0}{name}")
 }
 
 impl Core {
-    /// Frees a dead actor's name in the control store (in the background).
+    /// Frees an actor's name in the control store (in the background,
+    /// trying until it commits): the actor is dead, or it never came to be.
     pub(super) fn forget_actor_name(&self, actor: ActorId) {
-        let cluster = self.cluster.clone();
-        tokio::spawn(async move {
-            let id = raft_gcs::ActorId(actor.0.to_vec());
-            if let Err(e) = cluster
-                .write(vec![raft_gcs::Command::RemoveActor { id }])
-                .await
-            {
-                tracing::warn!(%actor, "freeing an actor's name in the control store failed: {e}");
+        let id = raft_gcs::ActorId(actor.0.to_vec());
+        self.cluster.write_in_background(
+            vec![raft_gcs::Command::RemoveActor { id }],
+            "freeing an actor's name",
+        );
+    }
+
+    /// The control store answered a named actor's registration. The actor
+    /// is created if its creator still waits; otherwise (the creator left,
+    /// or the write timed out and may still commit later) the name is freed
+    /// again, so no name outlives an actor that was never made.
+    pub(super) fn on_actor_named(
+        &mut self,
+        conn: super::ConnId,
+        req: u64,
+        spec: TaskSpec,
+        result: Result<(), AckError>,
+    ) {
+        let actor = match &spec.kind {
+            raynode_proto::TaskKind::ActorCreate(opts) => Some(opts.actor),
+            _ => None,
+        };
+        let waiting = self.clients.contains_key(&conn);
+        match &result {
+            Ok(()) if waiting => self.on_submit(conn, spec),
+            Err(AckError::NameTaken(_)) => {}
+            _ => {
+                if let Some(actor) = actor {
+                    tracing::info!(%actor, "freeing the name of an actor that was not created");
+                    self.forget_actor_name(actor);
+                }
             }
-        });
+        }
+        let error = result.err();
+        self.send(conn, raynode_proto::FromNode::Acked { req, error });
     }
 }

@@ -199,7 +199,15 @@ impl Core {
     }
 
     pub(super) fn on_create(&mut self, conn: ConnId, req: u64, id: ObjectId, size: u64) {
-        let result = self.store.create(id, size).map_err(|e| e.to_string());
+        let mut result = self.store.create(id, size);
+        if matches!(result, Err(objstore::CreateError::AlreadyExists(_))) && self.rerunning(id) {
+            // A copy made by an earlier run of this task (kept for its
+            // owner, which gave up on it and ran the task again) is replaced.
+            tracing::debug!(object = %id, "replacing a result an earlier run made");
+            self.forget_stale_result(id);
+            result = self.store.create(id, size);
+        }
+        let result = result.map_err(|e| e.to_string());
         if result.is_ok() {
             if let Some(client) = self.clients.get_mut(&conn) {
                 client.unsealed.insert(id);
@@ -211,6 +219,13 @@ impl Core {
         }
         let result = result.map(|path| path.display().to_string());
         self.send(conn, FromNode::Created { req, result });
+    }
+
+    /// Whether `id` is a result of a task running here now.
+    fn rerunning(&self, id: ObjectId) -> bool {
+        self.tasks
+            .get(&id.task())
+            .is_some_and(|t| matches!(t.state, super::TaskState::Running { .. }))
     }
 
     pub(super) fn on_seal(&mut self, conn: ConnId, id: ObjectId, nested: Vec<ObjectId>) {

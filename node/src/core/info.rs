@@ -55,12 +55,15 @@ impl Core {
                 let busy = self
                     .workers
                     .values()
-                    .filter(|w| !matches!(w.state, WorkerState::Idle))
+                    .filter(|w| matches!(w.state, WorkerState::Running(_) | WorkerState::Actor(_)))
                     .count();
                 let status = self.gcs.status();
                 let role = |raft: raft_gcs::NodeId| -> &'static str {
                     if status.voters.contains(&raft) {
-                        if status.leader == Some(raft) {
+                        if status.leader == Some(raft) && raft == status.id && !status.quorum {
+                            // Leads in name only: cut off from a quorum, it refuses writes.
+                            "isolated"
+                        } else if status.leader == Some(raft) {
                             "leader"
                         } else if raft == status.id
                             && status.state == raft_gcs::ServerState::Candidate

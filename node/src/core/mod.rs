@@ -11,6 +11,8 @@
 //! - `actors.rs`: actor creation, ordered method calls, restarts, kills;
 //! - `waiters.rs`: `get` and `wait` requests;
 //! - `info.rs`: cluster information and the timeline;
+//! - `pulls.rs`: objects pulled from other nodes' stores, within the room
+//!   this node's store has;
 //! - `remote.rs`: the other nodes: placement, forwarded tasks and their
 //!   results, objects owned elsewhere, and the gossiped load of peers.
 
@@ -18,6 +20,7 @@ mod actors;
 mod clients;
 mod info;
 mod pool;
+mod pulls;
 mod remote;
 mod tasks;
 mod waiters;
@@ -93,7 +96,7 @@ pub enum Event {
         conn: ConnId,
         req: u64,
         spec: Box<TaskSpec>,
-        result: Result<(), String>,
+        result: Result<(), raynode_proto::AckError>,
     },
     /// A reply for `ray.get_actor`, found in the control store.
     ActorFound {
@@ -105,8 +108,10 @@ pub enum Event {
     Pulled {
         id: ObjectId,
         size: u64,
-        result: Result<(), String>,
+        result: Result<(), crate::cluster::PullError>,
     },
+    /// Pulls that waited for room in the store may be tried again.
+    PullsDue,
     Tick,
     Shutdown,
 }
@@ -271,13 +276,7 @@ impl Core {
                     req,
                     spec,
                     result,
-                } => {
-                    let error = result.err();
-                    if error.is_none() {
-                        self.on_submit(conn, *spec);
-                    }
-                    self.send(conn, FromNode::Acked { req, error });
-                }
+                } => self.on_actor_named(conn, req, *spec, result),
                 Event::PutStored {
                     conn,
                     id,
@@ -287,6 +286,7 @@ impl Core {
                 Event::ActorFound { conn, req, found } => {
                     self.send(conn, FromNode::ActorFound { req, found })
                 }
+                Event::PullsDue => self.start_pulls(),
                 Event::Tick => self.on_tick(),
                 Event::Shutdown => break,
             }
@@ -364,18 +364,13 @@ impl Core {
         if self.functions.contains_key(&id) {
             return;
         }
-        let body = Arc::new(body);
-        self.functions.insert(id, body.clone());
-        let cluster = self.cluster.clone();
-        tokio::spawn(async move {
-            let command = raft_gcs::Command::RegisterFunction {
-                id: crate::gcs::function_key(id),
-                body: body.as_ref().clone(),
-            };
-            if let Err(e) = cluster.write(vec![command]).await {
-                tracing::warn!(function = %id, "recording a function in the control store failed: {e}");
-            }
-        });
+        let command = raft_gcs::Command::RegisterFunction {
+            id: crate::gcs::function_key(id),
+            body: body.clone(),
+        };
+        self.functions.insert(id, Arc::new(body));
+        self.cluster
+            .write_in_background(vec![command], "recording a function");
     }
 
     /// A function's body: from the cache, else from the control store's replica.
@@ -412,6 +407,7 @@ impl Core {
 
     fn on_tick(&mut self) {
         self.gossip_tick();
+        self.start_pulls();
         let now = Instant::now();
         let pooled = self
             .workers

@@ -35,15 +35,6 @@ use tokio::sync::mpsc::UnboundedSender;
 /// A peer that has not gossiped for this long is taken for gone.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A pull of an object into this node's store.
-struct Pull {
-    holder: NodeId,
-    /// The task of ours that made it, when it is a result lent by the node
-    /// that ran it: that node frees its copy once we have ours, and the
-    /// task runs again if the pull fails.
-    made_by: Option<TaskId>,
-}
-
 pub(super) enum Place {
     Local,
     Remote(NodeId),
@@ -75,8 +66,8 @@ pub(super) struct Remote {
     subscribed: HashSet<ObjectId>,
     /// Peers waiting for objects we own.
     subscribers: HashMap<ObjectId, Vec<NodeId>>,
-    /// Pulls under way.
-    pulling: HashMap<ObjectId, Pull>,
+    /// Pulls waiting or under way.
+    pub pulls: super::pulls::Pulls,
     /// Stored results we made for other owners, kept until they have their copy.
     lent: HashSet<ObjectId>,
     /// Our objects referenced inside values we sent to other nodes, held
@@ -187,7 +178,7 @@ impl Core {
     }
 
     /// Peers that hold a copy of `id`, by the object directory, besides `first`.
-    fn holders(&self, id: ObjectId, first: PeerId) -> Vec<PeerId> {
+    pub(super) fn holders(&self, id: ObjectId, first: PeerId) -> Vec<PeerId> {
         let key = raft_gcs::ObjectId(id.0.to_vec());
         let listed: Vec<raft_gcs::NodeId> = self
             .gcs
@@ -325,7 +316,7 @@ impl Core {
         // Pulls from a lost holder go on from other holders, or fail by themselves.
     }
 
-    fn peer_id_of(&self, node: NodeId) -> Option<PeerId> {
+    pub(super) fn peer_id_of(&self, node: NodeId) -> Option<PeerId> {
         if let Some(p) = self.remote.peer_ids.get(&node) {
             return Some(*p);
         }
@@ -686,12 +677,7 @@ impl Core {
         for (i, (value, nested)) in results.into_iter().enumerate() {
             let id = ObjectId::for_return(task_id, i as u32);
             self.receive_value(id, value, nested, Some((from, task_id)));
-            if self
-                .remote
-                .pulling
-                .get(&id)
-                .is_some_and(|p| p.made_by == Some(task_id))
-            {
+            if self.remote.pulls.made_by(id) == Some(task_id) {
                 fetching += 1;
             }
         }
@@ -761,6 +747,17 @@ impl Core {
         }
     }
 
+    /// Drops the copy of a result an earlier run of its task made here
+    /// for another owner (about to be made again).
+    pub(super) fn forget_stale_result(&mut self, id: ObjectId) {
+        if self.remote.lent.remove(&id) {
+            self.release(id);
+        }
+        if self.objects.get(&id).is_none() {
+            self.store.delete(id);
+        }
+    }
+
     // ---- objects owned elsewhere ----
 
     /// Entries of objects owned elsewhere were freed here: tell their
@@ -783,7 +780,7 @@ impl Core {
     pub(super) fn want(&mut self, id: ObjectId) {
         if self.objects.get(&id).is_none_or(|e| e.is_ready())
             || self.remote.subscribed.contains(&id)
-            || self.remote.pulling.contains_key(&id)
+            || self.remote.pulls.contains(id)
         {
             return;
         }
@@ -896,111 +893,16 @@ impl Core {
                 }
             }
             WireValue::Stored { holder, size } => {
-                if self.remote.pulling.contains_key(&id) {
+                if self.remote.pulls.contains(id) {
                     return;
                 }
-                let Some(peer) = self.peer_id_of(holder) else {
-                    let why = format!("no address is known for its holder {holder}");
-                    return self.set_lost(id, &why);
-                };
-                let made_by = lent.map(|(_, task)| task);
-                self.remote.pulling.insert(id, Pull { holder, made_by });
                 if let Some(entry) = self.objects.get_mut(&id) {
                     entry.nested = nested;
                 }
-                let (p2p, store, events) = (
-                    self.cluster.p2p.clone(),
-                    self.store.shared(),
-                    self.events.clone(),
-                );
-                let holders = self.holders(id, peer);
-                tracing::debug!(object = %id, holders = holders.len(), size, "pulling an object");
-                tokio::spawn(async move {
-                    let result = crate::cluster::pull(p2p, store, id, size, holders).await;
-                    let _ = events.send(super::Event::Pulled { id, size, result }).await;
-                });
+                let made_by = lent.map(|(_, task)| task);
+                self.queue_pull(id, holder, size, made_by);
             }
         }
-    }
-
-    pub(super) fn on_pulled(&mut self, id: ObjectId, size: u64, result: Result<(), String>) {
-        let Some(pull) = self.remote.pulling.remove(&id) else {
-            // The pull was given up (its holder was lost); drop what it made.
-            if result.is_ok() && self.objects.get(&id).is_none_or(|e| e.is_ready()) {
-                self.store.delete(id);
-            }
-            return;
-        };
-        match result {
-            Ok(()) => {
-                let nested = self
-                    .objects
-                    .get_mut(&id)
-                    .map(|e| std::mem::take(&mut e.nested))
-                    .unwrap_or_default();
-                self.store.record(id, size);
-                self.set_value(id, ObjState::Stored { size }, nested);
-                if let Some(task_id) = pull.made_by {
-                    self.send_peer(pull.holder, PeerMsg::Free { ids: vec![id] });
-                    self.fetched(task_id);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(object = %id, "pull failed: {e}");
-                self.pull_failed(id, pull, &format!("pulling it failed: {e}"));
-            }
-        }
-    }
-
-    /// One stored result of a task is here; the task ends with the last.
-    fn fetched(&mut self, task_id: TaskId) {
-        let done = match self.tasks.get_mut(&task_id) {
-            Some(task) => match &mut task.state {
-                TaskState::Fetching(n) => {
-                    *n = n.saturating_sub(1);
-                    *n == 0
-                }
-                _ => false,
-            },
-            None => false,
-        };
-        if done {
-            self.drop_task(task_id);
-        }
-    }
-
-    /// A pull failed: a result of ours is made again by running its task
-    /// once more (lineage), within its retries; anything else is lost.
-    fn pull_failed(&mut self, id: ObjectId, pull: Pull, why: &str) {
-        if let Some(task_id) = pull.made_by {
-            let rerun = self.tasks.get(&task_id).is_some_and(|t| {
-                matches!(t.state, TaskState::Fetching(_))
-                    && super::tasks::retries_left(&t.spec, t.attempt)
-                    && !t.cancelled
-            });
-            if rerun {
-                tracing::info!(object = %id, task = %task_id, "rebuilding a lost result by running its task again: {why}");
-                // Other pulls of its results stop counting; the new run brings them again.
-                self.remote
-                    .pulling
-                    .retain(|_, p| p.made_by != Some(task_id));
-                return self.retry_task(task_id);
-            }
-            self.fetched(task_id);
-        }
-        self.set_lost(id, why);
-    }
-
-    fn set_lost(&mut self, id: ObjectId, why: &str) {
-        let bytes = crate::values::system_error(
-            SystemErrorKind::ObjectLostError,
-            &format!("object {id} was lost: {why}"),
-        );
-        let state = ObjState::Inline {
-            bytes: Arc::new(bytes),
-            error: true,
-        };
-        self.set_value(id, state, Vec::new());
     }
 
     // ---- actors that live elsewhere ----

@@ -188,10 +188,16 @@ impl Core {
                 w.job = job;
                 !w.functions.contains(&spec.function)
             }
-            None => return,
+            None => {
+                let why = format!("the worker given task {} is gone", spec.name);
+                let kind = SystemErrorKind::WorkerCrashedError;
+                return self.abort_execute(task_id, worker, kind, &why);
+            }
         };
         let Some(conn) = self.workers.get(&worker).and_then(|w| w.conn) else {
-            return;
+            let why = format!("the worker given task {} has no connection", spec.name);
+            let kind = SystemErrorKind::WorkerCrashedError;
+            return self.abort_execute(task_id, worker, kind, &why);
         };
         let function_body = if needs_body {
             match self.function_body(spec.function) {
@@ -206,7 +212,12 @@ impl Core {
                         "function {} of task {} was never registered",
                         spec.function, spec.name
                     );
-                    return self.fail_task(task_id, SystemErrorKind::RaySystemError, &why);
+                    return self.abort_execute(
+                        task_id,
+                        worker,
+                        SystemErrorKind::RaySystemError,
+                        &why,
+                    );
                 }
             }
         } else {
@@ -220,7 +231,8 @@ impl Core {
                     Some(v) => v,
                     None => {
                         let why = format!("argument {id} of task {} is gone", spec.name);
-                        return self.fail_task(task_id, SystemErrorKind::ObjectLostError, &why);
+                        let kind = SystemErrorKind::ObjectLostError;
+                        return self.abort_execute(task_id, worker, kind, &why);
                     }
                 },
             });
@@ -233,6 +245,54 @@ impl Core {
             attempt,
         };
         self.send(conn, FromNode::Execute(Box::new(exec)));
+    }
+
+    /// A task handed to `worker` cannot start after all: it fails, and what
+    /// its dispatch took goes back. A plain task returns its worker to the
+    /// idle list and its resources to the scheduler; an actor whose
+    /// constructor cannot start is dead (its worker and resources go back
+    /// with it); a method call leaves its actor as it was.
+    fn abort_execute(
+        &mut self,
+        task_id: TaskId,
+        worker: WorkerId,
+        kind: SystemErrorKind,
+        why: &str,
+    ) {
+        tracing::warn!(task = %task_id, %worker, "a task cannot start: {why}");
+        let actor = match self.workers.get(&worker).map(|w| w.state) {
+            Some(WorkerState::Actor(actor)) => Some(actor),
+            _ => None,
+        };
+        let creation_of = actor.filter(|a| {
+            self.actors
+                .get(a)
+                .is_some_and(|entry| entry.creation == task_id)
+        });
+        if let Some(actor) = creation_of {
+            self.fail_task(task_id, kind, why);
+            return self.declare_dead(actor, format!("its constructor could not start: {why}"));
+        }
+        if actor.is_none() {
+            if let Some(Task {
+                state: TaskState::Running { demand, .. },
+                ..
+            }) = self.tasks.get(&task_id)
+            {
+                let demand = demand.clone();
+                if !self.workers.get(&worker).is_some_and(|w| w.blocked) {
+                    self.sched.release(&demand);
+                }
+            }
+            match self.workers.get_mut(&worker) {
+                Some(w) if w.conn.is_some() => self.worker_idle(worker),
+                // Never handed out again: its exit is noticed as any other.
+                Some(w) => w.process.kill(),
+                None => {}
+            }
+        }
+        self.fail_task(task_id, kind, why);
+        self.dispatch();
     }
 
     /// The value of a ready object, as a client reads it.

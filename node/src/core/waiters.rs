@@ -222,6 +222,23 @@ impl Core {
                     })
                     .collect();
                 match values {
+                    Some(values) if inline_only => {
+                        let mut parts = split_for_frames(values);
+                        let last = parts.pop().unwrap_or_default();
+                        for part in parts {
+                            self.send(
+                                w.conn,
+                                FromNode::GotPart {
+                                    req: w.req,
+                                    values: part,
+                                },
+                            );
+                        }
+                        FromNode::Got {
+                            req: w.req,
+                            values: Some(last),
+                        }
+                    }
                     Some(values) => FromNode::Got {
                         req: w.req,
                         values: Some(values),
@@ -287,5 +304,58 @@ impl Core {
                 self.store.read_bytes(id).map(Value::Inline)
             }
         }
+    }
+}
+
+/// Bytes of values one reply frame carries, leaving room for the rest of it.
+const REPLY_VALUE_BYTES: usize = raynode_proto::frame::MAX_FRAME_BYTES - (1 << 20);
+
+/// Splits a get's values, in order, into runs that each fit one frame.
+fn split_for_frames(values: Vec<Value>) -> Vec<Vec<Value>> {
+    let mut parts = vec![Vec::new()];
+    let mut bytes = 0;
+    for value in values {
+        let size = match &value {
+            Value::Inline(b) => b.len(),
+            Value::Store { path, .. } => path.len() + 64,
+        };
+        let current = parts.last().map_or(0, Vec::len);
+        if current > 0 && bytes + size > REPLY_VALUE_BYTES {
+            parts.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(part) = parts.last_mut() {
+            part.push(value);
+        }
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_past_one_frame_are_split_in_order() {
+        let big = REPLY_VALUE_BYTES / 2 + 1;
+        let values: Vec<Value> = (0..5u8).map(|i| Value::Inline(vec![i; big])).collect();
+        let parts = split_for_frames(values);
+        assert_eq!(
+            parts.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![1, 1, 1, 1, 1]
+        );
+        let firsts: Vec<u8> = parts
+            .iter()
+            .flatten()
+            .map(|v| match v {
+                Value::Inline(b) => b[0],
+                Value::Store { .. } => 255,
+            })
+            .collect();
+        assert_eq!(firsts, vec![0, 1, 2, 3, 4]);
+        let small: Vec<Value> = (0..3u8).map(|i| Value::Inline(vec![i; 10])).collect();
+        assert_eq!(split_for_frames(small).len(), 1);
+        assert_eq!(split_for_frames(Vec::new()), vec![Vec::<Value>::new()]);
     }
 }

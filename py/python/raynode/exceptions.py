@@ -99,6 +99,12 @@ class ObjectStoreFullError(RayError):
     """The object store has no room for the object."""
 
 
+class ControlStoreUnavailableError(RaySystemError):
+    """The cluster's control store has no quorum (too many of its voters are
+    down, or this node is cut off from them), so control state such as an
+    actor's name could not be recorded. Retry once the cluster has healed."""
+
+
 __all__ = [
     "RayError",
     "RaySystemError",
@@ -112,4 +118,5 @@ __all__ = [
     "ObjectLostError",
     "OutOfMemoryError",
     "ObjectStoreFullError",
+    "ControlStoreUnavailableError",
 ]

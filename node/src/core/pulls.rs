@@ -1,0 +1,299 @@
+//! Pulls of objects from other nodes' stores into this node's.
+//!
+//! A pull waits in line until the store can take it: the bytes of pulls
+//! under way stay within a quarter of the store (one pull always may run),
+//! so copies being written never crowd out everything else and a store
+//! under pressure spills instead of refusing. A pull the store has no room
+//! for now waits and is tried again; only a pull no holder can serve fails.
+//! A result lent by the node that ran our task is freed there once our copy
+//! is sealed; if it cannot be had, its task runs again (lineage).
+
+use super::{Core, TaskState};
+use crate::cluster::wire::PeerMsg;
+use crate::cluster::PullError;
+use crate::objects::ObjState;
+use raynode_proto::meta::SystemErrorKind;
+use raynode_proto::{NodeId, ObjectId, TaskId};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Pause before a pull the store had no room for is tried again.
+const NO_ROOM_RETRY: Duration = Duration::from_millis(200);
+
+/// A pull of an object into this node's store.
+pub(super) struct Pull {
+    holder: NodeId,
+    size: u64,
+    /// The task of ours that made it, when it is a result lent by the node
+    /// that ran it: that node frees its copy once we have ours, and the
+    /// task runs again if the pull fails.
+    made_by: Option<TaskId>,
+    running: bool,
+    /// Not to be started before this (after the store had no room).
+    not_before: Option<Instant>,
+}
+
+/// Pulls waiting (in arrival order) or under way.
+#[derive(Default)]
+pub(super) struct Pulls {
+    all: HashMap<ObjectId, Pull>,
+    line: VecDeque<ObjectId>,
+    running_bytes: u64,
+}
+
+impl Pulls {
+    pub fn contains(&self, id: ObjectId) -> bool {
+        self.all.contains_key(&id)
+    }
+
+    /// The task whose lent result the pull of `id` brings, if any.
+    pub fn made_by(&self, id: ObjectId) -> Option<TaskId> {
+        self.all.get(&id).and_then(|p| p.made_by)
+    }
+
+    fn remove(&mut self, id: ObjectId) -> Option<Pull> {
+        let pull = self.all.remove(&id)?;
+        if pull.running {
+            self.running_bytes = self.running_bytes.saturating_sub(pull.size);
+        } else {
+            self.line.retain(|queued| *queued != id);
+        }
+        Some(pull)
+    }
+
+    /// The pulls to start now, within `budget` bytes under way, in order.
+    fn due(&mut self, budget: u64, now: Instant) -> Vec<(ObjectId, NodeId, u64)> {
+        let mut start = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.line.len());
+        while let Some(id) = self.line.pop_front() {
+            let Some(pull) = self.all.get_mut(&id) else {
+                continue;
+            };
+            let waiting = pull.not_before.is_some_and(|t| t > now);
+            let fits = self.running_bytes == 0 || self.running_bytes + pull.size <= budget;
+            if !kept.is_empty() || waiting || !fits {
+                // First come, first served: a pull that cannot start holds the line.
+                kept.push_back(id);
+                continue;
+            }
+            pull.running = true;
+            pull.not_before = None;
+            self.running_bytes += pull.size;
+            start.push((id, pull.holder, pull.size));
+        }
+        self.line = kept;
+        start
+    }
+}
+
+impl Core {
+    /// Lines up a pull of `id` (of `size` bytes) from `holder`.
+    pub(super) fn queue_pull(
+        &mut self,
+        id: ObjectId,
+        holder: NodeId,
+        size: u64,
+        made_by: Option<TaskId>,
+    ) {
+        let pull = Pull {
+            holder,
+            size,
+            made_by,
+            running: false,
+            not_before: None,
+        };
+        self.remote.pulls.all.insert(id, pull);
+        self.remote.pulls.line.push_back(id);
+        self.start_pulls();
+    }
+
+    /// Starts the pulls in line that the store has room for now.
+    pub(super) fn start_pulls(&mut self) {
+        let budget = (self.config.object_store_memory / 4).max(1);
+        for (id, holder, size) in self.remote.pulls.due(budget, Instant::now()) {
+            let Some(peer) = self.peer_id_of(holder) else {
+                self.remote.pulls.remove(id);
+                let why = format!("no address is known for its holder {holder}");
+                self.set_lost(id, &why);
+                continue;
+            };
+            let (p2p, store, events) = (
+                self.cluster.p2p.clone(),
+                self.store.shared(),
+                self.events.clone(),
+            );
+            let holders = self.holders(id, peer);
+            tracing::debug!(object = %id, holders = holders.len(), size, "pulling an object");
+            tokio::spawn(async move {
+                let result = crate::cluster::pull(p2p, store, id, size, holders).await;
+                let _ = events.send(super::Event::Pulled { id, size, result }).await;
+            });
+        }
+    }
+
+    pub(super) fn on_pulled(&mut self, id: ObjectId, size: u64, result: Result<(), PullError>) {
+        let Some(mut pull) = self.remote.pulls.remove(id) else {
+            // The pull was given up (its task runs again); drop what it made.
+            if result.is_ok() && self.objects.get(&id).is_none_or(|e| e.is_ready()) {
+                self.store.delete(id);
+            }
+            return self.start_pulls();
+        };
+        match result {
+            Ok(()) => {
+                let nested = self
+                    .objects
+                    .get_mut(&id)
+                    .map(|e| std::mem::take(&mut e.nested))
+                    .unwrap_or_default();
+                self.store.record(id, size);
+                self.set_value(id, ObjState::Stored { size }, nested);
+                if let Some(task_id) = pull.made_by {
+                    self.send_peer(pull.holder, PeerMsg::Free { ids: vec![id] });
+                    self.fetched(task_id);
+                }
+            }
+            Err(PullError::NoRoom(why)) if self.remote.peers.contains_key(&pull.holder) => {
+                tracing::debug!(object = %id, "no room for a pull yet; it waits: {why}");
+                pull.running = false;
+                pull.not_before = Some(Instant::now() + NO_ROOM_RETRY);
+                self.remote.pulls.all.insert(id, pull);
+                self.remote.pulls.line.push_front(id);
+                let events = self.events.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(NO_ROOM_RETRY).await;
+                    let _ = events.send(super::Event::PullsDue).await;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(object = %id, "pull failed: {e}");
+                self.pull_failed(id, pull, &format!("pulling it failed: {e}"));
+            }
+        }
+        self.start_pulls();
+    }
+
+    /// One stored result of a task is here; the task ends with the last.
+    pub(super) fn fetched(&mut self, task_id: TaskId) {
+        let done = match self.tasks.get_mut(&task_id) {
+            Some(task) => match &mut task.state {
+                TaskState::Fetching(n) => {
+                    *n = n.saturating_sub(1);
+                    *n == 0
+                }
+                _ => false,
+            },
+            None => false,
+        };
+        if done {
+            self.drop_task(task_id);
+        }
+    }
+
+    /// A pull failed: a result of ours is made again by running its task
+    /// once more (lineage), within its retries; anything else is lost.
+    fn pull_failed(&mut self, id: ObjectId, pull: Pull, why: &str) {
+        if let Some(task_id) = pull.made_by {
+            let rerun = self.tasks.get(&task_id).is_some_and(|t| {
+                matches!(t.state, TaskState::Fetching(_))
+                    && super::tasks::retries_left(&t.spec, t.attempt)
+                    && !t.cancelled
+            });
+            if rerun {
+                tracing::info!(object = %id, task = %task_id, "rebuilding a lost result by running its task again: {why}");
+                // Other pulls of its results stop counting; the new run brings them again.
+                let others: Vec<ObjectId> = self
+                    .remote
+                    .pulls
+                    .all
+                    .iter()
+                    .filter(|(_, p)| p.made_by == Some(task_id))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for other in others {
+                    self.remote.pulls.remove(other);
+                }
+                return self.retry_task(task_id);
+            }
+            self.fetched(task_id);
+        }
+        self.set_lost(id, why);
+    }
+
+    pub(super) fn set_lost(&mut self, id: ObjectId, why: &str) {
+        let bytes = crate::values::system_error(
+            SystemErrorKind::ObjectLostError,
+            &format!("object {id} was lost: {why}"),
+        );
+        let state = ObjState::Inline {
+            bytes: Arc::new(bytes),
+            error: true,
+        };
+        self.set_value(id, state, Vec::new());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pulls(sizes: &[u64]) -> (Pulls, Vec<ObjectId>) {
+        let mut p = Pulls::default();
+        let mut ids = Vec::new();
+        for (i, size) in sizes.iter().enumerate() {
+            let id = ObjectId::for_return(TaskId([i as u8 + 1; 16]), 0);
+            p.all.insert(
+                id,
+                Pull {
+                    holder: NodeId([9; 16]),
+                    size: *size,
+                    made_by: None,
+                    running: false,
+                    not_before: None,
+                },
+            );
+            p.line.push_back(id);
+            ids.push(id);
+        }
+        (p, ids)
+    }
+
+    #[test]
+    fn pulls_start_in_order_within_the_budget() {
+        let (mut p, ids) = pulls(&[8, 8, 8, 8]);
+        let now = Instant::now();
+        let started: Vec<ObjectId> = p.due(16, now).into_iter().map(|(id, _, _)| id).collect();
+        assert_eq!(started, ids[..2].to_vec());
+        assert!(p.due(16, now).is_empty(), "nothing more fits while two run");
+        p.remove(ids[0]);
+        let started: Vec<ObjectId> = p.due(16, now).into_iter().map(|(id, _, _)| id).collect();
+        assert_eq!(started, vec![ids[2]]);
+    }
+
+    #[test]
+    fn one_pull_always_runs_even_past_the_budget() {
+        let (mut p, ids) = pulls(&[100, 1]);
+        let started: Vec<ObjectId> = p
+            .due(10, Instant::now())
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
+        assert_eq!(started, vec![ids[0]]);
+    }
+
+    #[test]
+    fn a_pull_told_to_wait_holds_the_line_until_due() {
+        let (mut p, ids) = pulls(&[1, 1]);
+        let now = Instant::now();
+        if let Some(first) = p.all.get_mut(&ids[0]) {
+            first.not_before = Some(now + Duration::from_secs(1));
+        }
+        assert!(p.due(10, now).is_empty());
+        let later = now + Duration::from_secs(2);
+        assert_eq!(p.due(10, later).len(), 2);
+        assert_eq!(p.running_bytes, 2);
+        p.remove(ids[1]);
+        assert_eq!(p.running_bytes, 1);
+    }
+}

@@ -1,0 +1,286 @@
+//! The ledger: what each worker process is doing, and the resources it
+//! holds for it.
+//!
+//! Resources leave the scheduler only with a worker: a task popped from the
+//! queue is handed to an idle worker in the same step, and every way a
+//! worker's work can end (the task finishes or cannot start, its actor dies,
+//! the worker exits) gives back exactly what that worker held. A worker
+//! blocked in `get` lends its task's resources out until it resumes. So the
+//! resources handed out never exceed the totals, and they return to the
+//! totals once every worker is idle; `check` states it and the property
+//! tests below drive random event sequences against it.
+
+use crate::scheduler::Scheduler;
+use raynode_proto::{ActorId, Resources, TaskId, WorkerId};
+use std::collections::HashMap;
+
+/// What a worker is doing.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Slot {
+    /// Started, not connected yet.
+    Starting,
+    /// Connected and waiting for work.
+    Idle,
+    /// Running `task`, holding `demand` unless `blocked` (waiting inside
+    /// `get`, its resources lent out).
+    Task {
+        task: TaskId,
+        demand: Resources,
+        blocked: bool,
+    },
+    /// Kept for `actor`, holding the actor's `demand`.
+    Actor { actor: ActorId, demand: Resources },
+    /// Told to stop; holds nothing and takes no work.
+    Retiring,
+}
+
+/// Workers, their slots, and the scheduler whose resources they hold.
+pub struct Ledger {
+    sched: Scheduler,
+    slots: HashMap<WorkerId, Slot>,
+    /// Idle workers, the most recently freed last.
+    idle: Vec<WorkerId>,
+}
+
+impl Ledger {
+    pub fn new(total: Resources) -> Ledger {
+        Ledger {
+            sched: Scheduler::new(total),
+            slots: HashMap::new(),
+            idle: Vec::new(),
+        }
+    }
+
+    /// The queue of ready tasks and the free resources, to read.
+    pub fn sched(&self) -> &Scheduler {
+        &self.sched
+    }
+
+    /// The queue, to add, steal or remove tasks. Resources are taken and
+    /// given back only through the ledger's own methods.
+    pub fn queue(&mut self) -> &mut Scheduler {
+        &mut self.sched
+    }
+
+    pub fn slot(&self, worker: WorkerId) -> Option<&Slot> {
+        self.slots.get(&worker)
+    }
+
+    pub fn is_blocked(&self, worker: WorkerId) -> bool {
+        matches!(
+            self.slots.get(&worker),
+            Some(Slot::Task { blocked: true, .. })
+        )
+    }
+
+    /// Idle workers, the longest idle first.
+    pub fn idle(&self) -> &[WorkerId] {
+        &self.idle
+    }
+
+    /// Workers that are starting.
+    pub fn starting(&self) -> usize {
+        self.slots
+            .values()
+            .filter(|s| **s == Slot::Starting)
+            .count()
+    }
+
+    /// Workers running a task or kept for an actor.
+    pub fn busy(&self) -> usize {
+        self.slots
+            .values()
+            .filter(|s| matches!(s, Slot::Task { .. } | Slot::Actor { .. }))
+            .count()
+    }
+
+    /// Workers that are not kept for an actor (nor retiring).
+    pub fn pooled(&self) -> usize {
+        self.slots
+            .values()
+            .filter(|s| matches!(s, Slot::Starting | Slot::Idle | Slot::Task { .. }))
+            .count()
+    }
+
+    pub fn add_worker(&mut self, worker: WorkerId) {
+        self.slots.insert(worker, Slot::Starting);
+    }
+
+    /// A starting worker connected: it takes work from now on.
+    pub fn worker_ready(&mut self, worker: WorkerId) {
+        if let Some(slot @ Slot::Starting) = self.slots.get_mut(&worker) {
+            *slot = Slot::Idle;
+            self.idle.push(worker);
+        }
+    }
+
+    /// The next queued task that fits the free resources, given to an idle
+    /// worker with its resources: `(task, worker, demand)`.
+    pub fn dispatch_next(&mut self) -> Option<(TaskId, WorkerId, Resources)> {
+        if self.idle.is_empty() {
+            return None;
+        }
+        let (task, demand) = self.sched.pop_fitting()?;
+        let worker = self.idle.pop()?;
+        let slot = Slot::Task {
+            task,
+            demand: demand.clone(),
+            blocked: false,
+        };
+        self.slots.insert(worker, slot);
+        Some((task, worker, demand))
+    }
+
+    /// The task's worker becomes its actor's for the actor's life, keeping
+    /// the resources. False if the worker does not run `task`.
+    pub fn keep_for_actor(&mut self, worker: WorkerId, task: TaskId, actor: ActorId) -> bool {
+        match self.slots.get_mut(&worker) {
+            Some(slot @ Slot::Task { .. }) => {
+                let Slot::Task {
+                    task: running,
+                    demand,
+                    blocked,
+                } = slot.clone()
+                else {
+                    return false;
+                };
+                if running != task {
+                    return false;
+                }
+                if blocked {
+                    self.sched.acquire(&demand);
+                }
+                *slot = Slot::Actor { actor, demand };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The worker's task ended (or could not start): what it held goes
+    /// back and the worker is idle again. Returns the task it ran.
+    pub fn task_ended(&mut self, worker: WorkerId) -> Option<TaskId> {
+        let Some(Slot::Task {
+            task,
+            demand,
+            blocked,
+        }) = self.slots.get(&worker).cloned()
+        else {
+            return None;
+        };
+        if !blocked {
+            self.sched.release(&demand);
+        }
+        self.slots.insert(worker, Slot::Idle);
+        self.idle.push(worker);
+        Some(task)
+    }
+
+    /// The worker waits inside `get`: its task's resources are lent out.
+    /// Returns whether it was running a task and was not blocked already.
+    pub fn block(&mut self, worker: WorkerId) -> bool {
+        match self.slots.get_mut(&worker) {
+            Some(Slot::Task {
+                demand, blocked, ..
+            }) if !*blocked => {
+                *blocked = true;
+                self.sched.release(demand);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The worker's wait is over: its task holds its resources again (the
+    /// free count may dip below zero until others finish).
+    pub fn unblock(&mut self, worker: WorkerId) {
+        if let Some(Slot::Task {
+            demand, blocked, ..
+        }) = self.slots.get_mut(&worker)
+        {
+            if *blocked {
+                *blocked = false;
+                self.sched.acquire(demand);
+            }
+        }
+    }
+
+    /// The worker is being stopped: what it held goes back; it takes no
+    /// more work. Returns the slot it had.
+    pub fn retire(&mut self, worker: WorkerId) -> Option<Slot> {
+        let previous = self.slots.get(&worker).cloned()?;
+        self.give_back(&previous);
+        self.idle.retain(|w| *w != worker);
+        self.slots.insert(worker, Slot::Retiring);
+        Some(previous)
+    }
+
+    /// The worker is gone: what it held goes back. Returns the slot it had.
+    pub fn remove_worker(&mut self, worker: WorkerId) -> Option<Slot> {
+        let previous = self.slots.remove(&worker)?;
+        self.give_back(&previous);
+        self.idle.retain(|w| *w != worker);
+        Some(previous)
+    }
+
+    fn give_back(&mut self, slot: &Slot) {
+        match slot {
+            Slot::Task {
+                demand,
+                blocked: false,
+                ..
+            }
+            | Slot::Actor { demand, .. } => self.sched.release(demand),
+            _ => {}
+        }
+    }
+
+    /// The books balance: free resources plus what workers hold equal the
+    /// totals, and the idle list is exactly the idle workers.
+    pub fn check(&self) -> Result<(), String> {
+        let total = self.sched.total();
+        let available = self.sched.available();
+        let mut names: Vec<&String> = total.0.iter().map(|(n, _)| n).collect();
+        names.extend(available.0.iter().map(|(n, _)| n));
+        for name in names {
+            let held: f64 = self
+                .slots
+                .values()
+                .map(|slot| match slot {
+                    Slot::Task {
+                        demand,
+                        blocked: false,
+                        ..
+                    }
+                    | Slot::Actor { demand, .. } => demand.get(name),
+                    _ => 0.0,
+                })
+                .sum();
+            let sum = available.get(name) + held;
+            if (sum - total.get(name)).abs() > 1e-6 {
+                return Err(format!(
+                    "{name}: {} free + {held} held != {} total",
+                    available.get(name),
+                    total.get(name)
+                ));
+            }
+        }
+        let mut idle: Vec<WorkerId> = self.idle.clone();
+        idle.sort();
+        let mut want: Vec<WorkerId> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| **s == Slot::Idle)
+            .map(|(w, _)| *w)
+            .collect();
+        want.sort();
+        if idle != want {
+            return Err(format!("idle list {idle:?} != idle workers {want:?}"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "ledger_test.rs"]
+mod ledger_test;
