@@ -268,3 +268,58 @@ print(json.dumps({"ok": ok, "bad": bad}))
         assert got == {"ok": 32, "bad": []}, got
     finally:
         cluster.stop()
+
+
+def test_an_actor_has_one_restart_budget_wherever_it_lives():
+    """max_restarts=1: a restart on the node it lives on uses the budget up,
+    so when that node dies the actor stays dead. Before, each node counted
+    restarts on its own and the owner restarted it once more."""
+    cluster = start_cluster(3, num_cpus=1, resources_on={1: {"r": 1}, 2: {"r": 1}})
+    try:
+        code = """
+import json, os, sys
+import raynode as ray
+from raynode.exceptions import RayActorError
+ray.init()
+
+@ray.remote(max_restarts=1, resources={"r": 1}, num_cpus=0)
+class Fragile:
+    def node(self):
+        return ray.get_runtime_context().get_node_id()
+    def die(self):
+        os._exit(1)
+
+a = Fragile.remote()
+home = ray.get(a.node.remote(), timeout=60)
+a.die.remote()
+again = ray.get(a.node.remote(), timeout=60)       # restarted once, on its node
+print(json.dumps({"home": home, "again": again}), flush=True)
+sys.stdin.readline()                                # the test kills that node
+try:
+    ray.get(a.node.remote(), timeout=60)
+    print(json.dumps({"after": "alive"}))
+except RayActorError as e:
+    print(json.dumps({"after": "dead"}))
+"""
+        proc = subprocess.Popen([cluster.python, "-c", code], env=cluster.driver_env(0), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = proc.stdout.readline()
+            if not line:
+                proc.wait(30)
+                pytest.fail(f"the driver stopped early:\n{proc.stderr.read()}")
+            first = json.loads(line)
+            assert first["home"] == first["again"], first
+            home = next(i for i, n in enumerate(cluster.nodes) if n.node_id == first["home"].lower())
+            cluster.kill(home, signal.SIGKILL)
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, f"driver failed:\n{out}\n{err}"
+        assert json.loads(out.strip().splitlines()[-1]) == {"after": "dead"}
+    finally:
+        cluster.stop()

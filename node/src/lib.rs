@@ -71,9 +71,25 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let p2p = cluster.p2p.clone();
     let mut core = core::Core::new(config.clone(), node_id, store, cluster, events_tx.clone());
     core.client_addr = client_addr;
-    let core_task = tokio::spawn(core.run(events_rx));
+    let mut core_task = tokio::spawn(core.run(events_rx));
 
-    wait_for_stop(&config).await;
+    let core_failed = tokio::select! {
+        _ = wait_for_stop(&config) => None,
+        ended = &mut core_task => Some(match ended {
+            Ok(()) => "it returned".to_string(),
+            Err(e) => e.to_string(),
+        }),
+    };
+    if let Some(why) = core_failed {
+        // Nothing runs on this node without its core: rather than a node
+        // that keeps voting in the control store but serves nobody, stop.
+        tracing::error!("the node's core stopped unexpectedly ({why}); stopping the node");
+        accept.abort();
+        gcs.shutdown().await;
+        p2p.shutdown().await;
+        let _ = std::fs::remove_file(&socket_path);
+        anyhow::bail!("the node's core stopped unexpectedly: {why}");
+    }
     tracing::info!("stopping");
     accept.abort();
     let _ = events_tx.send(core::Event::Shutdown).await;

@@ -43,6 +43,10 @@ pub enum WriteFailed {
     NoQuorum { waited: Duration, last: String },
 }
 
+/// Tries of a batch of peer messages after the first (pauses of 0.1 s,
+/// doubling: about 3 s in all) before its peer counts as unreachable.
+const SEND_ATTEMPTS: u32 = 5;
+
 /// A batch of peer messages is sent once it holds this many bytes.
 const BATCH_BYTES: usize = 4 << 20;
 const BATCH_MSGS: usize = 512;
@@ -238,7 +242,14 @@ impl Cluster {
     }
 
     /// An ordered channel to `peer`: messages go out in batches, in order.
-    pub fn outbox(&self, peer: PeerId) -> mpsc::UnboundedSender<PeerMsg> {
+    /// A batch the peer does not take is sent again a few times; if it
+    /// still fails, the core hears that the peer is unreachable (so the
+    /// work sent there is placed again) and the outbox closes.
+    pub fn outbox(
+        &self,
+        peer: PeerId,
+        core: mpsc::Sender<Event>,
+    ) -> mpsc::UnboundedSender<PeerMsg> {
         let (tx, mut rx) = mpsc::unbounded_channel::<PeerMsg>();
         let p2p = self.p2p.clone();
         let from = self.node_id;
@@ -265,8 +276,21 @@ impl Cluster {
                     msgs.push(serde_bytes::ByteBuf::from(m));
                 }
                 let request = wire::encode(&PeerRequest::Msgs { from, msgs });
-                if let Err(e) = p2p.request(peer, Protocol::Rpc, request).await {
-                    tracing::warn!(%peer, "messages to a peer were lost: {e}");
+                let mut attempt = 0u32;
+                loop {
+                    match p2p.request(peer, Protocol::Rpc, request.clone()).await {
+                        Ok(_) => break,
+                        Err(e) if attempt < SEND_ATTEMPTS => {
+                            tracing::debug!(%peer, attempt, "sending to a peer failed, trying again: {e}");
+                            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                            attempt += 1;
+                        }
+                        Err(e) => {
+                            tracing::warn!(%peer, "messages to a peer could not be delivered: {e}");
+                            let _ = core.send(Event::PeerUnreachable(peer)).await;
+                            return;
+                        }
+                    }
                 }
             }
         });

@@ -67,6 +67,12 @@ pub enum PeerMsg {
     SpillBack { task: TaskId },
     /// Cancel a task the receiver runs for the sender.
     Cancel { task: TaskId },
+    /// An actor of the receiver's that lives on the sender restarted there:
+    /// it has used `restarts` of its budget.
+    ActorRestarted {
+        actor: raynode_proto::ActorId,
+        restarts: u32,
+    },
     /// Kill an actor that lives on the receiver.
     KillActor {
         actor: raynode_proto::ActorId,
@@ -85,6 +91,9 @@ pub struct RunTask {
     pub args: Vec<(ObjectId, WireValue)>,
     /// Placement hops so far; a task is forwarded at most [`MAX_HOPS`] times.
     pub hops: u8,
+    /// Runs so far; for an actor's constructor, the restarts its actor has
+    /// used (one budget wherever the actor lives).
+    pub attempt: u32,
 }
 
 /// A task is forwarded at most this many times: a node busier than its

@@ -1,21 +1,19 @@
 //! Actors: a worker kept for one object's life, calls run in the order they
 //! were submitted, restarts up to `max_restarts`, names, and kills.
 
-use super::{Core, TaskState, WorkerState};
+use super::{Core, TaskState};
 use raynode_proto::meta::SystemErrorKind;
-use raynode_proto::{
-    AckError, ActorId, ActorOptions, JobId, Resources, TaskId, TaskSpec, WorkerId,
-};
+use raynode_proto::{AckError, ActorId, ActorOptions, JobId, TaskId, TaskSpec, WorkerId};
 use std::collections::VecDeque;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum ActorState {
     /// Waiting for its constructor's arguments, resources or a worker.
     Pending,
-    /// Its constructor was sent to `worker`; calls may follow it.
+    /// Its constructor was sent to `worker`, which holds the actor's
+    /// resources (in the ledger); calls may follow it.
     Running {
         worker: WorkerId,
-        demand: Resources,
     },
     Dead {
         cause: String,
@@ -153,7 +151,15 @@ impl Core {
         });
     }
 
-    pub(super) fn register_actor(&mut self, opts: &ActorOptions, spec: &TaskSpec, job: JobId) {
+    /// Records an actor about to be created, or created again after it
+    /// used `restarts` of its budget.
+    pub(super) fn register_actor(
+        &mut self,
+        opts: &ActorOptions,
+        spec: &TaskSpec,
+        job: JobId,
+        restarts: u32,
+    ) {
         if let Some(name) = &opts.name {
             self.names
                 .insert((opts.namespace.clone(), name.clone()), opts.actor);
@@ -163,28 +169,26 @@ impl Core {
             creation: spec.task_id,
             job,
             state: ActorState::Pending,
-            restarts: 0,
+            restarts,
             queue: VecDeque::new(),
             inflight: VecDeque::new(),
         };
         self.actors.insert(opts.actor, actor);
     }
 
-    /// The scheduler gave the actor its resources and a worker: run its constructor there.
-    pub(super) fn start_actor(&mut self, actor_id: ActorId, worker: WorkerId, demand: Resources) {
-        let creation = match self.actors.get_mut(&actor_id) {
-            Some(a) if a.state == ActorState::Pending => {
-                a.state = ActorState::Running { worker, demand };
-                a.creation
-            }
-            _ => {
-                self.sched.release(&demand);
-                self.idle.push(worker);
-                return;
-            }
-        };
-        if let Some(w) = self.workers.get_mut(&worker) {
-            w.state = WorkerState::Actor(actor_id);
+    /// The ledger gave the actor's constructor (`creation`) a worker and
+    /// resources: the worker is the actor's from now on; run it there.
+    pub(super) fn start_actor(&mut self, actor_id: ActorId, creation: TaskId, worker: WorkerId) {
+        let pending = self
+            .actors
+            .get(&actor_id)
+            .is_some_and(|a| a.state == ActorState::Pending && a.creation == creation);
+        if !pending || !self.ledger.keep_for_actor(worker, creation, actor_id) {
+            self.ledger.task_ended(worker);
+            return;
+        }
+        if let Some(a) = self.actors.get_mut(&actor_id) {
+            a.state = ActorState::Running { worker };
         }
         if let Some(t) = self.tasks.get_mut(&creation) {
             t.state = TaskState::Done;
@@ -229,10 +233,7 @@ impl Core {
                 a.inflight.push_back(next);
             }
             if let Some(t) = self.tasks.get_mut(&next) {
-                t.state = TaskState::Running {
-                    worker,
-                    demand: Resources::default(),
-                };
+                t.state = TaskState::Running { worker };
             }
             self.execute(next, worker);
         }
@@ -250,10 +251,10 @@ impl Core {
         let Some(actor) = self.actors.get_mut(&actor_id) else {
             return;
         };
-        let ActorState::Running { demand, .. } = actor.state.clone() else {
+        // Its worker is gone from the ledger already, with what it held.
+        if !matches!(actor.state, ActorState::Running { .. }) {
             return;
-        };
-        self.sched.release(&demand);
+        }
         let max = actor.opts.max_restarts;
         if max >= 0 && actor.restarts as i64 >= max as i64 {
             let cause =
@@ -262,7 +263,8 @@ impl Core {
         }
         actor.restarts += 1;
         actor.state = ActorState::Pending;
-        tracing::info!(actor = %actor_id, restart = actor.restarts, "restarting actor: {why}");
+        let restarts = actor.restarts;
+        tracing::info!(actor = %actor_id, restart = restarts, "restarting actor: {why}");
         // Calls in flight go first again if they may be retried, else fail.
         let inflight: Vec<TaskId> = actor.inflight.drain(..).collect();
         let max_task_retries = actor.opts.max_task_retries;
@@ -286,11 +288,21 @@ impl Core {
                 actor.queue.push_front(task_id);
             }
         }
+        let mut owner = None;
         if let Some(task) = self.tasks.get_mut(&creation) {
-            task.attempt += 1;
+            task.attempt = restarts;
             task.state = TaskState::Queued;
+            owner = task.origin;
             let demand = task.spec.resources.clone();
-            let _ = self.sched.enqueue(creation, &demand);
+            let _ = self.ledger.queue().enqueue(creation, &demand);
+        }
+        if let Some(owner) = owner {
+            // The actor is another node's: its budget is kept there too.
+            let msg = crate::cluster::wire::PeerMsg::ActorRestarted {
+                actor: actor_id,
+                restarts,
+            };
+            self.send_peer(owner, msg);
         }
         self.dispatch();
     }
@@ -333,15 +345,15 @@ impl Core {
             .clone()
             .map(|n| (actor.opts.namespace.clone(), n));
         match previous {
-            ActorState::Running { worker, demand } => {
-                self.sched.release(&demand);
+            ActorState::Running { worker } => {
+                self.ledger.retire(worker);
                 if let Some(w) = self.workers.get_mut(&worker) {
                     // The worker's exit finds the actor dead and does nothing more.
                     w.process.kill();
                 }
             }
             ActorState::Pending => {
-                self.sched.remove(creation);
+                self.ledger.queue().remove(creation);
             }
             ActorState::Dead { .. } => {}
         }

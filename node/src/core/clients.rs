@@ -1,6 +1,6 @@
 //! Clients: hello, the references they hold, the objects they put.
 
-use super::{Client, ConnId, Core, WorkerState};
+use super::{Client, ConnId, Core};
 use crate::objects::ObjState;
 use crate::server::ConnTx;
 use raynode_proto::{FromNode, JobId, ObjectId, Role, PROTOCOL_VERSION};
@@ -57,11 +57,8 @@ impl Core {
             Role::Worker { worker } => match self.workers.get_mut(worker) {
                 Some(w) if w.conn.is_none() => {
                     w.conn = Some(conn);
-                    if w.state == WorkerState::Starting {
-                        w.state = WorkerState::Idle;
-                        w.idle_since = std::time::Instant::now();
-                        self.idle.push(*worker);
-                    }
+                    w.idle_since = std::time::Instant::now();
+                    self.ledger.worker_ready(*worker);
                     JobId(0)
                 }
                 _ => return self.refuse(conn, &format!("no worker {worker} is expected")),

@@ -1,6 +1,6 @@
 //! What a node tells about itself: nodes, resources, and the task timeline.
 
-use super::{Core, WorkerState};
+use super::Core;
 use raynode_proto::{InfoKind, Resources, TaskId};
 use serde_json::{json, Map, Value};
 
@@ -45,18 +45,14 @@ impl Core {
     }
 
     pub(super) fn info_json(&self, what: InfoKind) -> String {
-        let mut total = self.sched.total().clone();
+        let mut total = self.ledger.sched().total().clone();
         total.set(
             "object_store_memory",
             self.config.object_store_memory as f64,
         );
         let value = match what {
             InfoKind::Nodes => {
-                let busy = self
-                    .workers
-                    .values()
-                    .filter(|w| matches!(w.state, WorkerState::Running(_) | WorkerState::Actor(_)))
-                    .count();
+                let busy = self.ledger.busy();
                 let status = self.gcs.status();
                 let role = |raft: raft_gcs::NodeId| -> &'static str {
                     if status.voters.contains(&raft) {
@@ -91,10 +87,10 @@ impl Core {
                     "PeerId": self.cluster.peer_id.to_string(),
                     "P2pAddress": self.cluster.p2p_addrs.first(),
                     "ClientAddress": self.client_addr,
-                    "Available": resources_json(&self.sched.available()),
+                    "Available": resources_json(&self.ledger.sched().available()),
                     "Workers": self.workers.len(),
                     "BusyWorkers": busy,
-                    "QueuedTasks": self.sched.queued(),
+                    "QueuedTasks": self.ledger.sched().queued(),
                     "Objects": self.objects.len(),
                     "Actors": self.actors.len(),
                 })];
@@ -155,7 +151,7 @@ impl Core {
                 resources_json(&sum)
             }
             InfoKind::AvailableResources => {
-                let mut sum = self.sched.available();
+                let mut sum = self.ledger.sched().available();
                 for peer in self.remote.peers.values() {
                     for (name, v) in &peer.load.available.0 {
                         sum.set(name, sum.get(name) + v);

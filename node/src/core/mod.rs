@@ -28,14 +28,14 @@ mod waiters;
 use crate::cluster::wire::{Load, PeerMsg};
 use crate::cluster::Cluster;
 use crate::config::NodeConfig;
+use crate::engine::Ledger;
 use crate::objects::{Objects, WaiterId};
-use crate::scheduler::Scheduler;
 use crate::server::ConnTx;
 use crate::store::Store;
 use crate::workers::WorkerProcess;
 use raynode_proto::{
-    ActorId, FromNode, FunctionId, JobId, NodeId, ObjectId, Resources, Role, TaskId, TaskSpec,
-    ToNode, WorkerId,
+    ActorId, FromNode, FunctionId, JobId, NodeId, ObjectId, Role, TaskId, TaskSpec, ToNode,
+    WorkerId,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -84,6 +84,8 @@ pub enum Event {
     /// A peer's gossiped load report.
     Load(Box<Load>),
     PeerDisconnected(p2p::PeerId),
+    /// Messages to a peer could not be delivered, even when sent again.
+    PeerUnreachable(p2p::PeerId),
     /// A client's large inline put, already written into the store by its reader.
     PutStored {
         conn: ConnId,
@@ -131,20 +133,9 @@ struct Client {
     needs_token: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum WorkerState {
-    Starting,
-    Idle,
-    Running(TaskId),
-    Actor(ActorId),
-}
-
 struct Worker {
     process: WorkerProcess,
     conn: Option<ConnId>,
-    state: WorkerState,
-    /// Inside `get`/`wait`: its task's resources are lent out meanwhile.
-    blocked: bool,
     /// The job whose work it is doing, for the tasks it submits.
     job: JobId,
     functions: HashSet<FunctionId>,
@@ -156,9 +147,9 @@ enum TaskState {
     /// Waiting for this many dependencies.
     Waiting(usize),
     Queued,
+    /// On `worker` (which holds its resources, in the ledger).
     Running {
         worker: WorkerId,
-        demand: Resources,
     },
     /// An actor's constructor has run: the entry lives on as the actor's lineage.
     Done,
@@ -190,13 +181,13 @@ pub struct Core {
     events: mpsc::Sender<Event>,
     clients: HashMap<ConnId, Client>,
     workers: HashMap<WorkerId, Worker>,
-    idle: Vec<WorkerId>,
+    /// What each worker does and the resources it holds.
+    ledger: Ledger,
     next_worker: u64,
     next_job: u32,
     objects: Objects,
     functions: HashMap<FunctionId, Arc<Vec<u8>>>,
     tasks: HashMap<TaskId, Task>,
-    sched: Scheduler,
     actors: HashMap<ActorId, actors::Actor>,
     names: HashMap<(String, String), ActorId>,
     waiters: HashMap<WaiterId, waiters::Waiter>,
@@ -218,7 +209,7 @@ impl Core {
         events: mpsc::Sender<Event>,
     ) -> Core {
         let gcs = cluster.gcs.clone();
-        let sched = Scheduler::new(config.total_resources());
+        let ledger = Ledger::new(config.total_resources());
         Core {
             config,
             node_id,
@@ -227,13 +218,12 @@ impl Core {
             events,
             clients: HashMap::new(),
             workers: HashMap::new(),
-            idle: Vec::new(),
+            ledger,
             next_worker: 1,
             next_job: 1,
             objects: Objects::default(),
             functions: HashMap::new(),
             tasks: HashMap::new(),
-            sched,
             actors: HashMap::new(),
             names: HashMap::new(),
             waiters: HashMap::new(),
@@ -269,7 +259,12 @@ impl Core {
                 Event::Timeout { waiter } => self.on_timeout(waiter),
                 Event::Peer { from, peer, msgs } => self.on_peer_msgs(from, peer, msgs),
                 Event::Load(load) => self.on_load(*load),
-                Event::PeerDisconnected(peer) => self.on_peer_disconnected(peer),
+                Event::PeerDisconnected(peer) => {
+                    self.on_peer_disconnected(peer, "its connection closed")
+                }
+                Event::PeerUnreachable(peer) => {
+                    self.on_peer_disconnected(peer, "messages to it could not be delivered")
+                }
                 Event::Pulled { id, size, result } => self.on_pulled(id, size, result),
                 Event::ActorNamed {
                     conn,
@@ -409,14 +404,9 @@ impl Core {
         self.gossip_tick();
         self.start_pulls();
         let now = Instant::now();
-        let pooled = self
-            .workers
-            .values()
-            .filter(|w| !matches!(w.state, WorkerState::Actor(_)))
-            .count();
-        let mut surplus = pooled.saturating_sub(self.config.min_workers);
+        let mut surplus = self.ledger.pooled().saturating_sub(self.config.min_workers);
         let mut expired = Vec::new();
-        for id in &self.idle {
+        for id in self.ledger.idle() {
             if surplus == 0 {
                 break;
             }
@@ -429,7 +419,7 @@ impl Core {
         }
         for id in expired {
             tracing::debug!(worker = %id, "stopping an idle worker");
-            self.idle.retain(|w| *w != id);
+            self.ledger.retire(id);
             if let Some(w) = self.workers.get_mut(&id) {
                 w.process.kill();
             }

@@ -1,7 +1,8 @@
 //! The worker pool: starting workers, returning them to the idle list, and
 //! what happens to their work when a worker process dies.
 
-use super::{Core, TaskState, Worker, WorkerState};
+use super::{Core, Worker};
+use crate::engine::Slot;
 use raynode_proto::meta::SystemErrorKind;
 use raynode_proto::{TaskKind, WorkerId};
 use std::collections::HashSet;
@@ -16,13 +17,12 @@ impl Core {
                 let worker = Worker {
                     process,
                     conn: None,
-                    state: WorkerState::Starting,
-                    blocked: false,
                     job: raynode_proto::JobId(0),
                     functions: HashSet::new(),
                     idle_since: Instant::now(),
                 };
                 self.workers.insert(id, worker);
+                self.ledger.add_worker(id);
             }
             Err(e) => {
                 tracing::error!(python = %self.config.python.display(), "cannot start a worker: {e}")
@@ -30,13 +30,11 @@ impl Core {
         }
     }
 
+    /// The worker's task ended: it and its resources are free again.
     pub(super) fn worker_idle(&mut self, worker: WorkerId) {
-        if let Some(w) = self.workers.get_mut(&worker) {
-            if matches!(w.state, WorkerState::Running(_)) {
-                w.state = WorkerState::Idle;
-                w.blocked = false;
+        if self.ledger.task_ended(worker).is_some() {
+            if let Some(w) = self.workers.get_mut(&worker) {
                 w.idle_since = Instant::now();
-                self.idle.push(worker);
             }
         }
     }
@@ -60,22 +58,17 @@ impl Core {
             return;
         };
         w.process.kill();
-        self.idle.retain(|id| *id != worker);
-        match w.state {
-            WorkerState::Starting => {
+        // What it held goes back with it.
+        match self.ledger.remove_worker(worker) {
+            Some(Slot::Starting) => {
                 tracing::warn!(%worker, "worker exited before it connected: {why}");
             }
-            WorkerState::Idle => {}
-            WorkerState::Running(task_id) => {
+            None | Some(Slot::Idle | Slot::Retiring) => {}
+            Some(Slot::Task { task: task_id, .. }) => {
                 tracing::warn!(%worker, task = %task_id, "worker died running a task: {why}");
                 let Some(task) = self.tasks.get(&task_id) else {
                     return self.dispatch();
                 };
-                if let TaskState::Running { demand, .. } = &task.state {
-                    if !w.blocked {
-                        self.sched.release(&demand.clone());
-                    }
-                }
                 let cancelled = task.cancelled;
                 let retry = super::tasks::retries_left(&task.spec, task.attempt);
                 let name = task.spec.name.clone();
@@ -95,7 +88,7 @@ impl Core {
                     self.fail_task(task_id, SystemErrorKind::WorkerCrashedError, &why);
                 }
             }
-            WorkerState::Actor(actor) => self.on_actor_worker_died(actor, why),
+            Some(Slot::Actor { actor, .. }) => self.on_actor_worker_died(actor, why),
         }
         self.dispatch();
     }

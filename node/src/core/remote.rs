@@ -115,9 +115,9 @@ impl Core {
             peer: self.cluster.peer_id.to_string(),
             p2p_addrs: self.cluster.p2p_addrs.clone(),
             client_addr: self.client_addr.clone(),
-            total: self.sched.total().clone(),
-            available: self.sched.available(),
-            queued: (self.sched.queued() + self.remote.unplaced.len()) as u32,
+            total: self.ledger.sched().total().clone(),
+            available: self.ledger.sched().available(),
+            queued: (self.ledger.sched().queued() + self.remote.unplaced.len()) as u32,
         };
         let p2p = self.cluster.p2p.clone();
         tokio::spawn(async move {
@@ -235,12 +235,12 @@ impl Core {
 
     /// Sends tasks waiting here for resources to a peer that has them free.
     fn rebalance(&mut self, node: NodeId) {
-        while self.sched.queued() > 0 && !self.sched.has_fitting() {
+        while self.ledger.sched().queued() > 0 && !self.ledger.sched().has_fitting() {
             let Some(peer) = self.remote.peers.get(&node) else {
                 return;
             };
             let tasks = &self.tasks;
-            let stolen = self.sched.steal(|task, demand| {
+            let stolen = self.ledger.queue().steal(|task, demand| {
                 fits(&peer.load.available, demand)
                     && tasks.get(&task).is_some_and(|t| {
                         t.origin.is_none()
@@ -255,7 +255,7 @@ impl Core {
         }
     }
 
-    pub(super) fn on_peer_disconnected(&mut self, peer: PeerId) {
+    pub(super) fn on_peer_disconnected(&mut self, peer: PeerId, why: &str) {
         let node = self
             .remote
             .peer_ids
@@ -264,7 +264,7 @@ impl Core {
             .map(|(n, _)| *n);
         if let Some(node) = node {
             if self.remote.peers.contains_key(&node) {
-                self.on_peer_lost(node, "its connection closed");
+                self.on_peer_lost(node, why);
             }
         }
     }
@@ -336,7 +336,7 @@ impl Core {
                 return false;
             };
             self.remote.peer_ids.insert(node, peer);
-            let outbox = self.cluster.outbox(peer);
+            let outbox = self.cluster.outbox(peer, self.events.clone());
             self.remote.outboxes.insert(node, outbox);
         }
         match self.remote.outboxes.get(&node) {
@@ -372,10 +372,12 @@ impl Core {
 
     pub(super) fn place(&mut self, spec: &TaskSpec, hops: u8, foreign: bool) -> Place {
         let demand = &spec.resources;
-        let feasible_here = self.sched.feasible(demand);
+        let feasible_here = self.ledger.sched().feasible(demand);
         if foreign {
             // Run for another node: here if it fits now, else back once.
-            let now = feasible_here && self.sched.fits(demand) && self.sched.queued() == 0;
+            let now = feasible_here
+                && self.ledger.sched().fits(demand)
+                && self.ledger.sched().queued() == 0;
             let may_spill = hops < MAX_HOPS && matches!(spec.kind, TaskKind::Normal);
             return match (now, may_spill, feasible_here) {
                 (true, _, _) => Place::Local,
@@ -391,7 +393,7 @@ impl Core {
                 Place::Nowhere
             };
         }
-        if feasible_here && self.sched.fits(demand) && self.sched.queued() == 0 {
+        if feasible_here && self.ledger.sched().fits(demand) && self.ledger.sched().queued() == 0 {
             return Place::Local;
         }
         let can_fit: Vec<NodeId> = self
@@ -462,7 +464,7 @@ impl Core {
                 Place::Remote(node) => self.forward(task_id, node),
                 Place::SpillBack => self.spill_back(task_id),
                 Place::Local => {
-                    let _ = self.sched.enqueue(task_id, &spec.resources);
+                    let _ = self.ledger.queue().enqueue(task_id, &spec.resources);
                     self.dispatch();
                 }
                 Place::Nowhere => self.remote.unplaced.push(task_id),
@@ -493,7 +495,7 @@ impl Core {
             return;
         };
         task.state = TaskState::Remote(node);
-        let (spec, job, hops) = (task.spec.clone(), task.job, task.hops);
+        let (spec, job, hops, attempt) = (task.spec.clone(), task.job, task.hops, task.attempt);
         let mut args = Vec::new();
         for dep in spec.dependencies() {
             match self.wire_value(dep) {
@@ -544,6 +546,7 @@ impl Core {
             function,
             args,
             hops: hops + 1,
+            attempt,
         };
         if !self.send_peer(node, PeerMsg::Run(Box::new(run))) {
             self.on_peer_lost(node, "it cannot be reached");
@@ -576,6 +579,9 @@ impl Core {
                 }
                 PeerMsg::SpillBack { task } => self.on_spilled_back(from, task),
                 PeerMsg::Cancel { task } => self.on_cancel(ObjectId::for_return(task, 0)),
+                PeerMsg::ActorRestarted { actor, restarts } => {
+                    self.on_remote_actor_restarted(actor, restarts)
+                }
                 PeerMsg::KillActor { actor, no_restart } => {
                     if !self.kill_remote_actor(actor, no_restart) {
                         self.kill_actor(actor, no_restart, "killed by ray.kill")
@@ -593,6 +599,7 @@ impl Core {
             function,
             args,
             hops,
+            attempt,
             ..
         } = run;
         if let Some(body) = function {
@@ -603,7 +610,7 @@ impl Core {
         if self.tasks.contains_key(&spec.task_id) {
             return;
         }
-        self.submit(spec, JobId(0), Some(from), hops);
+        self.submit(spec, JobId(0), Some(from), hops, attempt);
         for (id, value) in args {
             self.receive_value(id, value, Vec::new(), None);
         }
@@ -1004,16 +1011,25 @@ impl Core {
             return;
         };
         let (spec, job) = (task.spec.clone(), task.job);
-        self.register_actor(&opts, &spec, job);
-        if let Some(a) = self.actors.get_mut(&actor) {
-            a.restarts = attempt + 1;
-        }
+        self.register_actor(&opts, &spec, job, attempt + 1);
         // Calls wait in the actor's own queue while it is placed again.
         let calls = self.remote.actor_queues.remove(&actor).unwrap_or_default();
         if let Some(a) = self.actors.get_mut(&actor) {
             a.queue = calls;
         }
         self.retry_task(creation);
+    }
+
+    /// Our actor restarted on the node it lives on: its restarts count
+    /// against its one budget here too.
+    fn on_remote_actor_restarted(&mut self, actor: ActorId, restarts: u32) {
+        let creation = self
+            .tasks
+            .values_mut()
+            .find(|t| matches!(&t.spec.kind, TaskKind::ActorCreate(o) if o.actor == actor));
+        if let Some(task) = creation {
+            task.attempt = task.attempt.max(restarts);
+        }
     }
 
     /// `ray.kill` of an actor that lives elsewhere: passed to its home.

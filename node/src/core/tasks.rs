@@ -1,6 +1,7 @@
 //! Tasks: submission, dependencies, dispatch to workers, completion.
 
-use super::{ConnId, Core, Task, TaskState, WorkerState};
+use super::{ConnId, Core, Task, TaskState};
+use crate::engine::Slot;
 use crate::objects::ObjState;
 use raynode_proto::meta::SystemErrorKind;
 use raynode_proto::{
@@ -27,7 +28,7 @@ impl Core {
         for id in spec.return_ids() {
             self.hold(conn, id);
         }
-        self.submit(spec, job, None, 0);
+        self.submit(spec, job, None, 0, 0);
     }
 
     /// Takes a task in: from a local client (`origin` none), or from the
@@ -38,6 +39,7 @@ impl Core {
         job: raynode_proto::JobId,
         origin: Option<raynode_proto::NodeId>,
         hops: u8,
+        attempt: u32,
     ) {
         let task_id = spec.task_id;
         let mut missing = 0;
@@ -56,6 +58,7 @@ impl Core {
         let mut task = Task::new(Arc::new(spec), job, TaskState::Waiting(missing));
         task.origin = origin;
         task.hops = hops;
+        task.attempt = attempt;
         let spec = task.spec.clone();
         self.tasks.insert(task_id, task);
         if let TaskKind::ActorMethod { actor, .. } = &spec.kind {
@@ -72,7 +75,7 @@ impl Core {
             }
         }
         if let TaskKind::ActorCreate(opts) = &spec.kind {
-            self.register_actor(opts, &spec, job);
+            self.register_actor(opts, &spec, job, attempt);
         }
         for id in wanted {
             self.want(id);
@@ -124,11 +127,11 @@ impl Core {
                     }
                 }
                 let demand = spec.resources.clone();
-                if let Err(infeasible) = self.sched.enqueue(task_id, &demand) {
+                if let Err(infeasible) = self.ledger.queue().enqueue(task_id, &demand) {
                     tracing::warn!(
                         task = %spec.name,
                         demand = ?infeasible.demand.0,
-                        total = ?self.sched.total().0,
+                        total = ?self.ledger.sched().total().0,
                         "a task needs more resources than this node has; it stays pending"
                     );
                 }
@@ -140,35 +143,23 @@ impl Core {
     /// Hands queued tasks to idle workers, and starts workers if tasks that
     /// fit the free resources wait for one.
     pub(super) fn dispatch(&mut self) {
-        while !self.idle.is_empty() {
-            let Some((task_id, demand)) = self.sched.pop_fitting() else {
-                break;
-            };
-            let Some(worker) = self.idle.pop() else { break };
+        while let Some((task_id, worker, _)) = self.ledger.dispatch_next() {
             let kind = self.tasks.get(&task_id).map(|t| t.spec.kind.clone());
             match kind {
-                Some(TaskKind::ActorCreate(opts)) => self.start_actor(opts.actor, worker, demand),
+                Some(TaskKind::ActorCreate(opts)) => self.start_actor(opts.actor, task_id, worker),
                 Some(_) => {
-                    if let Some(w) = self.workers.get_mut(&worker) {
-                        w.state = WorkerState::Running(task_id);
-                    }
                     if let Some(t) = self.tasks.get_mut(&task_id) {
-                        t.state = TaskState::Running { worker, demand };
+                        t.state = TaskState::Running { worker };
                     }
                     self.execute(task_id, worker);
                 }
                 None => {
-                    self.sched.release(&demand);
-                    self.idle.push(worker);
+                    self.ledger.task_ended(worker);
                 }
             }
         }
-        let waiting = self.sched.fitting_len(super::MAX_STARTING_WORKERS);
-        let starting = self
-            .workers
-            .values()
-            .filter(|w| w.state == WorkerState::Starting)
-            .count();
+        let waiting = self.ledger.sched().fitting_len(super::MAX_STARTING_WORKERS);
+        let starting = self.ledger.starting();
         for _ in starting..waiting.min(super::MAX_STARTING_WORKERS) {
             self.start_worker();
         }
@@ -260,8 +251,8 @@ impl Core {
         why: &str,
     ) {
         tracing::warn!(task = %task_id, %worker, "a task cannot start: {why}");
-        let actor = match self.workers.get(&worker).map(|w| w.state) {
-            Some(WorkerState::Actor(actor)) => Some(actor),
+        let actor = match self.ledger.slot(worker) {
+            Some(Slot::Actor { actor, .. }) => Some(*actor),
             _ => None,
         };
         let creation_of = actor.filter(|a| {
@@ -274,21 +265,16 @@ impl Core {
             return self.declare_dead(actor, format!("its constructor could not start: {why}"));
         }
         if actor.is_none() {
-            if let Some(Task {
-                state: TaskState::Running { demand, .. },
-                ..
-            }) = self.tasks.get(&task_id)
-            {
-                let demand = demand.clone();
-                if !self.workers.get(&worker).is_some_and(|w| w.blocked) {
-                    self.sched.release(&demand);
-                }
-            }
             match self.workers.get_mut(&worker) {
                 Some(w) if w.conn.is_some() => self.worker_idle(worker),
                 // Never handed out again: its exit is noticed as any other.
-                Some(w) => w.process.kill(),
-                None => {}
+                Some(w) => {
+                    w.process.kill();
+                    self.ledger.retire(worker);
+                }
+                None => {
+                    self.ledger.remove_worker(worker);
+                }
             }
         }
         self.fail_task(task_id, kind, why);
@@ -327,14 +313,7 @@ impl Core {
             && retries_left(&task.spec, task.attempt)
             && !task.cancelled;
         let worker = match &task.state {
-            TaskState::Running { worker, demand } => {
-                let (worker, demand) = (*worker, demand.clone());
-                let blocked = self.workers.get(&worker).is_some_and(|w| w.blocked);
-                if !blocked {
-                    self.sched.release(&demand);
-                }
-                Some(worker)
-            }
+            TaskState::Running { worker } => Some(*worker),
             _ => None,
         };
         self.record_span(task_id);
@@ -431,7 +410,7 @@ impl Core {
             return;
         };
         if matches!(task.state, TaskState::Queued) {
-            self.sched.remove(task_id);
+            self.ledger.queue().remove(task_id);
         }
         if let TaskKind::ActorMethod { actor, .. } = &task.spec.kind {
             if let Some(a) = self.actors.get_mut(actor) {

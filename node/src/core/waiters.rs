@@ -4,7 +4,7 @@
 //! A worker that waits inside a task lends its task's resources out while
 //! it waits, so the tasks it waits for can run (nested tasks never deadlock).
 
-use super::{ConnId, Core, Event, TaskState, WorkerState};
+use super::{ConnId, Core, Event};
 use crate::objects::WaiterId;
 use raynode_proto::meta::SystemErrorKind;
 use raynode_proto::{FromNode, ObjectId, Role, Value, WorkerId};
@@ -132,43 +132,17 @@ impl Core {
         else {
             return;
         };
-        let Some(w) = self.workers.get_mut(&worker) else {
-            return;
-        };
-        let WorkerState::Running(task_id) = w.state else {
-            return;
-        };
-        if w.blocked {
+        if !self.ledger.block(worker) {
             return;
         }
-        w.blocked = true;
         if let Some(waiter) = self.waiters.get_mut(&waiter_id) {
             waiter.blocked_worker = Some(worker);
-        }
-        if let Some(TaskState::Running { demand, .. }) = self.tasks.get(&task_id).map(|t| &t.state)
-        {
-            let demand = demand.clone();
-            self.sched.release(&demand);
         }
         self.dispatch();
     }
 
     fn unblock_worker(&mut self, worker: WorkerId) {
-        let Some(w) = self.workers.get_mut(&worker) else {
-            return;
-        };
-        if !w.blocked {
-            return;
-        }
-        w.blocked = false;
-        if let WorkerState::Running(task_id) = w.state {
-            if let Some(TaskState::Running { demand, .. }) =
-                self.tasks.get(&task_id).map(|t| &t.state)
-            {
-                let demand = demand.clone();
-                self.sched.acquire(&demand);
-            }
-        }
+        self.ledger.unblock(worker);
     }
 
     pub(super) fn on_waiter_progress(&mut self, waiter_id: WaiterId) {
