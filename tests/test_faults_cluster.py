@@ -291,7 +291,10 @@ class Fragile:
 
 a = Fragile.remote()
 home = ray.get(a.node.remote(), timeout=60)
-a.die.remote()
+try:
+    ray.get(a.die.remote(), timeout=60)
+except RayActorError:
+    pass
 again = ray.get(a.node.remote(), timeout=60)       # restarted once, on its node
 print(json.dumps({"home": home, "again": again}), flush=True)
 sys.stdin.readline()                                # the test kills that node
