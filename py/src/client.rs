@@ -582,7 +582,7 @@ impl Client {
             FromNode::Created {
                 result: Ok(path), ..
             } => Ok(path),
-            FromNode::Created { result: Err(e), .. } => Err(errors::node(e)),
+            FromNode::Created { result: Err(e), .. } => Err(errors::store(py, e)),
             other => Err(unexpected(other)),
         }
     }

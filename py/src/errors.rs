@@ -26,21 +26,36 @@ pub fn node(what: impl std::fmt::Display) -> PyErr {
     NodeError::new_err(what.to_string())
 }
 
+/// An instance of the exception class `name` of `raynode.exceptions`,
+/// made with `message` (the node's error if that fails).
+fn raynode_exception(py: pyo3::Python<'_>, name: &str, message: String) -> PyErr {
+    use pyo3::types::PyAnyMethods;
+    let class = py
+        .import("raynode.exceptions")
+        .and_then(|module| module.getattr(name));
+    match class.and_then(|class| class.call1((message.clone(),))) {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(_) => node(message),
+    }
+}
+
+/// The Python exception for an object the store would not create: no room
+/// is Ray's `ObjectStoreFullError`.
+pub fn store(py: pyo3::Python<'_>, error: raynode_proto::StoreError) -> PyErr {
+    match error {
+        raynode_proto::StoreError::Full(m) => raynode_exception(py, "ObjectStoreFullError", m),
+        raynode_proto::StoreError::Failed(m) => node(m),
+    }
+}
+
 /// The Python exception for a refused `SubmitAcked`: a taken actor name is a
 /// `ValueError` (as in Ray), a control store without quorum a
 /// `raynode.exceptions.ControlStoreUnavailableError`.
 pub fn ack(py: pyo3::Python<'_>, error: raynode_proto::AckError) -> PyErr {
-    use pyo3::types::PyAnyMethods;
     match error {
         raynode_proto::AckError::NameTaken(m) => value(m),
         raynode_proto::AckError::NoQuorum(m) => {
-            let class = py
-                .import("raynode.exceptions")
-                .and_then(|module| module.getattr("ControlStoreUnavailableError"));
-            match class.and_then(|class| class.call1((m.clone(),))) {
-                Ok(instance) => PyErr::from_value(instance),
-                Err(_) => node(m),
-            }
+            raynode_exception(py, "ControlStoreUnavailableError", m)
         }
         raynode_proto::AckError::Refused(m) => node(m),
     }

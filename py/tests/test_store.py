@@ -60,3 +60,21 @@ def test_a_value_spilled_after_the_node_named_its_file_is_asked_for_again(small_
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["stale", "value 1.0 1.0"], out.stdout
+
+
+def test_a_put_the_store_cannot_hold_raises_object_store_full_error(small_store_node):
+    out = small_store_node.run_driver(
+        "import numpy as np, raynode as ray\n"
+        "from raynode.exceptions import ObjectStoreFullError\n"
+        "ray.init()\n"
+        "try:\n"
+        "    ray.put(np.zeros(32 << 20, dtype=np.uint8))\n"
+        "    print('stored')\n"
+        "except ObjectStoreFullError as e:\n"
+        "    print('full', 'larger than the store' in str(e))\n"
+        "print(ray.get(ray.put(np.ones(1 << 20)))[0])\n",
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["full", "True", "1.0"], out.stdout
+    assert small_store_node.proc.poll() is None

@@ -15,7 +15,7 @@ pub mod task;
 pub use frame::{FrameError, MAX_FRAME_BYTES};
 pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, TaskId, WorkerId};
 pub use msg::{
-    AckError, Execute, FromNode, InfoKind, PutView, ReturnValue, Role, ToNode, Value,
+    AckError, Execute, FromNode, InfoKind, PutView, ReturnValue, Role, StoreError, ToNode, Value,
     CLIENT_TOKEN_DOMAIN, PROTOCOL_VERSION,
 };
 pub use task::{ActorOptions, Arg, Resources, TaskKind, TaskSpec};

@@ -169,7 +169,7 @@ pub enum FromNode {
     },
     Created {
         req: u64,
-        result: Result<String, String>,
+        result: Result<String, StoreError>,
     },
     /// Values in the order asked, or `None` for all of them on timeout.
     Got {
@@ -226,6 +226,25 @@ impl FromNode {
             | FromNode::Acked { req, .. }
             | FromNode::Error { req, .. } => Some(*req),
             FromNode::Welcome { .. } | FromNode::Execute(_) | FromNode::Cancel { .. } => None,
+        }
+    }
+}
+
+/// Why the store refused to create an object; each maps to one Python
+/// exception.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum StoreError {
+    /// No room, even after spilling what can be spilled, or larger than
+    /// the whole store (Python: `ObjectStoreFullError`, as Ray).
+    Full(String),
+    /// Anything else (Python: the node's error).
+    Failed(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Full(m) | StoreError::Failed(m) => f.write_str(m),
         }
     }
 }

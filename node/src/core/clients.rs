@@ -204,7 +204,12 @@ impl Core {
             self.forget_stale_result(id);
             result = self.store.create(id, size);
         }
-        let result = result.map_err(|e| e.to_string());
+        let result = result.map_err(|e| match e {
+            objstore::CreateError::StoreFull { .. } | objstore::CreateError::TooLarge { .. } => {
+                raynode_proto::StoreError::Full(e.to_string())
+            }
+            other => raynode_proto::StoreError::Failed(other.to_string()),
+        });
         if result.is_ok() {
             if let Some(client) = self.clients.get_mut(&conn) {
                 client.unsealed.insert(id);
