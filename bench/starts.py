@@ -7,6 +7,7 @@ how long each took.
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -16,16 +17,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from testnet import Cluster, ClusterError  # noqa: E402
 
 
-def one_start(nodes, timeout):
+def one_start(nodes, timeout, keep_failed=None, log_level="warn"):
     """Seconds from the first node's launch to a healthy cluster, or the
-    reason it did not become healthy."""
-    cluster = Cluster(num_cpus=1, min_workers=0, log_level="warn")
+    reason it did not become healthy (its logs copied under `keep_failed`)."""
+    cluster = Cluster(num_cpus=1, min_workers=0, log_level=log_level)
     started = time.monotonic()
     try:
         cluster.start(nodes)
         cluster.wait_healthy(timeout)
         return time.monotonic() - started, None
     except ClusterError as e:
+        if keep_failed:
+            dest = os.path.join(keep_failed, os.path.basename(cluster.workdir))
+            shutil.copytree(cluster.workdir, dest, ignore=shutil.ignore_patterns("*.sock", "gcs", "spill"))
         return None, str(e).splitlines()[0]
     finally:
         cluster.stop()
@@ -36,10 +40,12 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds a start may take to get healthy")
+    parser.add_argument("--keep-failed", metavar="DIR", help="copy the logs of starts that fail into DIR")
+    parser.add_argument("--log-level", default="warn", help="the nodes' --log-level")
     opts = parser.parse_args(argv)
     times, failures = [], []
     for run in range(1, opts.runs + 1):
-        took, why = one_start(opts.nodes, opts.timeout)
+        took, why = one_start(opts.nodes, opts.timeout, opts.keep_failed, opts.log_level)
         if why is None:
             times.append(took)
         else:

@@ -229,7 +229,12 @@ impl Cluster {
             .and_then(|(_, addr)| peer_of(&addr))
             .filter(|p| *p != self.peer_id);
         if target.is_none() && any_peer {
-            target = self.p2p.connected_peers().await.into_iter().next();
+            // A random one each attempt: the first in a fixed order may be
+            // a peer that knows no leader either, attempt after attempt.
+            let peers = self.p2p.connected_peers().await;
+            if !peers.is_empty() {
+                target = Some(peers[rand::random::<usize>() % peers.len()]);
+            }
         }
         let peer = target.ok_or("no GCS leader is known yet")?;
         let request = wire::encode(&PeerRequest::GcsWrite(commands.to_vec()));

@@ -96,9 +96,8 @@ pub struct RunTask {
     pub attempt: u32,
 }
 
-/// A task is forwarded at most this many times: a node busier than its
-/// owner thought sends it back once, and the next node it goes to runs it.
-pub const MAX_HOPS: u8 = 2;
+/// A task is sent back to its owner at most this many times.
+pub use crate::engine::placement::MAX_HOPS;
 
 /// One chunk of a sealed object, answered by the chunk's bytes after a
 /// [`CHUNK_OK`] byte, or by [`CHUNK_ERROR`] and a message.

@@ -2,6 +2,7 @@
 //! were submitted, restarts up to `max_restarts`, names, and kills.
 
 use super::{Core, TaskState};
+use crate::engine::actor as engine;
 use raynode_proto::meta::SystemErrorKind;
 use raynode_proto::{AckError, ActorId, ActorOptions, JobId, TaskId, TaskSpec, WorkerId};
 use std::collections::VecDeque;
@@ -255,36 +256,49 @@ impl Core {
         if !matches!(actor.state, ActorState::Running { .. }) {
             return;
         }
-        let max = actor.opts.max_restarts;
-        if max >= 0 && actor.restarts as i64 >= max as i64 {
-            let cause =
-                format!("its worker process died ({why}) and max_restarts={max} is used up");
-            return self.declare_dead(actor_id, cause);
-        }
-        actor.restarts += 1;
+        let limits = engine::Limits {
+            max_restarts: actor.opts.max_restarts,
+            max_task_retries: actor.opts.max_task_retries,
+        };
+        let running: Vec<engine::Call> = actor
+            .inflight
+            .iter()
+            .filter_map(|t| {
+                let attempt = self.tasks.get(t)?.attempt;
+                Some(engine::Call { task: *t, attempt })
+            })
+            .collect();
+        let (restarts, again, failed) = match engine::after_loss(limits, actor.restarts, &running) {
+            engine::AfterLoss::Dead { .. } => {
+                let max = limits.max_restarts;
+                let cause =
+                    format!("its worker process died ({why}) and max_restarts={max} is used up");
+                return self.declare_dead(actor_id, cause);
+            }
+            engine::AfterLoss::Restart {
+                restarts,
+                again,
+                failed,
+            } => (restarts, again, failed),
+        };
+        actor.restarts = restarts;
         actor.state = ActorState::Pending;
-        let restarts = actor.restarts;
+        actor.inflight.clear();
+        let creation = actor.creation;
         tracing::info!(actor = %actor_id, restart = restarts, "restarting actor: {why}");
         // Calls in flight go first again if they may be retried, else fail.
-        let inflight: Vec<TaskId> = actor.inflight.drain(..).collect();
-        let max_task_retries = actor.opts.max_task_retries;
-        let creation = actor.creation;
-        let mut retried = Vec::new();
-        for task_id in inflight {
-            let Some(task) = self.tasks.get_mut(&task_id) else {
-                continue;
-            };
-            if max_task_retries < 0 || (task.attempt as i64) < max_task_retries as i64 {
+        for task_id in &again {
+            if let Some(task) = self.tasks.get_mut(task_id) {
                 task.attempt += 1;
                 task.state = TaskState::Queued;
-                retried.push(task_id);
-            } else {
-                let why = format!("The actor's worker died ({why}) while running this call");
-                self.fail_task(task_id, SystemErrorKind::ActorDiedError, &why);
             }
         }
+        for task_id in failed {
+            let why = format!("The actor's worker died ({why}) while running this call");
+            self.fail_task(task_id, SystemErrorKind::ActorDiedError, &why);
+        }
         if let Some(actor) = self.actors.get_mut(&actor_id) {
-            for task_id in retried.into_iter().rev() {
+            for task_id in again.into_iter().rev() {
                 actor.queue.push_front(task_id);
             }
         }

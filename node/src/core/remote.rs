@@ -23,6 +23,7 @@
 
 use super::{Core, TaskState};
 use crate::cluster::wire::{Load, PeerMsg, RunTask, WireValue, MAX_HOPS};
+use crate::engine::actor as engine;
 use crate::objects::ObjState;
 use p2p::PeerId;
 use raynode_proto::meta::SystemErrorKind;
@@ -35,13 +36,7 @@ use tokio::sync::mpsc::UnboundedSender;
 /// A peer that has not gossiped for this long is taken for gone.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(super) enum Place {
-    Local,
-    Remote(NodeId),
-    /// Back to the node that owns it.
-    SpillBack,
-    Nowhere,
-}
+pub(super) use crate::engine::placement::{self, Place};
 
 pub(super) struct Peer {
     pub load: Load,
@@ -77,7 +72,8 @@ pub(super) struct Remote {
     pub actors: HashMap<ActorId, RemoteActor>,
     /// Calls to actors that live elsewhere, in submission order.
     actor_queues: HashMap<ActorId, VecDeque<TaskId>>,
-    /// Tasks no node can fit yet.
+    /// Tasks waiting here for room on a peer, or for a node that can run
+    /// them at all; placed again with every load report.
     pub unplaced: Vec<TaskId>,
 }
 
@@ -209,7 +205,6 @@ impl Core {
         if let Ok(peer) = load.peer.parse::<PeerId>() {
             self.remote.peer_ids.insert(node, peer);
         }
-        let fresh = !self.remote.peers.contains_key(&node);
         match self.remote.peers.get_mut(&node) {
             Some(p) => {
                 p.load = load;
@@ -227,7 +222,8 @@ impl Core {
                 );
             }
         }
-        if fresh && !self.remote.unplaced.is_empty() {
+        if !self.remote.unplaced.is_empty() {
+            // A new peer, or fresh room on one: waiting tasks may go there.
             self.place_unplaced();
         }
         self.rebalance(node);
@@ -370,65 +366,41 @@ impl Core {
 
     // ---- placement ----
 
+    /// Where a ready task runs (the engine's placement decision over this
+    /// node's resources and the peers' gossiped load).
     pub(super) fn place(&mut self, spec: &TaskSpec, hops: u8, foreign: bool) -> Place {
         let demand = &spec.resources;
-        let feasible_here = self.ledger.sched().feasible(demand);
-        if foreign {
-            // Run for another node: here if it fits now, else back once.
-            let now = feasible_here
-                && self.ledger.sched().fits(demand)
-                && self.ledger.sched().queued() == 0;
-            let may_spill = hops < MAX_HOPS && matches!(spec.kind, TaskKind::Normal);
-            return match (now, may_spill, feasible_here) {
-                (true, _, _) => Place::Local,
-                (false, true, _) => Place::SpillBack,
-                (false, false, true) => Place::Local,
-                (false, false, false) => Place::Nowhere,
-            };
-        }
-        if hops >= MAX_HOPS {
-            return if feasible_here {
-                Place::Local
-            } else {
-                Place::Nowhere
-            };
-        }
-        if feasible_here && self.ledger.sched().fits(demand) && self.ledger.sched().queued() == 0 {
-            return Place::Local;
-        }
-        let can_fit: Vec<NodeId> = self
+        let sched = self.ledger.sched();
+        let here = placement::Here {
+            feasible: sched.feasible(demand),
+            fits_now: sched.fits(demand),
+            queue_empty: sched.queued() == 0,
+        };
+        let kind = match spec.kind {
+            TaskKind::ActorCreate(_) => placement::Kind::ActorCreate,
+            _ => placement::Kind::Normal,
+        };
+        let holders = self.arg_holders(&spec.args);
+        let peers: Vec<placement::Peer> = self
             .remote
             .peers
             .iter()
-            .filter(|(_, p)| fits(&p.load.total, demand))
-            .map(|(id, _)| *id)
+            .map(|(id, p)| placement::Peer {
+                node: *id,
+                feasible: fits(&p.load.total, demand),
+                free: fits(&p.load.available, demand),
+                score: p.load.available.get("CPU") - f64::from(p.load.queued),
+                holds_args: holders.contains(id),
+            })
             .collect();
-        let free: Vec<NodeId> = can_fit
-            .iter()
-            .copied()
-            .filter(|id| fits(&self.remote.peers[id].load.available, demand))
-            .collect();
-        let choices = if !free.is_empty() {
-            free
-        } else if feasible_here {
-            return Place::Local;
-        } else {
-            can_fit
-        };
-        match self.pick_two(&choices, &spec.args) {
-            Some(node) => Place::Remote(node),
-            None => Place::Nowhere,
-        }
+        placement::place(here, kind, hops, foreign, &peers, |n| {
+            rand::random::<usize>() % n
+        })
     }
 
-    /// Power of two choices: the better of two random candidates, by free
-    /// CPU less queue; a candidate that holds a large argument wins.
-    fn pick_two(&self, choices: &[NodeId], args: &[raynode_proto::Arg]) -> Option<NodeId> {
-        if choices.is_empty() {
-            return None;
-        }
-        let holders: HashSet<NodeId> = args
-            .iter()
+    /// Nodes that own one of these arguments stored (large) there.
+    fn arg_holders(&self, args: &[raynode_proto::Arg]) -> HashSet<NodeId> {
+        args.iter()
             .filter_map(|a| match a {
                 raynode_proto::Arg::Ref(id) => Some(*id),
                 _ => None,
@@ -440,17 +412,7 @@ impl Core {
                 )
             })
             .filter_map(|id| self.owner_of(&id.0))
-            .collect();
-        if let Some(node) = choices.iter().find(|n| holders.contains(n)) {
-            return Some(*node);
-        }
-        let a = choices[rand::random::<usize>() % choices.len()];
-        let b = choices[rand::random::<usize>() % choices.len()];
-        let score = |n: &NodeId| {
-            let p = &self.remote.peers[n];
-            p.load.available.get("CPU") - f64::from(p.load.queued)
-        };
-        Some(if score(&b) > score(&a) { b } else { a })
+            .collect()
     }
 
     fn place_unplaced(&mut self) {
@@ -467,7 +429,7 @@ impl Core {
                     let _ = self.ledger.queue().enqueue(task_id, &spec.resources);
                     self.dispatch();
                 }
-                Place::Nowhere => self.remote.unplaced.push(task_id),
+                Place::Wait | Place::Nowhere => self.remote.unplaced.push(task_id),
             }
         }
     }
@@ -977,10 +939,29 @@ impl Core {
         // Ids of one caller grow with submission order.
         inflight.sort();
         let cause = format!("The actor died: its node {node} was lost ({why})");
-        let restart = creation.as_ref().is_some_and(|(_, opts, attempt)| {
-            opts.max_restarts < 0 || (*attempt as i64) < opts.max_restarts as i64
+        let running: Vec<engine::Call> = inflight
+            .iter()
+            .filter_map(|t| {
+                let attempt = self.tasks.get(t)?.attempt;
+                Some(engine::Call { task: *t, attempt })
+            })
+            .collect();
+        let decision = creation.as_ref().map(|(_, opts, attempt)| {
+            let limits = engine::Limits {
+                max_restarts: opts.max_restarts,
+                max_task_retries: opts.max_task_retries,
+            };
+            engine::after_loss(limits, *attempt, &running)
         });
-        let Some((creation, opts, attempt)) = creation.filter(|_| restart) else {
+        let (
+            Some((creation, opts, _)),
+            Some(engine::AfterLoss::Restart {
+                restarts,
+                again,
+                failed,
+            }),
+        ) = (creation, decision)
+        else {
             for call in inflight {
                 self.fail_task(call, SystemErrorKind::ActorDiedError, &cause);
             }
@@ -988,20 +969,15 @@ impl Core {
             self.forget_actor_name(actor);
             return;
         };
-        tracing::info!(%actor, "restarting an actor whose node was lost: {why}");
-        let mut again = Vec::new();
-        for call in inflight {
-            let Some(task) = self.tasks.get_mut(&call) else {
-                continue;
-            };
-            let retries = opts.max_task_retries;
-            if retries < 0 || (task.attempt as i64) < retries as i64 {
+        tracing::info!(%actor, restart = restarts, "restarting an actor whose node was lost: {why}");
+        for call in &again {
+            if let Some(task) = self.tasks.get_mut(call) {
                 task.attempt += 1;
                 task.state = TaskState::Queued;
-                again.push(call);
-            } else {
-                self.fail_task(call, SystemErrorKind::ActorDiedError, &cause);
             }
+        }
+        for call in failed {
+            self.fail_task(call, SystemErrorKind::ActorDiedError, &cause);
         }
         let queue = self.remote.actor_queue(actor);
         for call in again.into_iter().rev() {
@@ -1011,7 +987,7 @@ impl Core {
             return;
         };
         let (spec, job) = (task.spec.clone(), task.job);
-        self.register_actor(&opts, &spec, job, attempt + 1);
+        self.register_actor(&opts, &spec, job, restarts);
         // Calls wait in the actor's own queue while it is placed again.
         let calls = self.remote.actor_queues.remove(&actor).unwrap_or_default();
         if let Some(a) = self.actors.get_mut(&actor) {

@@ -115,6 +115,11 @@ impl Core {
                     super::remote::Place::Local => {}
                     super::remote::Place::Remote(node) => return self.forward(task_id, node),
                     super::remote::Place::SpillBack => return self.spill_back(task_id),
+                    super::remote::Place::Wait => {
+                        tracing::debug!(task = %task_id, "no peer has room for a task now; it waits");
+                        self.remote.unplaced.push(task_id);
+                        return;
+                    }
                     super::remote::Place::Nowhere => {
                         tracing::warn!(
                             task = %spec.name,

@@ -4,8 +4,13 @@
 //! unit tests and property tests over random event sequences.
 //!
 //! - [`ledger`]: the workers, what each does, and the resources each holds
-//!   (with the scheduler's queue of ready tasks).
+//!   (with the scheduler's queue of ready tasks);
+//! - [`placement`]: where a ready task runs (randomness passed in);
+//! - [`actor`]: what follows an actor's loss of its worker or node (one
+//!   restart budget wherever it lives).
 
+pub mod actor;
 pub mod ledger;
+pub mod placement;
 
 pub use ledger::{Ledger, Slot};
