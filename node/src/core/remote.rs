@@ -3,11 +3,11 @@
 //! - Load: every node gossips its resources and queue about once a second
 //!   ([`Core::gossip_tick`]); peers silent for [`PEER_TIMEOUT`] or
 //!   disconnected are gone ([`Core::on_peer_lost`]).
-//! - Placement ([`Core::place`]): a task runs here when it fits now;
-//!   otherwise it goes to the better of two random peers that can take it
-//!   (by gossiped free resources, minus what was sent there since), or
-//!   waits here when none can. A task no node can fit waits, with a warning,
-//!   until one joins. A forwarded task is not forwarded again.
+//! - Placement ([`Core::place`]): the engine's decision
+//!   ([`crate::engine::placement`]) over this node's resources and the
+//!   peers' gossiped load (minus what was sent there since). Tasks that wait
+//!   for room on a peer, or for a node that can run them at all, are placed
+//!   again with every load report. A forwarded task is not forwarded again.
 //! - Ownership: the node a task was submitted to owns it and its results.
 //!   It sends the task with its arguments' values ([`PeerMsg::Run`]); the
 //!   node that runs it answers [`PeerMsg::Done`] with inline values or the
