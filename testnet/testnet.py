@@ -481,6 +481,19 @@ def _group_members(groups):
     return found
 
 
+def start_healthy(n, resources_on=None, args_on=None, timeout=60.0, **kwargs):
+    """A started, healthy cluster of n nodes (`Cluster(**kwargs)`); stopped,
+    with its files removed, if it does not get healthy."""
+    cluster = Cluster(**kwargs)
+    try:
+        cluster.start(n, resources_on=resources_on, args_on=args_on)
+        cluster.wait_healthy(timeout)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
 def write_cluster_key(path):
     """A fresh cluster key in libp2p's pre-shared key format, mode 0600."""
     if os.path.exists(path):

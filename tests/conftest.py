@@ -10,21 +10,14 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "testnet"))
 
-from testnet import Cluster  # noqa: E402
+from testnet import Cluster, start_healthy  # noqa: E402
 
 HEALTHY_TIMEOUT_S = 60.0
 
 
 def start_cluster(n, resources_on=None, args_on=None, **kwargs):
     """A started, healthy cluster; stopped (with its files removed) if it does not get healthy."""
-    cluster = Cluster(**kwargs)
-    try:
-        cluster.start(n, resources_on=resources_on, args_on=args_on)
-        cluster.wait_healthy(HEALTHY_TIMEOUT_S)
-    except BaseException:
-        cluster.stop()
-        raise
-    return cluster
+    return start_healthy(n, resources_on=resources_on, args_on=args_on, timeout=HEALTHY_TIMEOUT_S, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import start_cluster
+from testnet import start_healthy as start_cluster
 
 pytestmark = pytest.mark.timeout(300)
 

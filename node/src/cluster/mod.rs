@@ -285,6 +285,9 @@ impl Cluster {
                 loop {
                     match p2p.request(peer, Protocol::Rpc, request.clone()).await {
                         Ok(_) => break,
+                        // The core dropped this outbox (it took the peer
+                        // for lost already): nothing more to report.
+                        Err(_) if rx.is_closed() => return,
                         Err(e) if attempt < SEND_ATTEMPTS => {
                             tracing::debug!(%peer, attempt, "sending to a peer failed, trying again: {e}");
                             tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
