@@ -106,7 +106,10 @@ def _start(data_dir):
             store = line.split(":", 1)[1].strip()
         if line.strip().startswith("peer id:"):
             break
-    assert store, "the node printed no store directory"
+    if not store:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("the node printed no store directory")
     return proc, store
 
 
