@@ -38,6 +38,32 @@ def wait_role(cluster, via, node, wanted, timeout):
         time.sleep(0.3)
 
 
+def kill_home_between(cluster, code, timeout=150):
+    """Runs `code` as a driver on member 0. Its first line of stdout is JSON
+    naming a node ("home"); that member is killed (SIGKILL), the driver is
+    told to go on (a line on its stdin), and its first and last JSON lines
+    are returned with the killed member's index."""
+    proc = subprocess.Popen([cluster.python, "-c", code], env=cluster.driver_env(0), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        if not line:
+            proc.wait(30)
+            pytest.fail(f"the driver stopped early:\n{proc.stderr.read()}")
+        first = json.loads(line)
+        home = next(i for i, n in enumerate(cluster.nodes) if n.node_id == first["home"].lower())
+        cluster.kill(home, signal.SIGKILL)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, f"driver failed:\n{out}\n{err}"
+    return first, json.loads(out.strip().splitlines()[-1]), home
+
+
 class Frozen:
     """Members stopped with SIGSTOP (their sockets stay open, nothing
     answers), resumed on exit whatever happens."""
@@ -212,22 +238,8 @@ n = ray.get(c.incr.remote(), timeout=90)
 print(json.dumps({"n": n, "s": time.monotonic() - t, "node": ray.get(c.node.remote(), timeout=30),
                   "blocker": ray.get(blocker, timeout=60)}))
 """
-        proc = subprocess.Popen([cluster.python, "-c", code], env=cluster.driver_env(0), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            first = json.loads(proc.stdout.readline())
-            home = next(i for i, n in enumerate(cluster.nodes) if n.node_id == first["home"].lower())
-            assert home in (1, 2)
-            cluster.kill(home, signal.SIGKILL)
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            out, err = proc.communicate(timeout=150)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert proc.returncode == 0, f"driver failed:\n{out}\n{err}"
-        last = json.loads(out.strip().splitlines()[-1])
+        _, last, home = kill_home_between(cluster, code)
+        assert home in (1, 2)
         other = 3 - home
         assert last["node"].lower() == cluster.nodes[other].node_id
         assert last["blocker"].lower() == cluster.nodes[other].node_id
@@ -304,25 +316,8 @@ try:
 except RayActorError as e:
     print(json.dumps({"after": "dead"}))
 """
-        proc = subprocess.Popen([cluster.python, "-c", code], env=cluster.driver_env(0), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            line = proc.stdout.readline()
-            if not line:
-                proc.wait(30)
-                pytest.fail(f"the driver stopped early:\n{proc.stderr.read()}")
-            first = json.loads(line)
-            assert first["home"] == first["again"], first
-            home = next(i for i, n in enumerate(cluster.nodes) if n.node_id == first["home"].lower())
-            cluster.kill(home, signal.SIGKILL)
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            out, err = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert proc.returncode == 0, f"driver failed:\n{out}\n{err}"
-        assert json.loads(out.strip().splitlines()[-1]) == {"after": "dead"}
+        first, last, _ = kill_home_between(cluster, code, timeout=120)
+        assert first["home"] == first["again"], first
+        assert last == {"after": "dead"}
     finally:
         cluster.stop()
