@@ -280,10 +280,13 @@ impl Cluster {
                     bytes += m.len();
                     msgs.push(serde_bytes::ByteBuf::from(m));
                 }
-                let request = wire::encode(&PeerRequest::Msgs { from, msgs });
+                let batch = PeerRequest::Msgs { from, msgs };
                 let mut attempt = 0u32;
                 loop {
-                    match p2p.request(peer, Protocol::Rpc, request.clone()).await {
+                    // Encoded afresh for each attempt: no copy kept for
+                    // retries on the path where the first send succeeds.
+                    let request = wire::encode(&batch);
+                    match p2p.request(peer, Protocol::Rpc, request).await {
                         Ok(_) => break,
                         // The core dropped this outbox (it took the peer
                         // for lost already): nothing more to report.

@@ -62,27 +62,26 @@ impl Pulls {
         Some(pull)
     }
 
-    /// The pulls to start now, within `budget` bytes under way, in order.
+    /// The pulls to start now, within `budget` bytes under way, in order:
+    /// first come, first served, so a pull that cannot start holds the line.
     fn due(&mut self, budget: u64, now: Instant) -> Vec<(ObjectId, NodeId, u64)> {
         let mut start = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.line.len());
-        while let Some(id) = self.line.pop_front() {
+        while let Some(&id) = self.line.front() {
             let Some(pull) = self.all.get_mut(&id) else {
+                self.line.pop_front();
                 continue;
             };
             let waiting = pull.not_before.is_some_and(|t| t > now);
             let fits = self.running_bytes == 0 || self.running_bytes + pull.size <= budget;
-            if !kept.is_empty() || waiting || !fits {
-                // First come, first served: a pull that cannot start holds the line.
-                kept.push_back(id);
-                continue;
+            if waiting || !fits {
+                break;
             }
+            self.line.pop_front();
             pull.running = true;
             pull.not_before = None;
             self.running_bytes += pull.size;
             start.push((id, pull.holder, pull.size));
         }
-        self.line = kept;
         start
     }
 }

@@ -134,27 +134,22 @@ impl Ledger {
     /// The task's worker becomes its actor's for the actor's life, keeping
     /// the resources. False if the worker does not run `task`.
     pub fn keep_for_actor(&mut self, worker: WorkerId, task: TaskId, actor: ActorId) -> bool {
-        match self.slots.get_mut(&worker) {
-            Some(slot @ Slot::Task { .. }) => {
-                let Slot::Task {
-                    task: running,
-                    demand,
-                    blocked,
-                } = slot.clone()
-                else {
-                    return false;
-                };
-                if running != task {
-                    return false;
-                }
-                if blocked {
-                    self.sched.acquire(&demand);
-                }
-                *slot = Slot::Actor { actor, demand };
-                true
-            }
-            _ => false,
+        let Some(Slot::Task {
+            task: running,
+            demand,
+            blocked,
+        }) = self.slots.get(&worker).cloned()
+        else {
+            return false;
+        };
+        if running != task {
+            return false;
         }
+        if blocked {
+            self.sched.acquire(&demand);
+        }
+        self.slots.insert(worker, Slot::Actor { actor, demand });
+        true
     }
 
     /// The worker's task ended (or could not start): what it held goes
