@@ -4,7 +4,7 @@
     ray.init()
 """
 
-from . import exceptions
+from . import actor, dag, exceptions, util
 from ._actor import ActorClass, ActorHandle
 from ._api import (
     available_resources,
@@ -31,9 +31,11 @@ __all__ = [
     "ActorClass",
     "ActorHandle",
     "ObjectRef",
+    "actor",
     "available_resources",
     "cancel",
     "cluster_resources",
+    "dag",
     "exceptions",
     "get",
     "get_actor",
@@ -47,5 +49,6 @@ __all__ = [
     "remote",
     "shutdown",
     "timeline",
+    "util",
     "wait",
 ]

@@ -1,0 +1,1 @@
+"""raynode.dag: lazy task graphs built with ``.bind()``, run with ``execute``."""

@@ -1,0 +1,1 @@
+"""raynode.util: the helpers Ray programs import from ``ray.util``."""
