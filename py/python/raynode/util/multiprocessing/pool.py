@@ -1,0 +1,216 @@
+"""Pool: Python's multiprocessing.Pool, with actors on the cluster as its processes.
+
+Each "process" is an actor that runs the initializer once, then the chunks
+of work sent to it, one at a time in the order sent. Chunks go to the actors
+in turn. Like Ray's pool, the actors reserve no CPU (`num_cpus=0`, which
+`ray_remote_args` can change), and `processes` may not exceed the cluster's
+CPUs.
+"""
+
+import functools
+import itertools
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import raynode as ray
+
+from .results import AsyncResult, IMapIterator
+
+_RUN, _CLOSE, _TERMINATE = "run", "close", "terminate"
+
+
+class _PoolActor:
+    """One process of the pool."""
+
+    def __init__(self, initializer, initargs):
+        if initializer is not None:
+            initializer(*initargs)
+
+    def ping(self):
+        """Answers once the constructor and every call sent before have run."""
+
+    def run_chunk(self, func, chunk, star):
+        return [func(*args) if star else func(args) for args in chunk]
+
+    def apply(self, func, args, kwargs):
+        return func(*args, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _pool_actor():
+    """The remote class, made on first use (raynode is still importing when this module loads)."""
+    return ray.remote(num_cpus=0)(_PoolActor)
+
+
+class Pool:
+    """A pool of `processes` workers (default: the cluster's CPU count) on the cluster.
+
+    Connects with `ray.init(address=ray_address)` first if this process is
+    not connected. `initializer(*initargs)` runs once in each worker.
+    A worker is replaced by a fresh one after `maxtasksperchild` chunks.
+    `context` is accepted for compatibility and unused.
+
+        with Pool() as pool:
+            print(pool.map(square, range(10)))
+    """
+
+    def __init__(
+        self,
+        processes: Optional[int] = None,
+        initializer: Optional[Callable] = None,
+        initargs: Optional[Iterable] = None,
+        maxtasksperchild: Optional[int] = None,
+        context: Any = None,
+        ray_address: Optional[str] = None,
+        ray_remote_args: Optional[Dict[str, Any]] = None,
+    ):
+        if not ray.is_initialized():
+            ray.init(address=ray_address)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if processes is None:
+            processes = cpus
+        if processes <= 0:
+            raise ValueError("Processes in the pool must be >0.")
+        if processes > cpus:
+            raise ValueError(
+                f"Tried to start a pool with {processes} processes on a cluster with only {cpus} CPUs."
+            )
+        if maxtasksperchild is not None and maxtasksperchild <= 0:
+            raise ValueError("maxtasksperchild must be a positive int or None")
+        self._processes = processes
+        self._maxtasks = maxtasksperchild
+        self._new_actor = functools.partial(
+            _pool_actor().options(**(ray_remote_args or {})).remote, initializer, tuple(initargs or ())
+        )
+        self._actors = [[self._new_actor(), 0] for _ in range(processes)]  # [actor, chunks sent]
+        self._retired = []  # (actor, ping sent after its last chunk), killed once it answers
+        self._turn = itertools.cycle(range(processes))
+        self._state = _RUN
+        try:
+            ray.get([a.ping.remote() for a, _ in self._actors])
+        except BaseException:
+            self.terminate()
+            raise
+
+    def __enter__(self) -> "Pool":
+        self._check_running()
+        return self
+
+    def __exit__(self, exc_type, exc_val, exc_tb) -> None:
+        self.terminate()
+
+    def apply(self, func: Callable, args: Optional[Tuple] = None, kwargs: Optional[Dict] = None) -> Any:
+        """`func(*args, **kwargs)` run in a worker; waits for and returns its result."""
+        return self.apply_async(func, args, kwargs).get()
+
+    def apply_async(
+        self,
+        func: Callable,
+        args: Optional[Tuple] = None,
+        kwargs: Optional[Dict] = None,
+        callback: Optional[Callable[[Any], None]] = None,
+        error_callback: Optional[Callable[[Exception], None]] = None,
+    ) -> AsyncResult:
+        """Like `apply`, but returns an AsyncResult at once."""
+        self._check_running()
+        actor = self._next_actor()
+        ref = actor.apply.remote(func, tuple(args or ()), dict(kwargs or {}))
+        return AsyncResult([ref], True, callback, error_callback)
+
+    def map(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None) -> List[Any]:
+        """`[func(x) for x in iterable]` computed in the workers; re-raises the first error."""
+        return self.map_async(func, iterable, chunksize).get()
+
+    def map_async(
+        self,
+        func: Callable,
+        iterable: Iterable,
+        chunksize: Optional[int] = None,
+        callback: Optional[Callable[[List], None]] = None,
+        error_callback: Optional[Callable[[Exception], None]] = None,
+    ) -> AsyncResult:
+        """Like `map`, but returns an AsyncResult at once."""
+        return AsyncResult(self._submit(func, iterable, chunksize, False), False, callback, error_callback)
+
+    def starmap(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None) -> List[Any]:
+        """`[func(*args) for args in iterable]` computed in the workers."""
+        return self.starmap_async(func, iterable, chunksize=chunksize).get()
+
+    def starmap_async(
+        self,
+        func: Callable,
+        iterable: Iterable,
+        callback: Optional[Callable[[List], None]] = None,
+        error_callback: Optional[Callable[[Exception], None]] = None,
+        chunksize: Optional[int] = None,
+    ) -> AsyncResult:
+        """Like `starmap`, but returns an AsyncResult at once."""
+        return AsyncResult(self._submit(func, iterable, chunksize, True), False, callback, error_callback)
+
+    def imap(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = 1) -> IMapIterator:
+        """An iterator over `func(x)` for x in `iterable`, in order; all of it is submitted at once."""
+        return IMapIterator(self._submit(func, iterable, chunksize, False), ordered=True)
+
+    def imap_unordered(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = 1) -> IMapIterator:
+        """Like `imap`, but yields each chunk's results as soon as it finishes."""
+        return IMapIterator(self._submit(func, iterable, chunksize, False), ordered=False)
+
+    def close(self) -> None:
+        """Accepts no more work; what was submitted still runs."""
+        if self._state == _RUN:
+            self._state = _CLOSE
+
+    def terminate(self) -> None:
+        """Stops the workers at once; unfinished work fails."""
+        self._state = _TERMINATE
+        for actor, _ in self._actors:
+            ray.kill(actor)
+        for actor, _ in self._retired:
+            ray.kill(actor)
+        self._actors = []
+        self._retired = []
+
+    def join(self) -> None:
+        """Waits for the submitted work to finish, then stops the workers (after `close` or `terminate`)."""
+        if self._state == _RUN:
+            raise ValueError("Pool is still running")
+        pings = [a.ping.remote() for a, _ in self._actors] + [ping for _, ping in self._retired]
+        ray.wait(pings, num_returns=len(pings))
+        self.terminate()
+
+    def _check_running(self):
+        if self._state != _RUN:
+            raise ValueError("Pool not running")
+
+    def _submit(self, func, iterable, chunksize, star):
+        """Sends the chunks of `iterable` to the workers in turn; returns their refs."""
+        self._check_running()
+        items = list(iterable)
+        if chunksize is None:
+            chunksize = -(-len(items) // (self._processes * 4)) or 1
+        elif chunksize <= 0:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize}")
+        func_ref = ray.put(func)
+        return [
+            self._next_actor().run_chunk.remote(func_ref, items[i : i + chunksize], star)
+            for i in range(0, len(items), chunksize)
+        ]
+
+    def _next_actor(self):
+        """The actor whose turn it is; one that reached `maxtasksperchild` is retired and replaced."""
+        self._reap_retired()
+        entry = self._actors[next(self._turn)]
+        if self._maxtasks is not None and entry[1] >= self._maxtasks:
+            self._retired.append((entry[0], entry[0].ping.remote()))
+            entry[0], entry[1] = self._new_actor(), 0
+        entry[1] += 1
+        return entry[0]
+
+    def _reap_retired(self):
+        if not self._retired:
+            return
+        done, _ = ray.wait([ping for _, ping in self._retired], num_returns=len(self._retired), timeout=0)
+        done = set(done)
+        for actor, ping in self._retired:
+            if ping in done:
+                ray.kill(actor)
+        self._retired = [(a, p) for a, p in self._retired if p not in done]

@@ -1,0 +1,31 @@
+"""get_node_ip_address: the IP address of the node this process runs on."""
+
+import socket
+from typing import Optional
+
+import raynode as ray
+
+# Where the routing lookup points when no address is given; nothing is sent.
+_PROBE_ADDRESS = "8.8.8.8:53"
+
+
+def get_node_ip_address(address: Optional[str] = None) -> str:
+    """The IP address of this process's node.
+
+    Connected, that is the address the node reports for itself (its entry
+    in `ray.nodes()`). Not connected, it is the address of the local
+    interface that routes toward `address` ("host:port", default a public
+    address; no packet is sent), or 127.0.0.1 if there is no route.
+    """
+    if ray.is_initialized():
+        me = ray.get_runtime_context().get_node_id()
+        for node in ray.nodes():
+            if node["NodeID"] == me:
+                return node["NodeManagerAddress"]
+    host, port = (address or _PROBE_ADDRESS).rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((host, int(port)))
+        except OSError:
+            return "127.0.0.1"
+        return s.getsockname()[0]
