@@ -4,6 +4,8 @@
     ray.init()
 """
 
+import cloudpickle
+
 from . import actor, dag, exceptions, util
 from ._actor import ActorClass, ActorHandle
 from ._api import (
@@ -34,6 +36,7 @@ __all__ = [
     "actor",
     "available_resources",
     "cancel",
+    "cloudpickle",
     "cluster_resources",
     "dag",
     "exceptions",

@@ -1,24 +1,78 @@
-"""Actors: `@remote` classes, their handles and method calls."""
+"""Actors: `@remote` classes, their handles and method calls.
+
+A handle knows its methods' parameters (names and kinds, not defaults), so
+a call with the wrong arguments raises TypeError at `.remote()`, wherever
+the handle went. Every actor also answers `__ray_ready__` (True once its
+constructor ran) and `__ray_terminate__` (ends it after the calls before).
+"""
 
 import inspect
 import pickle
 
 from . import _runtime
-from ._remote import ACTOR_OPTIONS, Registration, check_options, pack_args, resource_list
+from ._remote import (
+    ACTOR_OPTIONS, TASK_EXTRAS, Registration, check_options, check_runtime_env, pack_args, resource_list,
+    task_extras,
+)
 
 # Ray's default concurrency for actors with async methods.
 ASYNC_DEFAULT_CONCURRENCY = 1000
 
+# Methods every actor has: name -> parameters (none).
+BUILTIN_METHODS = {"__ray_ready__": (), "__ray_terminate__": ()}
+
+_NO_DEFAULT = inspect.Parameter.empty
+
+
+class _Default:
+    """Stands for a parameter's default value, which stays with the class."""
+
+    def __repr__(self):
+        return "<default>"
+
+
+_DEFAULT = _Default()
+
 
 def _method_table(cls):
-    """{method name: num_returns} of the public methods of `cls`."""
+    """{method name: num_returns} and {method name: parameters or None} of
+    the public methods of `cls`. Parameters are (name, kind, has default)
+    after `self`: what checking a call's arguments needs, and picklable."""
     table = {}
+    params = {}
     for name, fn in inspect.getmembers(cls, predicate=lambda m: inspect.isfunction(m) or inspect.ismethod(m)):
         if name.startswith("__") and name != "__call__":
             continue
         opts = getattr(fn, "__raynode_method_options__", {})
         table[name] = opts.get("num_returns", 1)
-    return table
+        params[name] = _parameters(cls, name, fn)
+    return table, params
+
+
+def _parameters(cls, name, fn):
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    ps = list(sig.parameters.values())
+    bound = isinstance(inspect.getattr_static(cls, name, None), (staticmethod, classmethod)) or inspect.ismethod(fn)
+    if not bound:
+        if not ps or ps[0].kind not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            return None  # `self` comes in *args: nothing to check
+        ps = ps[1:]
+    return tuple((p.name, int(p.kind), p.default is not _NO_DEFAULT) for p in ps)
+
+
+_KINDS = {int(k): k for k in (
+    inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.VAR_POSITIONAL,
+    inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD,
+)}
+
+
+def _signature(params):
+    return inspect.Signature(
+        [inspect.Parameter(n, _KINDS[k], default=_DEFAULT if d else _NO_DEFAULT) for n, k, d in params]
+    )
 
 
 def _is_async(cls):
@@ -39,8 +93,9 @@ class ActorClass:
         self._cls = cls
         self._options = options
         self._registration = Registration(cls)
-        self._methods = _method_table(cls)
+        self._methods, self._params = _method_table(cls)
         self._is_async = _is_async(cls)
+        self._env_vars = check_runtime_env(options.get("runtime_env"))
         try:
             self._init_signature = inspect.signature(cls.__init__)
         except (TypeError, ValueError):
@@ -60,12 +115,22 @@ class ActorClass:
         variant._registration = self._registration
         return variant
 
-    def remote(self, *args, **kwargs):
+    def _check_init_args(self, args, kwargs):
         if self._init_signature is not None and self._cls.__init__ is not object.__init__:
             try:
                 self._init_signature.bind(None, *args, **kwargs)
             except TypeError as e:
                 raise TypeError(f"{self.__name__}.__init__() {e}") from None
+
+    def bind(self, *args, **kwargs):
+        """A DAG node that creates this actor when the DAG is executed."""
+        from .dag.class_node import ClassNode
+
+        self._check_init_args(args, kwargs)
+        return ClassNode(self, args, kwargs)
+
+    def remote(self, *args, **kwargs):
+        self._check_init_args(args, kwargs)
         opts = self._options
         client = _runtime.client()
         name = opts.get("name")
@@ -77,42 +142,48 @@ class ActorClass:
         fid = self._registration.function_id(client)
         actor_id = client.new_id()
         concurrency = opts.get("max_concurrency") or (ASYNC_DEFAULT_CONCURRENCY if self._is_async else 1)
-        meta = pickle.dumps((self.__name__, fid, self._methods))
+        meta = pickle.dumps((self.__name__, fid, self._methods, self._params))
         kind = (
             "create", actor_id, name, namespace, opts.get("lifetime") == "detached",
             int(opts.get("max_restarts", 0)), int(opts.get("max_task_retries", 0)),
             int(concurrency), self._is_async, meta,
         )
+        extras = task_extras(self._env_vars)
+        if extras is not None:
+            kwargs = {**kwargs, TASK_EXTRAS: extras}
         packed, names, nested, keep = pack_args(client, f"actor {self.__name__}", args, kwargs)
         client.submit(fid, f"{self.__name__}.__init__", packed, names, 0, resource_list(opts, 0), 0, False, nested, kind)
         del keep
-        return ActorHandle(actor_id, self.__name__, fid, self._methods)
+        return ActorHandle(actor_id, self.__name__, fid, self._methods, self._params)
 
 
 class ActorHandle:
     """A reference to an actor. Can be passed to tasks and other actors."""
 
-    def __init__(self, actor_id, class_name, fid, methods):
+    def __init__(self, actor_id, class_name, fid, methods, params=None):
         self._actor_id = actor_id
         self._class_name = class_name
         self._fid = fid
         self._methods = methods
+        self._params = params or {}
 
     @classmethod
     def _from_meta(cls, actor_id, meta):
-        class_name, fid, methods = pickle.loads(meta)
-        return cls(actor_id, class_name, fid, methods)
+        return cls(actor_id, *pickle.loads(meta))
 
     def __getattr__(self, name):
         methods = self.__dict__.get("_methods", {})
-        if name not in methods:
+        if name in methods:
+            m = ActorMethod(self, name, methods[name], self.__dict__["_params"].get(name))
+        elif name in BUILTIN_METHODS:
+            m = ActorMethod(self, name, 1, BUILTIN_METHODS[name])
+        else:
             raise AttributeError(f"'{self.__dict__.get('_class_name', 'Actor')}' object has no attribute '{name}'")
-        m = ActorMethod(self, name, methods[name])
         self.__dict__[name] = m
         return m
 
     def __reduce__(self):
-        return (_rebuild_handle, (self._actor_id, self._class_name, self._fid, self._methods))
+        return (_rebuild_handle, (self._actor_id, self._class_name, self._fid, self._methods, self._params))
 
     def __repr__(self):
         return f"Actor({self._class_name}, {self._actor_id.hex()})"
@@ -124,17 +195,19 @@ class ActorHandle:
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
 
 
-def _rebuild_handle(actor_id, class_name, fid, methods):
-    return ActorHandle(actor_id, class_name, fid, methods)
+def _rebuild_handle(actor_id, class_name, fid, methods, params=None):
+    return ActorHandle(actor_id, class_name, fid, methods, params)
 
 
 class ActorMethod:
     """`handle.method`: call `.remote(...)` to run it in the actor."""
 
-    def __init__(self, handle, name, num_returns):
+    def __init__(self, handle, name, num_returns, params=None):
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
+        self._params = params
+        self._signature = None if params is None else _signature(params)
         self._kind = ("method", handle._actor_id, name)
         self._label = f"{handle._class_name}.{name}"
 
@@ -145,10 +218,25 @@ class ActorMethod:
         )
 
     def options(self, num_returns=None, **_ignored):
-        m = ActorMethod(self._handle, self._name, self._num_returns if num_returns is None else num_returns)
-        return m
+        n = self._num_returns if num_returns is None else num_returns
+        return ActorMethod(self._handle, self._name, n, self._params)
+
+    def _check_args(self, args, kwargs):
+        if self._signature is not None:
+            try:
+                self._signature.bind(*args, **kwargs)
+            except TypeError as e:
+                raise TypeError(f"{self._label}() {e}") from None
+
+    def bind(self, *args, **kwargs):
+        """A DAG node that calls this method of this actor when the DAG is executed."""
+        from .dag.class_node import ClassMethodNode
+
+        self._check_args(args, kwargs)
+        return ClassMethodNode(self._handle, self._name, self._num_returns, args, kwargs)
 
     def remote(self, *args, **kwargs):
+        self._check_args(args, kwargs)
         client = _runtime.client()
         packed, names, nested, keep = pack_args(client, f"actor method {self._label}", args, kwargs)
         refs = client.submit(

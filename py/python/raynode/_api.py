@@ -8,6 +8,7 @@ import warnings
 
 from . import _core, _runtime, _serialization, exceptions
 from ._core import ObjectRef
+from ._remote import check_runtime_env
 
 
 class RayContext(dict):
@@ -35,6 +36,7 @@ def init(
     object_store_memory=None,
     namespace=None,
     ignore_reinit_error=False,
+    runtime_env=None,
     **_ignored,
 ):
     """Connects this process to a cluster.
@@ -42,13 +44,15 @@ def init(
     With no address (and no RAYNODE_ADDRESS), starts a private node as a
     child process and stops it at exit or `shutdown()`. With an address (a
     node's client host:port or Unix socket path), connects to that node and
-    starts nothing.
+    starts nothing. `runtime_env` applies to all the job's tasks and actors.
     """
+    global _job_runtime_env
     with _runtime._lock:
         if _runtime.connected():
             if ignore_reinit_error:
                 return _context()
             raise RuntimeError("Maybe you called ray.init twice by accident? Call ray.shutdown() first.")
+        env_vars = check_runtime_env(runtime_env)
         if resources is not None and not isinstance(resources, dict):
             raise TypeError("resources must be a dict of resource name to amount")
         for name in ("CPU", "GPU"):
@@ -69,7 +73,16 @@ def init(
             token = None if "/" in address else _cluster_token()
             client = _core.Client.connect(address, token=token)
         _runtime.set_client(client, node, namespace or "default")
+        _job_runtime_env = {"env_vars": env_vars} if env_vars else None
         return _context(address)
+
+
+_job_runtime_env = None  # what init(runtime_env=...) gave, checked
+
+
+def job_runtime_env():
+    """The job's runtime_env (its env_vars), or None."""
+    return _job_runtime_env
 
 
 def _cluster_token():
@@ -193,6 +206,8 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expected a list of ObjectRefs, got {type(object_refs).__name__}")
     refs, _ = _refs_of(object_refs, "wait()")
+    if not refs:
+        return [], []
     if len(set(refs)) != len(refs):
         raise ValueError("Wait requires a list of unique object refs.")
     if num_returns <= 0:
@@ -201,8 +216,6 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         raise ValueError("num_returns cannot be greater than the number of objects provided to ray.wait.")
     if timeout is not None and timeout < 0:
         raise ValueError("timeout must be None or >= 0")
-    if not refs:
-        return [], []
     ready_idx = set(_runtime.client().wait(refs, num_returns, timeout))
     ready = [r for i, r in enumerate(refs) if i in ready_idx]
     rest = [r for i, r in enumerate(refs) if i not in ready_idx]
@@ -288,6 +301,15 @@ class RuntimeContext:
     @property
     def namespace(self):
         return _runtime.namespace()
+
+    @property
+    def runtime_env(self):
+        """The runtime_env the calling code runs with (only env_vars)."""
+        if _runtime.is_worker():
+            env = getattr(_runtime._current, "runtime_env", None)
+        else:
+            env = _job_runtime_env
+        return {"env_vars": dict(env["env_vars"])} if env else {}
 
     @property
     def was_current_actor_reconstructed(self):

@@ -1,12 +1,28 @@
-"""`@remote` functions: options, argument packing, submission."""
+"""`@remote` functions: options, argument packing, submission.
+
+A task may carry extras the node does not look at: the env_vars of its
+runtime_env (its own merged over those it inherits: the job's, or those of
+the task or actor submitting it) and the exception types `retry_exceptions`
+lists. They travel as one keyword argument named `TASK_EXTRAS` (not an
+identifier, so no function's own), which the worker takes out before the
+call.
+"""
 
 import hashlib
 import inspect
+import io
+import types
+from collections import ChainMap
 
 import cloudpickle
 
 from . import _runtime, _serialization
 from ._core import ObjectRef
+
+TASK_EXTRAS = "raynode:task"
+
+# The runtime_env keys raynode applies; any other is refused by name.
+RUNTIME_ENV_KEYS = ("env_vars",)
 
 TASK_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "num_returns", "max_retries", "retry_exceptions", "name",
@@ -42,6 +58,71 @@ def check_options(options, allowed, what):
     n = options.get("num_returns")
     if n is not None and (not isinstance(n, int) or n < 0):
         raise ValueError(f"num_returns must be a non-negative integer, got {n!r}")
+    if "retry_exceptions" in options:
+        retry_types(options["retry_exceptions"])
+    if "runtime_env" in options:
+        check_runtime_env(options["runtime_env"])
+
+
+def retry_types(value):
+    """`retry_exceptions` as (retry at all, the types to retry for or None for any)."""
+    if value is None or isinstance(value, bool):
+        return bool(value), None
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(
+            f"The type of keyword 'retry_exceptions' must be a bool, list or tuple, but received {type(value).__name__}"
+        )
+    for t in value:
+        if not (isinstance(t, type) and issubclass(t, BaseException)):
+            raise ValueError(f"retry_exceptions must be either a boolean or a list of exceptions, got {t!r} in it")
+    return bool(value), tuple(value)
+
+
+def check_runtime_env(env):
+    """The env_vars of a runtime_env, refusing what raynode does not apply."""
+    if env is None:
+        return {}
+    if not isinstance(env, dict):
+        raise TypeError(f"runtime_env must be a dict or None, got {type(env).__name__}")
+    for key in env:
+        if key not in RUNTIME_ENV_KEYS:
+            raise ValueError(
+                f"runtime_env['{key}'] is not supported by raynode; it applies only {', '.join(RUNTIME_ENV_KEYS)}"
+            )
+    env_vars = env.get("env_vars") or {}
+    if not isinstance(env_vars, dict):
+        raise TypeError(f"runtime_env['env_vars'] must be of type Dict[str, str], got {type(env_vars).__name__}")
+    for k, v in env_vars.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(
+                f"runtime_env['env_vars'] must be of type Dict[str, str], but {k!r}: {v!r} is not a pair of strings"
+            )
+    return dict(env_vars)
+
+
+def inherited_env_vars():
+    """The env_vars work submitted from here inherits: the running task's
+    or actor's in a worker, else the job's (`init(runtime_env=...)`)."""
+    if _runtime.is_worker():
+        env = getattr(_runtime._current, "runtime_env", None)
+    else:
+        from . import _api
+
+        env = _api.job_runtime_env()
+    return (env or {}).get("env_vars") or {}
+
+
+def task_extras(env_vars, retry_on=None):
+    """The extras a task carries, or None when it has none."""
+    merged = inherited_env_vars()
+    if env_vars:
+        merged = {**merged, **env_vars}
+    extras = {}
+    if merged:
+        extras["env_vars"] = merged
+    if retry_on is not None:
+        extras["retry_on"] = retry_on
+    return extras or None
 
 
 def resource_list(options, default_cpus):
@@ -53,6 +134,28 @@ def resource_list(options, default_cpus):
     for k, v in (options.get("resources") or {}).items():
         out.append((k, float(v)))
     return [(k, v) for k, v in out if v > 0]
+
+
+_cloudpickle_code_reduce = cloudpickle.Pickler.dispatch_table[types.CodeType]
+
+
+def _code_reduce_keeping_filename(code):
+    make, args = _cloudpickle_code_reduce(code)
+    return make, tuple(code.co_filename if type(a) is str and a == "<dynamic-code>" else a for a in args)
+
+
+class _DefinitionPickler(cloudpickle.Pickler):
+    """cloudpickle, but code keeps the file it was defined in (cloudpickle
+    puts "<dynamic-code>"), so remote tracebacks name the user's file and,
+    where it exists, show its lines."""
+
+    dispatch_table = ChainMap({types.CodeType: _code_reduce_keeping_filename}, cloudpickle.Pickler.dispatch_table)
+
+
+def pickle_definition(obj):
+    with io.BytesIO() as f:
+        _DefinitionPickler(f, protocol=5).dump(obj)
+        return f.getvalue()
 
 
 class Registration:
@@ -73,7 +176,7 @@ class Registration:
     def function_id(self, client):
         if self.client is not client:
             if self.body is None:
-                self.body = cloudpickle.dumps(self.obj)
+                self.body = pickle_definition(self.obj)
                 self.fid = hashlib.blake2b(self.body, digest_size=16).digest()
             client.register_function(self.fid, self.body)
             self.client = client
@@ -126,7 +229,8 @@ class RemoteFunction:
         self._resources = resource_list(options, 1)
         self._num_returns = options.get("num_returns", 1)
         self._max_retries = options.get("max_retries", 3)
-        self._retry_exceptions = bool(options.get("retry_exceptions", False))
+        self._retry_exceptions, self._retry_on = retry_types(options.get("retry_exceptions", False))
+        self._env_vars = check_runtime_env(options.get("runtime_env"))
         self.__doc__ = function.__doc__
         self.__name__ = function.__name__
         self.__wrapped__ = function
@@ -151,6 +255,9 @@ class RemoteFunction:
             raise TypeError(f"{self.__name__}() {e}") from None
         client = _runtime.client()
         fid = self._registration.function_id(client)
+        extras = task_extras(self._env_vars, self._retry_on)
+        if extras is not None:
+            kwargs = {**kwargs, TASK_EXTRAS: extras}
         packed, names, nested, keep = pack_args(client, f"task {self._name}", args, kwargs)
         refs = client.submit(
             fid, self._name, packed, names, self._num_returns, self._resources,
@@ -164,7 +271,14 @@ class RemoteFunction:
         return refs
 
     def bind(self, *args, **kwargs):
-        raise NotImplementedError("DAG building with .bind() is not supported by raynode")
+        """A DAG node that runs this function when the DAG is executed."""
+        from .dag.function_node import FunctionNode
+
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{self.__name__}() {e}") from None
+        return FunctionNode(self, args, kwargs)
 
 
 def remote(*args, **kwargs):

@@ -3,19 +3,49 @@
 It runs what its node sends: tasks one at a time, or, once an actor's
 constructor ran here, that actor's method calls (in order, on a thread
 pool, or on an asyncio loop, by the actor's `max_concurrency`).
+
+A task's extras (`_remote.TASK_EXTRAS`: its runtime_env's env_vars and
+the exception types its retries are for) come as a keyword argument the
+function never sees; env_vars apply around a task, and for an actor's
+whole life.
+
+Ending an actor from inside (`exit_actor()`, `sys.exit()` or `sys.exit(0)`,
+`__ray_terminate__`) answers the call with ActorDiedError, asks the node to
+kill the actor without restart, as `ray.kill` does, and waits for the
+node to end this process. `sys.exit(n)` with another status ends the
+process at once: the node takes that for a crash and restarts the actor if
+it may. In a task, `sys.exit` ends the worker, as in Ray.
 """
 
 import asyncio
 import concurrent.futures
 import os
 import pickle
+import socket
 import sys
 import threading
+import time
 import traceback
 
 from . import _core, _runtime, _serialization, exceptions
+from ._remote import TASK_EXTRAS
 
 WORK_POLL_S = 1.0
+# How long an actor that ended itself waits for its node to stop it.
+EXIT_GRACE_S = 10.0
+
+_worker = None  # this process's Worker
+
+
+class ActorExit(BaseException):
+    """Raised by `exit_actor()` to leave the running method. A BaseException
+    so that user code catching Exception does not stop it; it never leaves
+    the worker."""
+
+
+def current_actor_id():
+    """The id of the actor this process holds (set from its constructor on), else None."""
+    return None if _worker is None else _worker.actor_id
 
 
 class Worker:
@@ -28,14 +58,19 @@ class Worker:
         self.pool = None
         self.loop = None
         self.async_slots = None
+        self.class_name = None
+        self.runtime_env = None  # the actor's, applied for its life
+        self.running = 0  # method calls started and not yet answered
+        self.idle = threading.Condition()
+        self.ending = threading.Event()  # the actor ended itself
 
     def run(self):
-        while True:
+        while not self.ending.is_set():
             try:
                 work = self.client.next_work(WORK_POLL_S)
             except ConnectionError:
                 return
-            if work is None or work[0] != b"run":
+            if work is None or work[0] != b"run" or self.ending.is_set():
                 continue
             _, task_id, fid, body, name, args, kwnames, num_returns, kind, job, attempt = work
             if body is not None:
@@ -47,19 +82,33 @@ class Worker:
                 self.create_actor(task_id, kind, target, name, args, kwnames, job, attempt)
             else:
                 self.call_method(task_id, kind[2], name, args, kwnames, num_returns, job, attempt)
+        # The actor asked its node to end it; the node stops this process.
+        time.sleep(EXIT_GRACE_S)
 
     # -- tasks --------------------------------------------------------------
 
     def run_task(self, task_id, function, name, args, kwnames, num_returns, job, attempt):
         self.set_current(task_id, job, attempt)
+        retry_on = None
+        saved_env = None
         try:
             pos, kw = unpack_args(args, kwnames)
+            extras = kw.pop(TASK_EXTRAS, None) or {}
+            retry_on = extras.get("retry_on")
+            env = extras.get("env_vars")
+            if env:
+                saved_env = apply_env(env)
+                _runtime._current.runtime_env = {"env_vars": dict(env)}
             result = function(*pos, **kw)
+        except SystemExit as e:
+            end_process(e)
         except BaseException as e:  # noqa: BLE001 - everything a task raises goes to its caller
-            self.report_error(task_id, name, num_returns, e)
+            self.report_error(task_id, name, num_returns, e, retry_on)
         else:
             self.report(task_id, name, num_returns, result)
         finally:
+            if saved_env is not None:
+                restore_env(saved_env)
             self.set_current(None, job, 0)
 
     def report(self, task_id, name, num_returns, result):
@@ -70,16 +119,32 @@ class Worker:
             return self.report_error(task_id, name, num_returns, e)
         self.client.task_done(task_id, results, False)
 
-    def report_error(self, task_id, name, num_returns, exc):
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    def report_error(self, task_id, name, num_returns, exc, retry_on=None):
+        """Answers a call that raised. `retry_on`: the exception types the
+        task may be retried for (None: any, if its retry_exceptions is set)."""
+        tb = user_traceback(exc)
         if isinstance(exc, KeyboardInterrupt):
             err = _serialization.serialize(exceptions.TaskCancelledError(f"{name} was cancelled"), _serialization.META_TASK_ERROR)
         else:
             if isinstance(exc, exceptions.RayTaskError):
                 exc = exc.cause if exc.cause is not None else exc
-            err = _serialization.task_error(name, tb, exc)
+            err = self.task_error(name, tb, exc)
         value = err.inline()
-        self.client.task_done(task_id, [(value, err.nested)] * num_returns, True)
+        # The node retries a task that raised when it was submitted with
+        # retry_exceptions; a cause not in the listed types is no reason to.
+        retryable = retry_on is None or isinstance(exc, retry_on)
+        self.client.task_done(task_id, [(value, err.nested)] * num_returns, retryable)
+
+    def task_error(self, name, tb, exc):
+        """A pickled RayTaskError for `exc` (its cause travels as its text
+        if it will not pickle)."""
+        actor_id = self.actor_id.hex() if self.actor_id is not None else None
+        err = exceptions.RayTaskError(name, tb, exc, pid=os.getpid(), ip=node_ip(), actor_id=actor_id)
+        try:
+            return _serialization.serialize(err, _serialization.META_TASK_ERROR)
+        except Exception:  # noqa: BLE001 - e.g. refs inside the cause that cannot be counted
+            plain = exceptions.RayTaskError(name, tb, None, pid=os.getpid(), ip=node_ip(), actor_id=actor_id)
+            return _serialization.serialize(plain, _serialization.META_TASK_ERROR)
 
     def return_value(self, task_id, index, value):
         s = _serialization.serialize(value)
@@ -96,18 +161,27 @@ class Worker:
         cur.job_id = job
         cur.actor_id = self.actor_id
         cur.attempt = attempt
+        cur.runtime_env = self.runtime_env
 
     # -- actors -------------------------------------------------------------
 
     def create_actor(self, task_id, kind, cls, name, args, kwnames, job, attempt):
         _, actor_id, max_concurrency, is_async = kind
         self.actor_id = actor_id
+        self.class_name = getattr(cls, "__name__", name)
         self.set_current(task_id, job, attempt)
         try:
             pos, kw = unpack_args(args, kwnames)
+            env = (kw.pop(TASK_EXTRAS, None) or {}).get("env_vars")
+            if env:
+                apply_env(env)
+                self.runtime_env = {"env_vars": dict(env)}
+                _runtime._current.runtime_env = self.runtime_env
             self.actor = cls(*pos, **kw)
+        except (ActorExit, SystemExit) as e:
+            return self.end_actor(None, name, 0, e)
         except BaseException as e:  # noqa: BLE001
-            self.actor_error = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+            self.actor_error = user_traceback(e)
             self.client.actor_ready(actor_id, self.actor_error)
             return
         if is_async:
@@ -128,6 +202,15 @@ class Worker:
             s = _serialization.serialize(err, _serialization.META_TASK_ERROR)
             self.client.task_done(task_id, [(s.inline(), [])] * num_returns, True)
             return
+        if method == "__ray_ready__":
+            return self.report(task_id, name, num_returns, True)
+        if method == "__ray_terminate__":
+            # After the calls before it, as Ray's graceful end.
+            with self.idle:
+                self.idle.wait_for(lambda: self.running == 0)
+            return self.end_actor(task_id, name, num_returns, "__ray_terminate__ was called")
+        with self.idle:
+            self.running += 1
         if self.loop is not None:
             asyncio.run_coroutine_threadsafe(self.run_async(task_id, method, name, args, kwnames, num_returns, job, attempt), self.loop)
         elif self.pool is not None:
@@ -140,23 +223,123 @@ class Worker:
         try:
             pos, kw = unpack_args(args, kwnames)
             result = getattr(self.actor, method)(*pos, **kw)
+        except (ActorExit, SystemExit) as e:
+            self.end_actor(task_id, name, num_returns, e)
         except BaseException as e:  # noqa: BLE001
             self.report_error(task_id, name, num_returns, e)
         else:
             self.report(task_id, name, num_returns, result)
+        finally:
+            self.call_ended()
 
     async def run_async(self, task_id, method, name, args, kwnames, num_returns, job, attempt):
-        async with self.async_slots:
-            self.set_current(task_id, job, attempt)
-            try:
-                pos, kw = unpack_args(args, kwnames)
-                result = getattr(self.actor, method)(*pos, **kw)
-                if asyncio.iscoroutine(result):
-                    result = await result
-            except BaseException as e:  # noqa: BLE001
-                self.report_error(task_id, name, num_returns, e)
-            else:
-                self.report(task_id, name, num_returns, result)
+        try:
+            async with self.async_slots:
+                self.set_current(task_id, job, attempt)
+                try:
+                    pos, kw = unpack_args(args, kwnames)
+                    result = getattr(self.actor, method)(*pos, **kw)
+                    if asyncio.iscoroutine(result):
+                        result = await result
+                except (ActorExit, SystemExit) as e:
+                    self.end_actor(task_id, name, num_returns, e)
+                except BaseException as e:  # noqa: BLE001
+                    self.report_error(task_id, name, num_returns, e)
+                else:
+                    self.report(task_id, name, num_returns, result)
+        finally:
+            self.call_ended()
+
+    def call_ended(self):
+        with self.idle:
+            self.running -= 1
+            self.idle.notify_all()
+
+    def end_actor(self, task_id, name, num_returns, why):
+        """The actor ends itself. `why` is the ActorExit or SystemExit that
+        ended the method, or a sentence. A SystemExit with a status other
+        than 0 is a crash: the process ends with it, and the node may
+        restart the actor."""
+        if isinstance(why, SystemExit):
+            if why.code not in (None, 0):
+                end_process(why)
+            why = f"sys.exit({'' if why.code is None else why.code}) was called in {name}"
+        elif isinstance(why, ActorExit):
+            why = f"exit_actor() was called in {name}"
+        if self.ending.is_set():
+            return
+        self.ending.set()
+        if task_id is not None:
+            err = exceptions.ActorDiedError(f"The actor {self.class_name} exited intentionally: {why}")
+            s = _serialization.serialize(err, _serialization.META_TASK_ERROR)
+            self.client.task_done(task_id, [(s.inline(), [])] * num_returns, True)
+        # As `ray.kill(actor, no_restart=True)`: later calls raise
+        # RayActorError; the node stops this process.
+        self.client.kill_actor(self.actor_id, True)
+        self.client.flush()
+
+
+def end_process(exit):
+    """Ends this worker as `sys.exit` would, with the status it asked for."""
+    code = exit.code
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if _worker is not None:
+        try:
+            _worker.client.flush()
+        except ConnectionError:
+            pass
+    os._exit(status)
+
+
+def apply_env(env):
+    """Sets env vars; returns what they replaced, for `restore_env`."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    return saved
+
+
+def restore_env(saved):
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def user_traceback(exc):
+    """The traceback of `exc` from the user's code on: without this
+    module's frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+_node_ip = None
+
+
+def node_ip():
+    """This machine's address as other machines see it (the one its
+    default route leaves from), for error texts."""
+    global _node_ip
+    if _node_ip is None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+            _node_ip = s.getsockname()[0]
+        except OSError:
+            _node_ip = "127.0.0.1"
+        finally:
+            s.close()
+    return _node_ip
 
 
 def unpack_args(values, kwnames):
@@ -190,9 +373,15 @@ def main():
         print(f"raynode worker {worker_id}: {e}", file=sys.stderr)
         sys.exit(1)
     _runtime.set_client(client, worker=True)
-    Worker(client).run()
+    global _worker
+    _worker = Worker(client)
+    _worker.run()
     os._exit(0)
 
 
 if __name__ == "__main__":
-    main()
+    # Run as the module `raynode._worker`, not as `__main__`: the worker's
+    # state and ActorExit are then the ones `raynode.actor` sees.
+    from raynode import _worker
+
+    _worker.main()

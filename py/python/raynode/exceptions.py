@@ -1,4 +1,13 @@
-"""The exceptions raynode raises, with Ray's names and hierarchy."""
+"""The exceptions raynode raises, with Ray's names and hierarchy.
+
+Every one is an `Exception`: none is a `SystemExit` or `KeyboardInterrupt`,
+which would end a driver that did not catch it.
+"""
+
+import pickle
+import traceback
+
+import cloudpickle
 
 
 class RayError(Exception):
@@ -14,25 +23,43 @@ class GetTimeoutError(RayError, TimeoutError):
 
 
 class RayTaskError(RayError):
-    """A task raised. `get` raises an instance that is also of the cause's class."""
+    """A task raised. `get` raises an instance that is also of the cause's class.
 
-    def __init__(self, function_name, traceback_str, cause=None):
+    Its text is Ray's: ``ray::<task>() (pid=<pid>, ip=<ip>)`` and the
+    remote traceback. The cause travels pickled on its own, so a cause that
+    cannot be pickled on the worker, or rebuilt where it is raised, still
+    arrives as a `RayError` holding the cause's text.
+    """
+
+    def __init__(self, function_name, traceback_str, cause=None, proctitle=None, pid=None, ip=None,
+                 actor_repr=None, actor_id=None):
         super().__init__(function_name, traceback_str, cause)
-        self.function_name = function_name
-        self.traceback_str = traceback_str
-        self.cause = cause
+        _set_fields(self, function_name, traceback_str, cause, proctitle, pid, ip, actor_repr, actor_id)
 
     def __reduce__(self):
-        return (RayTaskError, (self.function_name, self.traceback_str, self.cause))
+        return (_rebuild_task_error, (self._fields(), *_pickled_cause(self)))
+
+    def _fields(self):
+        return (self.function_name, self.traceback_str, self.proctitle, self.pid, self.ip, self.actor_repr,
+                self.actor_id)
 
     def __str__(self):
-        return f"{self.function_name} failed on a raynode worker:\n{self.traceback_str}"
+        name = self.proctitle or f"ray::{_short_name(self.function_name)}"
+        where = [f"pid={self.pid}", f"ip={self.ip}"]
+        if self.actor_id:
+            where.append(f"actor_id={self.actor_id}")
+        if self.actor_repr:
+            where.append(f"repr={self.actor_repr}")
+        header = f"{name}() ({', '.join(where)})" if self.pid is not None else f"{name}()"
+        return f"{header}\n{self.traceback_str.rstrip()}"
 
     def as_instanceof_cause(self):
         """An exception of class `RayTaskError(<cause class>)`, so `except
-        CauseClass` catches it."""
+        CauseClass` catches it. Never for causes that are not `Exception`s
+        (`SystemExit`, `KeyboardInterrupt`, ...): an error that reaches the
+        driver must not end it as those would."""
         cause = self.cause
-        if cause is None or isinstance(cause, RayTaskError):
+        if cause is None or isinstance(cause, RayTaskError) or not isinstance(cause, Exception):
             return self
         cause_cls = type(cause)
         try:
@@ -44,7 +71,7 @@ class RayTaskError(RayError):
                     {"__init__": _dual_init, "__getattr__": _dual_getattr, "__str__": RayTaskError.__str__},
                 )
                 _dual_classes[cause_cls] = cls
-            err = cls(self.function_name, self.traceback_str, cause)
+            err = cls(*self._fields(), cause)
         except TypeError:
             return self  # the cause's class cannot be a base (e.g. final or layout conflicts)
         return err
@@ -53,10 +80,19 @@ class RayTaskError(RayError):
 _dual_classes = {}
 
 
-def _dual_init(self, function_name, traceback_str, cause):
-    self.function_name = function_name
-    self.traceback_str = traceback_str
-    self.cause = cause
+def _set_fields(err, function_name, traceback_str, cause, proctitle, pid, ip, actor_repr, actor_id):
+    err.function_name = function_name
+    err.traceback_str = traceback_str
+    err.cause = cause
+    err.proctitle = proctitle
+    err.pid = pid
+    err.ip = ip
+    err.actor_repr = actor_repr
+    err.actor_id = actor_id
+
+
+def _dual_init(self, function_name, traceback_str, proctitle, pid, ip, actor_repr, actor_id, cause):
+    _set_fields(self, function_name, traceback_str, cause, proctitle, pid, ip, actor_repr, actor_id)
     self.args = (function_name, traceback_str, cause)
 
 
@@ -65,6 +101,51 @@ def _dual_getattr(self, name):
     if cause is None:
         raise AttributeError(name)
     return getattr(cause, name)
+
+
+def _short_name(function_name):
+    """`f` of a task named `test.<locals>.f`; `A.m` stays `A.m`."""
+    return str(function_name).rpartition(".<locals>.")[2]
+
+
+def _cause_text(cause):
+    return "".join(traceback.format_exception_only(type(cause), cause)).strip()
+
+
+def _pickled_cause(err):
+    """(pickled cause or None, its class name, its text, why it would not pickle)."""
+    cause = err.cause
+    if cause is None:
+        return (None, None, None, None)
+    name = f"{type(cause).__module__}.{type(cause).__qualname__}"
+    text = _cause_text(cause)
+    try:
+        return (cloudpickle.dumps(cause), name, text, None)
+    except Exception as e:  # noqa: BLE001 - any failure to pickle leaves the text
+        return (None, name, text, f"{type(e).__name__}: {e}")
+
+
+def _rebuild_task_error(fields, cause_bytes, cause_class, cause_text, unpicklable):
+    function_name = fields[0]
+    if cause_bytes is None and cause_class is None:
+        cause = None
+    elif cause_bytes is None:
+        cause = RayError(
+            f"The exception {cause_class} raised by {function_name} could not be pickled ({unpicklable}). "
+            f"Its text:\n{cause_text}"
+        )
+    else:
+        try:
+            cause = pickle.loads(cause_bytes)
+        except Exception as e:  # noqa: BLE001 - a class that cannot be rebuilt here leaves its text
+            cause = RayError(
+                f"The exception {cause_class} raised by {function_name} could not be rebuilt here "
+                f"({type(e).__name__}: {e}). Its text:\n{cause_text}"
+            )
+    err = RayTaskError.__new__(RayTaskError)
+    Exception.__init__(err, function_name, fields[1], cause)
+    _set_fields(err, fields[0], fields[1], cause, *fields[2:])
+    return err
 
 
 class RayActorError(RayError):

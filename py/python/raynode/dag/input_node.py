@@ -1,0 +1,101 @@
+"""InputNode: what `execute(...)` is given, and access into it.
+
+One positional argument and no keywords: the node stands for that value,
+and `inp[k]` / `inp.name` are `value[k]` / `value.name`. Otherwise the node
+stands for the arguments as a whole: `inp[i]` is the i-th positional one,
+`inp["name"]` and `inp.name` the keyword one.
+"""
+
+from .dag_node import DAGNode
+
+
+class InputNode(DAGNode):
+    """The DAG's input. Build the graph inside `with InputNode() as inp:`.
+
+    A graph has at most one InputNode.
+    """
+
+    def __init__(self, *args, input_type=None, **kwargs):
+        if args or kwargs:
+            raise TypeError("InputNode() takes no arguments; pass the input to execute()")
+        super().__init__()
+        self.input_type = input_type
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return InputAttributeNode(self, name, "attr")
+
+    def __getitem__(self, key):
+        return InputAttributeNode(self, key, "item")
+
+    def _run(self, execution):
+        return _Input(execution.args, execution.kwargs)
+
+
+class InputAttributeNode(DAGNode):
+    """`inp[key]` or `inp.name`: part of the input, resolved at execute."""
+
+    def __init__(self, parent, key, how):
+        super().__init__()
+        self._parent = parent
+        self._key = key
+        self._how = how
+
+    def _ordering_upstream(self):
+        return (self._parent,)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return InputAttributeNode(self, name, "attr")
+
+    def __getitem__(self, key):
+        return InputAttributeNode(self, key, "item")
+
+    def _run(self, execution):
+        parent = execution.values[id(self._parent)]
+        if isinstance(parent, _Input):
+            return parent.part(self._key, self._how)
+        return parent[self._key] if self._how == "item" else getattr(parent, self._key)
+
+    def _describe(self):
+        return f"[{self._key!r}]" if self._how == "item" else f".{self._key}"
+
+
+class _Input:
+    """The arguments of one execute."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, args, kwargs):
+        self.args = args
+        self.kwargs = kwargs
+
+    def _single(self):
+        return len(self.args) == 1 and not self.kwargs
+
+    def whole(self):
+        if not self._single():
+            raise TypeError(
+                "The DAG's InputNode stands for one value, but execute() got "
+                f"{len(self.args)} positional and {len(self.kwargs)} keyword arguments; "
+                "pass one value, or bind parts of the input: inp[0], inp['name'], inp.name"
+            )
+        return self.args[0]
+
+    def part(self, key, how):
+        if self._single():
+            value = self.args[0]
+            return value[key] if how == "item" else getattr(value, key)
+        if how == "item" and isinstance(key, int):
+            return self.args[key]
+        if key not in self.kwargs:
+            raise KeyError(f"execute() got no keyword argument {key!r} for the DAG's input")
+        return self.kwargs[key]
