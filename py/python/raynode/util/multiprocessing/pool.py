@@ -44,8 +44,9 @@ def _pool_actor():
 class Pool:
     """A pool of `processes` workers (default: the cluster's CPU count) on the cluster.
 
-    Connects with `ray.init(address=ray_address)` first if this process is
-    not connected. `initializer(*initargs)` runs once in each worker.
+    If this process is not connected, connects first with
+    `ray.init(address=ray_address)`, which with no address starts a local
+    node with `processes` CPUs. `initializer(*initargs)` runs once in each worker.
     A worker is replaced by a fresh one after `maxtasksperchild` chunks.
     `context` is accepted for compatibility and unused.
 
@@ -64,7 +65,7 @@ class Pool:
         ray_remote_args: Optional[Dict[str, Any]] = None,
     ):
         if not ray.is_initialized():
-            ray.init(address=ray_address)
+            ray.init(address=ray_address, num_cpus=processes)  # num_cpus counts only for a new local node
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if processes is None:
             processes = cpus
@@ -83,6 +84,7 @@ class Pool:
         )
         self._actors = [[self._new_actor(), 0] for _ in range(processes)]  # [actor, chunks sent]
         self._retired = []  # (actor, ping sent after its last chunk), killed once it answers
+        self._unfinished = []  # AsyncResults not ready when last looked at, for join
         self._turn = itertools.cycle(range(processes))
         self._state = _RUN
         try:
@@ -114,7 +116,7 @@ class Pool:
         self._check_running()
         actor = self._next_actor()
         ref = actor.apply.remote(func, tuple(args or ()), dict(kwargs or {}))
-        return AsyncResult([ref], True, callback, error_callback)
+        return self._track(AsyncResult([ref], True, callback, error_callback))
 
     def map(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None) -> List[Any]:
         """`[func(x) for x in iterable]` computed in the workers; re-raises the first error."""
@@ -129,7 +131,8 @@ class Pool:
         error_callback: Optional[Callable[[Exception], None]] = None,
     ) -> AsyncResult:
         """Like `map`, but returns an AsyncResult at once."""
-        return AsyncResult(self._submit(func, iterable, chunksize, False), False, callback, error_callback)
+        refs = self._submit(func, iterable, chunksize, False)
+        return self._track(AsyncResult(refs, False, callback, error_callback))
 
     def starmap(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None) -> List[Any]:
         """`[func(*args) for args in iterable]` computed in the workers."""
@@ -144,7 +147,8 @@ class Pool:
         chunksize: Optional[int] = None,
     ) -> AsyncResult:
         """Like `starmap`, but returns an AsyncResult at once."""
-        return AsyncResult(self._submit(func, iterable, chunksize, True), False, callback, error_callback)
+        refs = self._submit(func, iterable, chunksize, True)
+        return self._track(AsyncResult(refs, False, callback, error_callback))
 
     def imap(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = 1) -> IMapIterator:
         """An iterator over `func(x)` for x in `iterable`, in order; all of it is submitted at once."""
@@ -170,16 +174,26 @@ class Pool:
         self._retired = []
 
     def join(self) -> None:
-        """Waits for the submitted work to finish, then stops the workers (after `close` or `terminate`)."""
+        """Waits for the submitted work to finish and its AsyncResults to be ready,
+        then stops the workers (after `close` or `terminate`)."""
         if self._state == _RUN:
             raise ValueError("Pool is still running")
         pings = [a.ping.remote() for a, _ in self._actors] + [ping for _, ping in self._retired]
-        ray.wait(pings, num_returns=len(pings))
+        if pings:
+            ray.wait(pings, num_returns=len(pings))
+        for result in self._unfinished:
+            result.wait()
+        self._unfinished = []
         self.terminate()
 
     def _check_running(self):
         if self._state != _RUN:
             raise ValueError("Pool not running")
+
+    def _track(self, result):
+        self._unfinished = [r for r in self._unfinished if not r.ready()]
+        self._unfinished.append(result)
+        return result
 
     def _submit(self, func, iterable, chunksize, star):
         """Sends the chunks of `iterable` to the workers in turn; returns their refs."""
