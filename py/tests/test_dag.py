@@ -252,6 +252,31 @@ def test_class_node_execute_gives_a_handle_and_handle_methods_bind(ray):
     assert ray.get(box.get.bind().execute()) == 7
 
 
+def test_ray_documented_actor_reuse_example(ray):
+    from raynode.dag import InputNode, MultiOutputNode
+
+    @ray.remote
+    class Worker:
+        def __init__(self):
+            self.forwarded = 0
+
+        def forward(self, input_data: int):
+            self.forwarded += 1
+            return input_data + 1
+
+        def num_forwarded(self):
+            return self.forwarded
+
+    # Made with .remote, not .bind: the graph does not create it, nor end it.
+    worker = Worker.remote()
+    with InputNode() as input_data:
+        dag = MultiOutputNode([worker.forward.bind(input_data)])
+    assert ray.get(dag.execute(1)) == [2]
+    assert ray.get(dag.execute(2)) == [3]
+    assert ray.get(dag.execute(3)) == [4]
+    assert ray.get(worker.num_forwarded.remote()) == 3
+
+
 def test_options_then_bind(ray):
     @ray.remote
     def two():

@@ -314,13 +314,25 @@ def restore_env(saved):
             os.environ[k] = v
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def user_traceback(exc):
-    """The traceback of `exc` from the user's code on: without this
-    module's frames."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    """The traceback of `exc` as the user's code sees it: without raynode's
+    own frames (this loop, `get` inside a task, deserialization)."""
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    seen = set()
+    stack = [te]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        t.stack = traceback.StackSummary.from_list(
+            [f for f in t.stack if not f.filename.startswith(_PACKAGE_DIR)]
+        )
+        stack.extend(c for c in (t.__cause__, t.__context__) if c is not None)
+    return "".join(te.format())
 
 
 _node_ip = None
