@@ -364,6 +364,46 @@ def test_actors_of_finished_executions_are_ended(ray):
     assert not alive, f"DAG actors still running: {alive}"
 
 
+def test_an_execute_that_fails_midway_ends_the_actors_it_made(ray, tmp_path):
+    from raynode.dag import InputNode
+
+    @ray.remote
+    class Noted:
+        def __init__(self, path):
+            with open(path, "a") as f:
+                f.write(f"{os.getpid()}\n")
+
+        def echo(self, x):
+            return x
+
+    @ray.remote
+    def pair(x, y):
+        return x, y
+
+    path = tmp_path / "pids"
+    with InputNode() as inp:
+        noted = Noted.bind(str(path))
+        dag = pair.bind(noted.echo.bind(inp.a), inp.b)
+    # The actor is made and called before `inp.b` is found missing.
+    with pytest.raises(KeyError):
+        dag.execute(a=1, c=2)
+    assert ray.get(dag.execute(a=1, b=2), timeout=60) == (1, 2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(path.read_text().split()) < 2:
+        time.sleep(0.05)
+    pids = [int(p) for p in path.read_text().split()]
+    assert len(pids) == 2
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        for pid in list(alive):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                alive.discard(pid)
+        time.sleep(0.1)
+    assert not alive, f"DAG actors still running: {alive}"
+
+
 def test_an_actor_that_escapes_the_graph_lives_on(ray):
     @ray.remote
     class Counter:

@@ -99,8 +99,15 @@ class Execution:
             raise ValueError("Each DAG may have only one InputNode; this one has several")
         if not inputs and (self.args or self.kwargs):
             raise TypeError("This DAG has no InputNode, so execute() takes no arguments")
-        for node in order:
-            self.values[id(node)] = node._run(self)
+        try:
+            for node in order:
+                self.values[id(node)] = node._run(self)
+        except BaseException:
+            # The caller gets nothing back: the actors made so far are no one's.
+            for node in order:
+                if isinstance(node, ClassNode) and id(node) in self.values:
+                    self.values[id(node)].__ray_terminate__.remote()
+            raise
         # Actors whose handles stay inside the graph end after this execute's calls.
         escaped = {id(root)}
         for node in order:
