@@ -127,6 +127,11 @@ def test_maxtasksperchild_replaces_workers(ray):
     with Pool(processes=1, maxtasksperchild=1) as p:
         pids = [p.apply(os.getpid) for _ in range(3)]
     assert len(set(pids)) == 3
+    p = Pool(processes=1, maxtasksperchild=2)
+    r = p.map_async(square, range(4), chunksize=1)
+    p.close()
+    p.join()
+    assert r.ready() and r.get() == [0, 1, 4, 9]
 
 
 def test_bad_arguments(ray):

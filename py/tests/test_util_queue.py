@@ -175,7 +175,30 @@ def test_actor_options_reach_the_queue_actor(ray):
     q.shutdown()
 
 
-def test_shutdown_ends_the_queue(ray):
+def test_shutdown_lets_calls_finish_then_ends_the_queue(ray):
+    @ray.remote
+    def consume(q):
+        return q.get()
+
+    q = Queue()
+    q.put_nowait_batch(range(100))
+    q.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        q.put(1)
+    q.shutdown()  # a second shutdown does nothing
+
+    q = Queue()
+    blocked = consume.remote(q)
+    ready, _ = ray.wait([blocked], timeout=0.2)
+    assert not ready
+    start = time.monotonic()
+    q.shutdown(grace_period_s=0.5)
+    assert time.monotonic() - start < 30
+    with pytest.raises(RayActorError):
+        ray.get(blocked, timeout=60)
+
+
+def test_forced_shutdown_fails_blocked_callers(ray):
     @ray.remote
     def consume(q):
         return q.get()
@@ -187,6 +210,3 @@ def test_shutdown_ends_the_queue(ray):
     q.shutdown(force=True)
     with pytest.raises(RayActorError):
         ray.get(blocked, timeout=60)
-    with pytest.raises(RuntimeError, match="shut down"):
-        q.put(1)
-    q.shutdown()  # a second shutdown does nothing

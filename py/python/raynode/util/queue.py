@@ -117,14 +117,14 @@ class Queue:
     def shutdown(self, force: bool = False, grace_period_s: int = 5) -> None:
         """Ends the queue's actor; the Queue (and its copies) cannot be used after.
 
-        Unless `force`, calls sent to the actor before are let start first,
-        for up to `grace_period_s` seconds. Blocked getters and putters see
-        the actor die.
+        Unless `force`, the calls sent to the actor before are let finish
+        for up to `grace_period_s` seconds; then (or at once with `force`)
+        the actor is killed, and getters and putters still blocked see it die.
         """
         if self.actor is None:
             return
         if not force:
-            ray.wait([self.actor.qsize.remote()], timeout=grace_period_s)
+            ray.wait([self.actor.__ray_terminate__.remote()], timeout=grace_period_s)
         ray.kill(self.actor, no_restart=True)
         self.actor = None
 

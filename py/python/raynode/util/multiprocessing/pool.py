@@ -25,9 +25,6 @@ class _PoolActor:
         if initializer is not None:
             initializer(*initargs)
 
-    def ping(self):
-        """Answers once the constructor and every call sent before have run."""
-
     def run_chunk(self, func, chunk, star):
         return [func(*args) if star else func(args) for args in chunk]
 
@@ -83,12 +80,12 @@ class Pool:
             _pool_actor().options(**(ray_remote_args or {})).remote, initializer, tuple(initargs or ())
         )
         self._actors = [[self._new_actor(), 0] for _ in range(processes)]  # [actor, chunks sent]
-        self._retired = []  # (actor, ping sent after its last chunk), killed once it answers
+        self._retired = []  # (actor, its __ray_terminate__ ref): ending once its chunks ran
         self._unfinished = []  # AsyncResults not ready when last looked at, for join
         self._turn = itertools.cycle(range(processes))
         self._state = _RUN
         try:
-            ray.get([a.ping.remote() for a, _ in self._actors])
+            ray.get([a.__ray_ready__.remote() for a, _ in self._actors])
         except BaseException:
             self.terminate()
             raise
@@ -178,13 +175,14 @@ class Pool:
         then stops the workers (after `close` or `terminate`)."""
         if self._state == _RUN:
             raise ValueError("Pool is still running")
-        pings = [a.ping.remote() for a, _ in self._actors] + [ping for _, ping in self._retired]
-        if pings:
-            ray.wait(pings, num_returns=len(pings))
+        ends = [a.__ray_terminate__.remote() for a, _ in self._actors] + [end for _, end in self._retired]
+        if ends:
+            ray.wait(ends, num_returns=len(ends))
         for result in self._unfinished:
             result.wait()
         self._unfinished = []
-        self.terminate()
+        self._actors = []
+        self._retired = []
 
     def _check_running(self):
         if self._state != _RUN:
@@ -211,20 +209,17 @@ class Pool:
 
     def _next_actor(self):
         """The actor whose turn it is; one that reached `maxtasksperchild` is retired and replaced."""
-        self._reap_retired()
         entry = self._actors[next(self._turn)]
         if self._maxtasks is not None and entry[1] >= self._maxtasks:
-            self._retired.append((entry[0], entry[0].ping.remote()))
+            self._retire(entry[0])
             entry[0], entry[1] = self._new_actor(), 0
         entry[1] += 1
         return entry[0]
 
-    def _reap_retired(self):
-        if not self._retired:
-            return
-        done, _ = ray.wait([ping for _, ping in self._retired], num_returns=len(self._retired), timeout=0)
-        done = set(done)
-        for actor, ping in self._retired:
-            if ping in done:
-                ray.kill(actor)
-        self._retired = [(a, p) for a, p in self._retired if p not in done]
+    def _retire(self, actor):
+        """Ends `actor` once the chunks sent to it ran; forgets retired actors that ended."""
+        if self._retired:
+            ends = [end for _, end in self._retired]
+            ended = set(ray.wait(ends, num_returns=len(ends), timeout=0)[0])
+            self._retired = [(a, end) for a, end in self._retired if end not in ended]
+        self._retired.append((actor, actor.__ray_terminate__.remote()))
