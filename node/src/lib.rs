@@ -15,6 +15,7 @@
 //!   travel inline, [`values`] builds the values the node itself makes
 //!   (errors), and [`status`] is the client side of `raynode status`.
 
+pub mod channel;
 pub mod cluster;
 pub mod config;
 pub mod core;
@@ -43,7 +44,7 @@ pub fn run(config: NodeConfig) -> anyhow::Result<()> {
 }
 
 async fn serve(config: NodeConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
+    private_dir(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let store = store::Store::open(&config)?;
     let core_store_root = store.root().to_path_buf();
@@ -67,7 +68,12 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     let client_addr = listeners.tcp_addr().map(|a| a.to_string());
     let accept =
-        tokio::spawn(listeners.run(events_tx.clone(), store.shared(), config.inline_limit));
+        tokio::spawn(listeners.run(
+        events_tx.clone(),
+        store.shared(),
+        config.inline_limit,
+        cluster.client_psk,
+    ));
     let p2p = cluster.p2p.clone();
     let mut core = core::Core::new(config.clone(), node_id, store, cluster, events_tx.clone());
     core.client_addr = client_addr;
@@ -102,6 +108,17 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     p2p.shutdown().await;
     let _ = std::fs::remove_file(&socket_path);
     Ok(())
+}
+
+/// Creates `dir` if need be and makes it its owner's alone (0700): it holds
+/// the node's identity, control state, logs and spill files.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 async fn wait_for_stop(config: &NodeConfig) {

@@ -14,9 +14,11 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
-    /// Directory for this node's socket, logs, spill files and control state.
-    #[arg(long, default_value_os_t = default_data_dir())]
-    data_dir: PathBuf,
+    /// Directory for this node's socket, logs, spill files and control state
+    /// [default: a new directory under $XDG_RUNTIME_DIR/raynode or
+    /// ~/.raynode, removed when the node stops].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Unix socket for local drivers and workers [default: <data-dir>/node.sock].
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -119,8 +121,21 @@ fn keep_freed_buffers() {
     }
 }
 
+/// A fresh, unguessable directory of the user's own: under
+/// `$XDG_RUNTIME_DIR` when set (per user, memory-backed), else under
+/// `~/.raynode/`, else the temp dir. The node makes it 0700.
 fn default_data_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("raynode-{}", std::process::id()))
+    let name = format!("node-{:016x}", rand::random::<u64>());
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map(|d| PathBuf::from(d).join("raynode"))
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".raynode"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    base.join(name)
 }
 
 fn default_python() -> PathBuf {
@@ -175,8 +190,9 @@ fn main() -> anyhow::Result<()> {
             .map(|n| n.get() as f64)
             .unwrap_or(1.0)
     });
+    let fresh_data_dir = cli.data_dir.is_none();
     let config = NodeConfig {
-        data_dir: cli.data_dir,
+        data_dir: cli.data_dir.unwrap_or_else(default_data_dir),
         socket: cli.socket,
         client_addr: cli.client_addr,
         num_cpus,
@@ -203,5 +219,11 @@ fn main() -> anyhow::Result<()> {
         ..NodeConfig::default()
     };
     config.validate()?;
-    raynode::run(config)
+    let data_dir = config.data_dir.clone();
+    let ran = raynode::run(config);
+    if fresh_data_dir {
+        // Nobody can start a node from it again: its name was random.
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    ran
 }

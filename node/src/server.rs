@@ -1,21 +1,40 @@
 //! Client connections: accept, then one reader and one writer task per
 //! connection. Readers decode bounded frames into core events; writers
 //! batch whatever the core queued into few writes.
+//!
+//! Until its hello arrives a connection may send only that: at most
+//! [`MAX_HELLO_BYTES`], within [`HELLO_DEADLINE`]. A TCP client first proves
+//! it holds the cluster key in the client channel's handshake
+//! ([`channel`]), and all its traffic is sealed. Local and TCP clients have
+//! separate limits, so strangers on the network never lock out the node's
+//! own workers and drivers.
 
+use crate::channel;
 use crate::config::NodeConfig;
 use crate::core::{ConnId, Event};
 use anyhow::Context;
 use raynode_proto::frame::{self, HEADER_BYTES};
+use raynode_proto::secure::{Sealer, MAX_HELLO_BYTES};
 use raynode_proto::{FromNode, ToNode};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
-/// At most this many client connections are served at once.
-pub const MAX_CONNECTIONS: usize = 4096;
+/// Local clients (drivers and workers on the Unix socket) served at once.
+/// TCP clients never count against it.
+pub const MAX_LOCAL_CONNECTIONS: usize = 4096;
+/// TCP clients connected but not yet authenticated; beyond it a new one is
+/// closed at once.
+pub const MAX_UNAUTHENTICATED: usize = 64;
+/// Authenticated TCP clients served at once.
+pub const MAX_REMOTE_CONNECTIONS: usize = 1024;
+/// How long a client has from connecting to its hello, handshake included.
+pub const HELLO_DEADLINE: Duration = Duration::from_secs(5);
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -59,51 +78,157 @@ impl Listeners {
         self.tcp.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// Accepts until aborted, spawning one reader and one writer per connection.
-    /// `store` takes large puts straight from the connections that send
-    /// them inline (clients without the shared memory).
-    pub async fn run(self, events: mpsc::Sender<Event>, store: objstore::Store, inline_limit: u64) {
-        let large = LargePuts {
-            store,
-            above: inline_limit as usize,
+    /// Accepts on both sockets until aborted. `store` takes large puts
+    /// straight from the connections that send them inline (clients
+    /// without the shared memory); `psk` keys the TCP client channel.
+    pub async fn run(
+        self,
+        events: mpsc::Sender<Event>,
+        store: objstore::Store,
+        inline_limit: u64,
+        psk: [u8; 32],
+    ) {
+        let shared = Shared {
+            events,
+            large: LargePuts {
+                store,
+                above: inline_limit as usize,
+            },
         };
-        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            let permit = match limit.clone().acquire_owned().await {
-                Ok(p) => p,
-                Err(_) => return,
-            };
-            let accepted = match &self.tcp {
-                Some(tcp) => tokio::select! {
-                    r = self.unix.accept() => r.map(|(s, _)| Conn::Unix(s)),
-                    r = tcp.accept() => r.map(|(s, peer)| {
-                        let _ = s.set_nodelay(true);
-                        tracing::debug!(%peer, "tcp client");
-                        Conn::Tcp(s)
-                    }),
-                },
-                None => self.unix.accept().await.map(|(s, _)| Conn::Unix(s)),
-            };
-            match accepted {
-                Ok(conn) => {
-                    let (events, large) = (events.clone(), large.clone());
-                    tokio::spawn(async move {
-                        serve_conn(conn, events, large).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
+        let local = accept_local(self.unix, shared.clone());
+        match self.tcp {
+            Some(tcp) => {
+                tokio::join!(local, accept_remote(tcp, shared, psk));
             }
+            None => local.await,
         }
     }
 }
 
-enum Conn {
-    Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
+/// What every connection's tasks need.
+#[derive(Clone)]
+struct Shared {
+    events: mpsc::Sender<Event>,
+    large: LargePuts,
+}
+
+async fn accept_local(unix: UnixListener, shared: Shared) {
+    let limit = Arc::new(Semaphore::new(MAX_LOCAL_CONNECTIONS));
+    loop {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        match unix.accept().await {
+            Ok((stream, _)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    serve_local(stream, shared).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
+async fn accept_remote(tcp: TcpListener, shared: Shared, psk: [u8; 32]) {
+    let unauthenticated = Arc::new(Semaphore::new(MAX_UNAUTHENTICATED));
+    let authenticated = Arc::new(Semaphore::new(MAX_REMOTE_CONNECTIONS));
+    loop {
+        let (stream, peer) = match tcp.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                accept_failed(e).await;
+                continue;
+            }
+        };
+        // Closed at once when full: strangers cannot queue up, and a slot
+        // frees within the hello deadline.
+        let Ok(pending) = unauthenticated.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many TCP clients still to authenticate; closing");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (shared, authenticated) = (shared.clone(), authenticated.clone());
+        tokio::spawn(async move {
+            serve_remote(stream, peer, shared, psk, pending, authenticated).await;
+        });
+    }
+}
+
+async fn accept_failed(e: std::io::Error) {
+    tracing::warn!("accept failed: {e}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+async fn serve_local(stream: tokio::net::UnixStream, shared: Shared) {
+    let (r, w) = stream.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, r);
+    let hello = match tokio::time::timeout(HELLO_DEADLINE, read_hello(&mut reader)).await {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(e)) => return tracing::debug!("a local client's hello was refused: {e}"),
+        Err(_) => return tracing::debug!("a local client sent no hello in time"),
+    };
+    pump(reader, w, None, hello, shared).await
+}
+
+async fn serve_remote(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: Shared,
+    psk: [u8; 32],
+    pending: OwnedSemaphorePermit,
+    authenticated: Arc<Semaphore>,
+) {
+    let (mut r, mut w) = stream.into_split();
+    let hello = async {
+        let (session, frame) = channel::accept(&mut r, &mut w, &psk).await?;
+        anyhow::Ok((session, hello_of(&frame)?))
+    };
+    let (session, hello) = match tokio::time::timeout(HELLO_DEADLINE, hello).await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return tracing::debug!(%peer, "a TCP client was refused: {e}"),
+        Err(_) => return tracing::debug!(%peer, "a TCP client did not authenticate in time"),
+    };
+    drop(pending);
+    let Ok(_permit) = authenticated.try_acquire_owned() else {
+        return tracing::warn!(%peer, "too many TCP clients; closing a new one");
+    };
+    tracing::debug!(%peer, "tcp client");
+    let reader = BufReader::with_capacity(64 * 1024, channel::OpenRead::new(r, session.opener));
+    pump(reader, w, Some(session.sealer), hello, shared).await
+}
+
+/// Reads a client's first frame, which must be a hello of at most
+/// [`MAX_HELLO_BYTES`]; a larger length closes the connection unread.
+async fn read_hello<R: AsyncRead + Unpin>(reader: &mut R) -> anyhow::Result<ToNode> {
+    let mut header = [0u8; HEADER_BYTES];
+    reader.read_exact(&mut header).await?;
+    let len = frame::body_len(header)?;
+    if HEADER_BYTES + len > MAX_HELLO_BYTES {
+        anyhow::bail!("a first frame of {len} bytes; a hello is at most {MAX_HELLO_BYTES}");
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await?;
+    hello_body(&body)
+}
+
+/// The hello frame a TCP client sealed in its first message.
+fn hello_of(frame_bytes: &[u8]) -> anyhow::Result<ToNode> {
+    let (header, body) = frame_bytes
+        .split_first_chunk::<HEADER_BYTES>()
+        .context("a first message too short for a frame")?;
+    if frame::body_len(*header)? != body.len() {
+        anyhow::bail!("the first message must hold exactly the hello frame");
+    }
+    hello_body(body)
+}
+
+fn hello_body(body: &[u8]) -> anyhow::Result<ToNode> {
+    match frame::decode(body)? {
+        hello @ ToNode::Hello { .. } => Ok(hello),
+        _ => anyhow::bail!("the first frame must be a hello"),
+    }
 }
 
 /// Where a connection's reader writes large inline puts.
@@ -135,36 +260,34 @@ impl LargePuts {
     }
 }
 
-async fn serve_conn(conn: Conn, events: mpsc::Sender<Event>, large: LargePuts) {
-    match conn {
-        Conn::Unix(s) => {
-            let (r, w) = s.into_split();
-            pump(r, w, events, false, large).await
-        }
-        Conn::Tcp(s) => {
-            let (r, w) = s.into_split();
-            pump(r, w, events, true, large).await
-        }
-    }
-}
-
-async fn pump<R, W>(reader: R, writer: W, events: mpsc::Sender<Event>, tcp: bool, large: LargePuts)
-where
+/// Serves one connection whose hello has arrived: registers it with the
+/// core, then reads frames until it closes.
+async fn pump<R, W>(
+    reader: R,
+    writer: W,
+    sealer: Option<Sealer>,
+    hello: ToNode,
+    shared: Shared,
+) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let Shared { events, large } = shared;
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let span = tracing::debug_span!("conn", conn = conn.0);
     let (tx, rx) = mpsc::unbounded_channel();
     if events
-        .send(Event::Connected { conn, tx, tcp })
+        .send(Event::Connected { conn, tx })
         .await
         .is_err()
     {
         return;
     }
-    let write = tokio::spawn(write_loop(writer, rx));
-    let reason = read_loop(reader, conn, &events, &large).await;
+    let write = tokio::spawn(write_loop(writer, rx, sealer));
+    let reason = match events.send(Event::Frame { conn, msg: hello }).await {
+        Ok(()) => read_loop(reader, conn, &events, &large).await,
+        Err(_) => Ok(()),
+    };
     let _span = span.enter();
     match &reason {
         Ok(()) => tracing::debug!("client closed the connection"),
@@ -181,7 +304,6 @@ async fn read_loop<R: AsyncRead + Unpin>(
     events: &mpsc::Sender<Event>,
     large: &LargePuts,
 ) -> anyhow::Result<()> {
-    let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, &mut reader);
     let mut body = Vec::new();
     loop {
         let mut header = [0u8; HEADER_BYTES];
@@ -215,11 +337,16 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
+/// Plaintext sealed per write to a TCP client's socket, at most.
+const SEAL_CHUNK: usize = 1 << 20;
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: mpsc::UnboundedReceiver<FromNode>,
+    mut sealer: Option<Sealer>,
 ) {
     let mut buf = Vec::with_capacity(64 * 1024);
+    let mut sealed = Vec::new();
     while let Some(first) = rx.recv().await {
         buf.clear();
         let mut next = Some(first);
@@ -238,9 +365,28 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 None
             };
         }
-        if writer.write_all(&buf).await.is_err() {
+        let written = match &mut sealer {
+            None => writer.write_all(&buf).await,
+            Some(sealer) => write_sealed(&mut writer, sealer, &buf, &mut sealed).await,
+        };
+        if written.is_err() {
             return;
         }
     }
     let _ = writer.shutdown().await;
+}
+
+/// Seals `plain` and writes it, a chunk at a time.
+async fn write_sealed<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    sealer: &mut Sealer,
+    plain: &[u8],
+    sealed: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    for chunk in plain.chunks(SEAL_CHUNK) {
+        sealed.clear();
+        sealer.seal(chunk, sealed)?;
+        writer.write_all(sealed).await?;
+    }
+    Ok(())
 }

@@ -4,26 +4,43 @@ use anyhow::{bail, Context};
 use raynode_proto::frame::{self, HEADER_BYTES};
 use raynode_proto::{FromNode, InfoKind, Role, ToNode, PROTOCOL_VERSION};
 use std::io::{Read, Write};
+use std::path::Path;
 use std::time::Duration;
 
 trait Stream: Read + Write {}
 impl<T: Read + Write> Stream for T {}
 
-fn connect(address: &str) -> anyhow::Result<Box<dyn Stream>> {
+/// Connects and says hello; over TCP through the client channel, keyed by
+/// the cluster key in `cluster_key` (never created here).
+fn connect(address: &str, cluster_key: Option<&Path>) -> anyhow::Result<Box<dyn Stream>> {
     let timeout = Some(Duration::from_secs(5));
-    if address.contains('/') {
+    let mut stream: Box<dyn Stream> = if address.contains('/') {
         let s = std::os::unix::net::UnixStream::connect(address)
             .with_context(|| format!("connecting to {address}"))?;
         s.set_read_timeout(timeout)?;
-        return Ok(Box::new(s));
-    }
-    let addr: std::net::SocketAddr = address
-        .parse()
-        .with_context(|| format!("{address:?} is not host:port or a socket path"))?;
-    let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .with_context(|| format!("connecting to {address}"))?;
-    s.set_read_timeout(timeout)?;
-    Ok(Box::new(s))
+        Box::new(s)
+    } else {
+        let addr: std::net::SocketAddr = address
+            .parse()
+            .with_context(|| format!("{address:?} is not host:port or a socket path"))?;
+        let key = p2p::load_cluster_key(cluster_key).context(
+            "a client connecting over TCP needs the cluster key (copy the key file from a node)",
+        )?;
+        let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .with_context(|| format!("connecting to {address}"))?;
+        s.set_read_timeout(timeout)?;
+        let secure = raynode_proto::secure::Stream::connect(s, key.bytes())
+            .with_context(|| format!("the node at {address} refused the cluster key"))?;
+        Box::new(secure)
+    };
+    let hello = ToNode::Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Driver {
+            pid: std::process::id(),
+        },
+    };
+    stream.write_all(&frame::encode(&hello)?)?;
+    Ok(stream)
 }
 
 fn read_frame(stream: &mut dyn Stream) -> anyhow::Result<FromNode> {
@@ -34,24 +51,9 @@ fn read_frame(stream: &mut dyn Stream) -> anyhow::Result<FromNode> {
     Ok(frame::decode(&body)?)
 }
 
-/// Prints what the node at `address` knows of the cluster. Over TCP the
-/// node asks for the token derived from the cluster key in `cluster_key`.
-pub fn print(address: &str, cluster_key: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let mut stream = connect(address)?;
-    let token = if address.contains('/') {
-        None
-    } else {
-        let key = p2p::load_or_create_cluster_key(cluster_key)?;
-        Some(crate::cluster::client_token(key.bytes()))
-    };
-    let hello = ToNode::Hello {
-        version: PROTOCOL_VERSION,
-        role: Role::Driver {
-            pid: std::process::id(),
-        },
-        token,
-    };
-    stream.write_all(&frame::encode(&hello)?)?;
+/// Prints what the node at `address` knows of the cluster.
+pub fn print(address: &str, cluster_key: Option<&Path>) -> anyhow::Result<()> {
+    let mut stream = connect(address, cluster_key)?;
     stream.write_all(&frame::encode(&ToNode::Info {
         req: 1,
         what: InfoKind::Nodes,

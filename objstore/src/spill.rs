@@ -1,7 +1,8 @@
 //! The spill directory: primary copies written to disk under memory
 //! pressure, one file per object named by its key, read back on get.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -31,7 +32,12 @@ impl SpillDir {
         let path = self.path(key);
         let tmp = self.dir.join(format!("{key}{TMP_SUFFIX}"));
         let result = (|| {
-            let mut f = File::create(&tmp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(crate::store::PRIVATE_FILE)
+                .open(&tmp)?;
             f.write_all(bytes)?;
             fs::rename(&tmp, &path)
         })();

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -149,6 +150,17 @@ pub struct Store {
     shared: Arc<Shared>,
 }
 
+/// Object, spill and lock files: readable by their owner only. Other users'
+/// processes are kept out; the owner's own processes map the objects.
+pub(crate) const PRIVATE_FILE: u32 = 0o600;
+
+/// Creates `dir` (and missing parents) if need be, and makes it the owner's
+/// alone (0700) even if it existed.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> OpenError + '_ {
     move |source| OpenError::Io {
         path: path.to_path_buf(),
@@ -190,14 +202,15 @@ impl Store {
     pub fn open(config: Config) -> Result<Store, OpenError> {
         config.validate()?;
         let root = config.root.clone();
-        fs::create_dir_all(&root).map_err(io_at(&root))?;
-        fs::create_dir_all(&config.spill_dir).map_err(io_at(&config.spill_dir))?;
+        private_dir(&root).map_err(io_at(&root))?;
+        private_dir(&config.spill_dir).map_err(io_at(&config.spill_dir))?;
         let lock_path = root.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(PRIVATE_FILE)
             .open(&lock_path)
             .map_err(io_at(&lock_path))?;
         if !try_lock_exclusive(&lock).map_err(io_at(&lock_path))? {
@@ -480,6 +493,7 @@ impl Shared {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(PRIVATE_FILE)
             .open(&path)
             .map_err(io_err)?;
         let made = (|| {

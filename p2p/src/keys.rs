@@ -136,6 +136,20 @@ pub fn load_or_create_cluster_key(path: Option<&Path>) -> Result<ClusterKey, Key
     })
 }
 
+/// Loads the cluster key from `path` (default [`default_cluster_key_path`]);
+/// never creates one: for clients, which only a node's key lets in.
+pub fn load_cluster_key(path: Option<&Path>) -> Result<ClusterKey, KeyError> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => default_cluster_key_path()?,
+    };
+    let bytes = read_key_file(&path)?;
+    parse_cluster_key(&bytes).map_err(|reason| KeyError::Malformed {
+        path: path.clone(),
+        reason,
+    })
+}
+
 /// Parses a cluster key file's contents.
 pub fn parse_cluster_key(bytes: &[u8]) -> Result<ClusterKey, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;

@@ -69,18 +69,18 @@ fn value_to_py<'py>(py: Python<'py>, v: Value) -> PyResult<Bound<'py, PyAny>> {
 impl Client {
     /// Connects to a node (a Unix socket path or host:port) and says hello.
     #[staticmethod]
-    #[pyo3(signature = (address, worker_id=None, timeout=5.0, token=None))]
+    #[pyo3(signature = (address, worker_id=None, timeout=5.0, cluster_key=None))]
     fn connect(
         py: Python<'_>,
         address: String,
         worker_id: Option<u64>,
         timeout: f64,
-        token: Option<&[u8]>,
+        cluster_key: Option<&[u8]>,
     ) -> PyResult<Client> {
-        let token = match token {
-            Some(t) => Some(
-                <[u8; 32]>::try_from(t)
-                    .map_err(|_| errors::value("a cluster token is 32 bytes"))?,
+        let cluster_key = match cluster_key {
+            Some(k) => Some(
+                <[u8; 32]>::try_from(k)
+                    .map_err(|_| errors::value("a cluster key is 32 bytes"))?,
             ),
             None => None,
         };
@@ -92,28 +92,21 @@ impl Client {
                 pid: std::process::id(),
             },
         };
+        if !timeout.is_finite() {
+            return Err(errors::value("the connect timeout must be a finite number of seconds"));
+        }
         let timeout = Duration::from_secs_f64(timeout.max(0.01));
         let (stream, welcome) = py
             .detach(|| -> std::io::Result<(Stream, FromNode)> {
-                let mut stream = Stream::connect(&address, timeout)?;
+                let mut stream = Stream::connect(&address, timeout, cluster_key.as_ref())?;
                 let hello = frame::encode(&ToNode::Hello {
                     version: PROTOCOL_VERSION,
                     role,
-                    token,
                 })
                 .map_err(std::io::Error::other)?;
                 stream.write_all(&hello)?;
-                if let Stream::Unix(s) = &stream {
-                    s.set_read_timeout(Some(timeout))?;
-                }
-                if let Stream::Tcp(s) = &stream {
-                    s.set_read_timeout(Some(timeout))?;
-                }
                 let welcome = read_frame(&mut stream)?;
-                match &stream {
-                    Stream::Unix(s) => s.set_read_timeout(None)?,
-                    Stream::Tcp(s) => s.set_read_timeout(None)?,
-                }
+                stream.clear_read_timeout()?;
                 Ok((stream, welcome))
             })
             .map_err(|e| {

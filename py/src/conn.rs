@@ -3,6 +3,7 @@
 //! queues work sent to a worker.
 
 use raynode_proto::frame::{self, HEADER_BYTES};
+use raynode_proto::secure;
 use raynode_proto::{FromNode, ToNode};
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufReader, Read, Write};
@@ -16,14 +17,29 @@ use crate::refs::RefTable;
 
 pub enum Stream {
     Unix(UnixStream),
-    Tcp(TcpStream),
+    /// The client channel: sealed with keys from the cluster key.
+    Tcp(secure::Stream<TcpStream>),
 }
 
 impl Stream {
-    pub fn connect(address: &str, timeout: Duration) -> std::io::Result<Stream> {
+    /// Connects; over TCP the channel's handshake proves the cluster key,
+    /// and waits for the node at most `timeout`.
+    pub fn connect(
+        address: &str,
+        timeout: Duration,
+        cluster_key: Option<&[u8; 32]>,
+    ) -> std::io::Result<Stream> {
         if address.contains('/') {
-            return UnixStream::connect(address).map(Stream::Unix);
+            let s = UnixStream::connect(address)?;
+            s.set_read_timeout(Some(timeout))?;
+            return Ok(Stream::Unix(s));
         }
+        let key = cluster_key.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "a client connecting over TCP needs the cluster key",
+            )
+        })?;
         use std::net::ToSocketAddrs;
         let mut last =
             std::io::Error::new(std::io::ErrorKind::NotFound, "address resolved to nothing");
@@ -31,7 +47,8 @@ impl Stream {
             match TcpStream::connect_timeout(&addr, timeout) {
                 Ok(s) => {
                     s.set_nodelay(true)?;
-                    return Ok(Stream::Tcp(s));
+                    s.set_read_timeout(Some(timeout))?;
+                    return secure::Stream::connect(s, key).map(Stream::Tcp);
                 }
                 Err(e) => last = e,
             }
@@ -39,17 +56,25 @@ impl Stream {
         Err(last)
     }
 
+    /// Waits for replies as long as they take, once connected.
+    pub fn clear_read_timeout(&self) -> std::io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(None),
+            Stream::Tcp(s) => s.get_ref().set_read_timeout(None),
+        }
+    }
+
     fn try_clone(&self) -> std::io::Result<Stream> {
         match self {
             Stream::Unix(s) => s.try_clone().map(Stream::Unix),
-            Stream::Tcp(s) => s.try_clone().map(Stream::Tcp),
+            Stream::Tcp(s) => s.get_ref().try_clone().map(|t| Stream::Tcp(s.with_inner(t))),
         }
     }
 
     fn shutdown(&self) {
         let _ = match self {
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
-            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Tcp(s) => s.get_ref().shutdown(std::net::Shutdown::Both),
         };
     }
 }

@@ -5,20 +5,22 @@
 //! - [`msg`]: the frames a client and its node exchange.
 //! - [`frame`]: the length-prefixed postcard codec with its size bound.
 //! - [`meta`]: tags telling how a stored value's bytes are to be read.
+//! - [`secure`]: the encrypted, authenticated client channel over TCP.
 
 pub mod frame;
 pub mod ids;
 pub mod meta;
 pub mod msg;
+pub mod secure;
 pub mod task;
 
 pub use frame::{FrameError, MAX_FRAME_BYTES};
 pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, TaskId, WorkerId};
 pub use msg::{
     AckError, Execute, FromNode, InfoKind, PutView, ReturnValue, Role, StoreError, ToNode, Value,
-    CLIENT_TOKEN_DOMAIN, PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
-pub use task::{ActorOptions, Arg, Resources, TaskKind, TaskSpec};
+pub use task::{ActorOptions, Arg, Resources, SpecError, TaskKind, TaskSpec};
 
 #[cfg(test)]
 mod tests;

@@ -9,11 +9,7 @@ use crate::task::TaskSpec;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to these frames.
-pub const PROTOCOL_VERSION: u32 = 3;
-
-/// The domain of the token a TCP client presents: sha256 of this followed
-/// by the cluster key's 32 bytes.
-pub const CLIENT_TOKEN_DOMAIN: &[u8] = b"raynode-client-token/1\0";
+pub const PROTOCOL_VERSION: u32 = 4;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Role {
@@ -50,13 +46,10 @@ pub enum ReturnValue {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ToNode {
-    Hello {
-        version: u32,
-        role: Role,
-        /// Required over TCP: proof that the client holds the cluster key
-        /// (see [`client_token`]). The Unix socket is owner-only and needs none.
-        token: Option<[u8; 32]>,
-    },
+    /// A connection's first frame. Over TCP it is the first message of
+    /// the client channel (`secure`), which proved the cluster key already;
+    /// the Unix socket is owner-only.
+    Hello { version: u32, role: Role },
     RegisterFunction {
         id: FunctionId,
         #[serde(with = "serde_bytes")]

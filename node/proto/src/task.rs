@@ -7,7 +7,49 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources(pub Vec<(String, f64)>);
 
+/// The most return values one task may declare.
+pub const MAX_RETURNS: u32 = 1 << 16;
+/// The longest task, method or resource name accepted.
+pub const MAX_NAME_BYTES: usize = 4096;
+/// The most distinct resources one task or node may name.
+pub const MAX_RESOURCE_KINDS: usize = 256;
+
+/// Why a task specification from a client or a peer is refused.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    #[error("resource {name:?} must be a finite number >= 0, got {value}")]
+    Resource { name: String, value: f64 },
+    #[error("{count} resources named; at most {MAX_RESOURCE_KINDS}")]
+    TooManyResources { count: usize },
+    #[error("num_returns {0} is above the limit of {MAX_RETURNS}")]
+    TooManyReturns(u32),
+    #[error("a name of {0} bytes is above the limit of {MAX_NAME_BYTES}")]
+    NameTooLong(usize),
+    #[error("{kwargs} keyword names for {args} arguments")]
+    Kwargs { kwargs: usize, args: usize },
+}
+
 impl Resources {
+    /// Every amount finite and non-negative, every name of sane length.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.0.len() > MAX_RESOURCE_KINDS {
+            return Err(SpecError::TooManyResources {
+                count: self.0.len(),
+            });
+        }
+        for (name, value) in &self.0 {
+            check_name(name)?;
+            if !value.is_finite() || *value < 0.0 {
+                return Err(SpecError::Resource {
+                    name: name.clone(),
+                    value: *value,
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub fn get(&self, name: &str) -> f64 {
         self.0
             .iter()
@@ -81,7 +123,33 @@ pub struct TaskSpec {
     pub kind: TaskKind,
 }
 
+fn check_name(name: &str) -> Result<(), SpecError> {
+    match name.len() {
+        n if n > MAX_NAME_BYTES => Err(SpecError::NameTooLong(n)),
+        _ => Ok(()),
+    }
+}
+
 impl TaskSpec {
+    /// What a node checks of every task it is given, by a client or a peer.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.resources.validate()?;
+        if self.num_returns > MAX_RETURNS {
+            return Err(SpecError::TooManyReturns(self.num_returns));
+        }
+        check_name(&self.name)?;
+        if let TaskKind::ActorMethod { method, .. } = &self.kind {
+            check_name(method)?;
+        }
+        if self.kwargs.len() > self.args.len() {
+            return Err(SpecError::Kwargs {
+                kwargs: self.kwargs.len(),
+                args: self.args.len(),
+            });
+        }
+        self.kwargs.iter().try_for_each(|k| check_name(k))
+    }
+
     pub fn return_ids(&self) -> impl Iterator<Item = ObjectId> + '_ {
         (0..self.num_returns).map(|i| ObjectId::for_return(self.task_id, i))
     }

@@ -2,6 +2,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 
 fn object_id() -> impl Strategy<Value = ObjectId> {
     any::<[u8; 20]>().prop_map(ObjectId)
@@ -206,4 +207,47 @@ proptest! {
         prop_assert_eq!(&out[..2], &[9u8, 9][..]);
         prop_assert_eq!(&out[2..], &expected[..]);
     }
+}
+
+proptest! {
+    #[test]
+    fn specs_from_honest_clients_pass_validation(spec in spec()) {
+        prop_assert_eq!(spec.validate(), Ok(()));
+    }
+
+    #[test]
+    fn any_amount_that_is_not_finite_and_non_negative_is_refused(
+        spec in spec(),
+        bad in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), -1e300..-1e-300],
+    ) {
+        let mut spec = spec;
+        spec.resources.set("CPU", bad);
+        let refused = matches!(spec.validate(), Err(SpecError::Resource { .. }));
+        prop_assert!(refused);
+    }
+}
+
+#[test]
+fn oversized_counts_and_names_are_refused() {
+    let base = spec()
+        .new_tree(&mut proptest::test_runner::TestRunner::deterministic())
+        .expect("a spec")
+        .current();
+    let mut many = base.clone();
+    many.num_returns = task::MAX_RETURNS + 1;
+    assert_eq!(
+        many.validate(),
+        Err(SpecError::TooManyReturns(task::MAX_RETURNS + 1))
+    );
+    let mut long = base.clone();
+    long.name = "x".repeat(task::MAX_NAME_BYTES + 1);
+    assert!(matches!(long.validate(), Err(SpecError::NameTooLong(_))));
+    let mut kinds = base;
+    for i in 0..=task::MAX_RESOURCE_KINDS {
+        kinds.resources.set(&format!("r{i}"), 1.0);
+    }
+    assert!(matches!(
+        kinds.validate(),
+        Err(SpecError::TooManyResources { .. })
+    ));
 }

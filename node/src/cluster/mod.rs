@@ -60,8 +60,8 @@ pub struct Cluster {
     pub peer_id: PeerId,
     /// Listen addresses ending in `/p2p/<peer id>`.
     pub p2p_addrs: Vec<String>,
-    /// What TCP clients present to show they hold the cluster key.
-    pub client_token: [u8; 32],
+    /// The pre-shared key of the TCP client channel, from the cluster key.
+    pub client_psk: [u8; 32],
     /// How long [`Cluster::write`] tries before it gives up.
     pub write_timeout: Duration,
 }
@@ -73,15 +73,6 @@ pub fn node_id_of(peer: &PeerId) -> NodeId {
     let mut id = [0u8; 16];
     id.copy_from_slice(&bytes[bytes.len() - 16..]);
     NodeId(id)
-}
-
-/// The token TCP clients present: sha256 of a domain label and the cluster key.
-pub fn client_token(key: &[u8; 32]) -> [u8; 32] {
-    use sha2::Digest;
-    let mut hash = sha2::Sha256::new();
-    hash.update(raynode_proto::CLIENT_TOKEN_DOMAIN);
-    hash.update(key);
-    hash.finalize().into()
 }
 
 /// A node's id as a member of the Raft group.
@@ -114,7 +105,7 @@ pub async fn start(
         join.push(p2p::parse_join_addr(input).with_context(|| format!("--join {input:?}"))?);
     }
     let fingerprint = key.fingerprint();
-    let client_token = client_token(key.bytes());
+    let client_psk = raynode_proto::secure::psk(key.bytes());
     let p2p_config = p2p::Config::new(identity, key)
         .with_listen(vec![listen_addr(&config.listen)?])
         .with_bootstrap(join);
@@ -143,7 +134,7 @@ pub async fn start(
         node_id,
         peer_id,
         p2p_addrs,
-        client_token,
+        client_psk,
         write_timeout: config.gcs_write_timeout,
     };
     if let Err(e) = cluster.p2p.subscribe(wire::LOAD_TOPIC).await {
@@ -257,7 +248,6 @@ impl Cluster {
     ) -> mpsc::UnboundedSender<PeerMsg> {
         let (tx, mut rx) = mpsc::unbounded_channel::<PeerMsg>();
         let p2p = self.p2p.clone();
-        let from = self.node_id;
         tokio::spawn(async move {
             let mut next = None;
             loop {
@@ -280,7 +270,7 @@ impl Cluster {
                     bytes += m.len();
                     msgs.push(serde_bytes::ByteBuf::from(m));
                 }
-                let batch = PeerRequest::Msgs { from, msgs };
+                let batch = PeerRequest::Msgs { msgs };
                 let mut attempt = 0u32;
                 loop {
                     // Encoded afresh for each attempt: no copy kept for
@@ -363,7 +353,9 @@ async fn dispatch(
                         let _ = c.p2p.respond(responder, wire::encode(&reply)).await;
                     });
                 }
-                Ok(PeerRequest::Msgs { from, msgs }) => {
+                Ok(PeerRequest::Msgs { msgs }) => {
+                    // The sender is the peer the connection authenticated.
+                    let from = node_id_of(&peer);
                     let mut decoded = Vec::with_capacity(msgs.len());
                     for m in &msgs {
                         match wire::decode::<PeerMsg>(m) {
@@ -385,8 +377,12 @@ async fn dispatch(
                 }
                 Err(e) => tracing::warn!(%peer, "dropping an undecodable peer request: {e}"),
             },
-            p2p::Event::Gossip { topic, data, .. } if topic == wire::LOAD_TOPIC => {
+            p2p::Event::Gossip { from, topic, data } if topic == wire::LOAD_TOPIC => {
                 match wire::decode::<wire::Load>(&data) {
+                    // Signed gossip: `from` is the author the swarm verified.
+                    Ok(load) if load.node != node_id_of(&from) || load.peer != from.to_string() => {
+                        tracing::warn!(%from, node = %load.node, "dropping a load report about another node");
+                    }
                     Ok(load) => {
                         if core.send(Event::Load(Box::new(load))).await.is_err() {
                             return;

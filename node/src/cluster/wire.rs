@@ -21,10 +21,8 @@ pub enum PeerRequest {
     GcsWrite(Vec<raft_gcs::Command>),
     /// Encoded [`PeerMsg`]s for the receiving core, applied in order;
     /// answered empty. Each is encoded alone so a batch is bounded in bytes.
-    Msgs {
-        from: NodeId,
-        msgs: Vec<serde_bytes::ByteBuf>,
-    },
+    /// Their sender is the peer the connection authenticated.
+    Msgs { msgs: Vec<serde_bytes::ByteBuf> },
 }
 
 /// The answer to [`PeerRequest::GcsWrite`].

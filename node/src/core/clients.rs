@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 impl Core {
-    pub(super) fn on_connected(&mut self, conn: ConnId, tx: ConnTx, tcp: bool) {
+    pub(super) fn on_connected(&mut self, conn: ConnId, tx: ConnTx) {
         let client = Client {
             tx,
             role: None,
@@ -16,7 +16,6 @@ impl Core {
             held: HashSet::new(),
             unsealed: HashSet::new(),
             inline_only: false,
-            needs_token: tcp,
         };
         self.clients.insert(conn, client);
     }
@@ -26,24 +25,10 @@ impl Core {
         conn: ConnId,
         version: u32,
         role: Role,
-        token: Option<[u8; 32]>,
     ) {
         if version != PROTOCOL_VERSION {
             let why = format!(
                 "protocol version {version} is not supported (this node speaks {PROTOCOL_VERSION})"
-            );
-            return self.refuse(conn, &why);
-        }
-        let needs_token = self.clients.get(&conn).is_some_and(|c| c.needs_token);
-        if needs_token && token != Some(self.cluster.client_token) {
-            let why = if token.is_none() {
-                "a client connecting over TCP must present the cluster token"
-            } else {
-                "the client's cluster token does not match this cluster's key"
-            };
-            let why = format!(
-                "{why} (it is derived from the cluster key file: ~/.raynode/cluster.key, \
-                 or the file named by RAYNODE_CLUSTER_KEY)"
             );
             return self.refuse(conn, &why);
         }

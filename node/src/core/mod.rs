@@ -55,11 +55,10 @@ const MAX_STARTING_WORKERS: usize = 8;
 pub struct ConnId(pub u64);
 
 pub enum Event {
-    /// A client connected; over TCP it must present the cluster token.
+    /// A client connected; over TCP it has proved it holds the cluster key.
     Connected {
         conn: ConnId,
         tx: ConnTx,
-        tcp: bool,
     },
     Frame {
         conn: ConnId,
@@ -129,8 +128,6 @@ struct Client {
     unsealed: HashSet<ObjectId>,
     /// It cannot map the store: values go to it inline.
     inline_only: bool,
-    /// Connected over TCP: its hello must carry the cluster token.
-    needs_token: bool,
 }
 
 struct Worker {
@@ -252,7 +249,7 @@ impl Core {
         });
         while let Some(event) = events.recv().await {
             match event {
-                Event::Connected { conn, tx, tcp } => self.on_connected(conn, tx, tcp),
+                Event::Connected { conn, tx } => self.on_connected(conn, tx),
                 Event::Frame { conn, msg } => self.on_frame(conn, msg),
                 Event::Disconnected { conn } => self.on_disconnected(conn),
                 Event::WorkerExited { worker, status } => self.on_worker_exited(worker, &status),
@@ -296,11 +293,7 @@ impl Core {
         };
         if client.role.is_none() {
             return match msg {
-                ToNode::Hello {
-                    version,
-                    role,
-                    token,
-                } => self.on_hello(conn, version, role, token),
+                ToNode::Hello { version, role } => self.on_hello(conn, version, role),
                 other => self.refuse(conn, &format!("expected hello, got {}", frame_name(&other))),
             };
         }

@@ -61,6 +61,12 @@ impl Core {
         task.attempt = attempt;
         let spec = task.spec.clone();
         self.tasks.insert(task_id, task);
+        if let Err(e) = spec.validate() {
+            // Checked again here whatever the client checked: a bad value
+            // would corrupt the resource ledger.
+            let why = format!("the task {} was refused: {e}", spec.name);
+            return self.fail_task(task_id, SystemErrorKind::RaySystemError, &why);
+        }
         if let TaskKind::ActorMethod { actor, .. } = &spec.kind {
             let actor = *actor;
             let elsewhere = self.remote_actor_home(actor).is_some();

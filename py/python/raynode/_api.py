@@ -1,14 +1,13 @@
 """Ray Core's module-level API: init, get, put, wait and friends."""
 
 import atexit
-import hashlib
 import json
 import os
 import warnings
 
 from . import _core, _runtime, _serialization, exceptions
 from ._core import ObjectRef
-from ._remote import check_runtime_env
+from ._remote import check_runtime_env, is_amount
 
 
 class RayContext(dict):
@@ -58,6 +57,9 @@ def init(
         for name in ("CPU", "GPU"):
             if resources and name in resources:
                 raise ValueError(f"Use the num_{name.lower()}s argument instead of resources['{name}']")
+        for name, amount in [("num_cpus", num_cpus), ("num_gpus", num_gpus), *(resources or {}).items()]:
+            if amount is not None and not is_amount(amount):
+                raise ValueError(f"{name} must be a finite non-negative number, got {amount!r}")
         address = address or os.environ.get("RAYNODE_ADDRESS") or os.environ.get("RAY_ADDRESS")
         if address in ("local", None):
             from . import _node_process
@@ -70,8 +72,8 @@ def init(
             if address.startswith("raynode://"):
                 address = address[len("raynode://") :]
             node = None
-            token = None if "/" in address else _cluster_token()
-            client = _core.Client.connect(address, token=token)
+            key = None if "/" in address else _cluster_key()
+            client = _core.Client.connect(address, cluster_key=key)
         _runtime.set_client(client, node, namespace or "default")
         _job_runtime_env = {"env_vars": env_vars} if env_vars else None
         return _context(address)
@@ -85,9 +87,9 @@ def job_runtime_env():
     return _job_runtime_env
 
 
-def _cluster_token():
-    """What a driver connecting over TCP presents: sha256 of a label and the
-    cluster key (the file ~/.raynode/cluster.key, or RAYNODE_CLUSTER_KEY)."""
+def _cluster_key():
+    """The cluster key a driver connecting over TCP proves it holds: the file
+    ~/.raynode/cluster.key, or the one RAYNODE_CLUSTER_KEY names."""
     path = os.environ.get("RAYNODE_CLUSTER_KEY") or os.path.expanduser("~/.raynode/cluster.key")
     try:
         with open(path) as f:
@@ -100,7 +102,7 @@ def _cluster_token():
         ) from None
     if len(key) != 32:
         raise ConnectionError(f"the cluster key {path} does not hold 32 bytes")
-    return hashlib.sha256(b"raynode-client-token/1\0" + key).digest()
+    return key
 
 
 def _context(address=None):

@@ -11,6 +11,7 @@ call.
 import hashlib
 import inspect
 import io
+import math
 import types
 from collections import ChainMap
 
@@ -38,14 +39,19 @@ ACTOR_OPTIONS = {
 }
 
 
+def is_amount(v):
+    """A resource amount: a finite number >= 0 (not a bool)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
 def check_options(options, allowed, what):
     for key in options:
         if key not in allowed:
             raise ValueError(f"Invalid option keyword {key} for {what}. Valid ones are {sorted(allowed)}.")
     for key in ("num_cpus", "num_gpus"):
         v = options.get(key)
-        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0):
-            raise ValueError(f"The keyword '{key}' only accepts a non-negative number, got {v!r}")
+        if v is not None and not is_amount(v):
+            raise ValueError(f"The keyword '{key}' only accepts a finite non-negative number, got {v!r}")
     res = options.get("resources")
     if res is not None:
         if not isinstance(res, dict):
@@ -53,8 +59,8 @@ def check_options(options, allowed, what):
         for k, v in res.items():
             if k in ("CPU", "GPU"):
                 raise ValueError(f"Use the 'num_{k.lower()}s' keyword instead of resources['{k}']")
-            if not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"Resource quantities must be non-negative numbers, got {k}={v!r}")
+            if not is_amount(v):
+                raise ValueError(f"Resource quantities must be finite non-negative numbers, got {k}={v!r}")
     n = options.get("num_returns")
     if n is not None and (not isinstance(n, int) or n < 0):
         raise ValueError(f"num_returns must be a non-negative integer, got {n!r}")
