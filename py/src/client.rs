@@ -325,6 +325,68 @@ impl Client {
         }
     }
 
+    /// Asks for the values of `refs` without waiting: the reply comes out
+    /// of `next_watched` under the request number returned.
+    fn watch(&self, py: Python<'_>, refs: Vec<Bound<'_, ObjectRef>>) -> PyResult<u64> {
+        let ids = refs.iter().map(|r| r.get().id).collect();
+        let req = self.conn.next_req();
+        self.conn.watch(req);
+        let sent = self.send(
+            py,
+            ToNode::Get {
+                req,
+                ids,
+                timeout_ms: None,
+            },
+        );
+        if sent.is_err() {
+            self.conn.unwatch(req);
+        }
+        sent.map(|()| req)
+    }
+
+    /// Replies to watched requests, waiting up to `timeout` seconds for the
+    /// first: `(req, values, None)` or `(req, None, the node's error)`.
+    /// Raises `ConnectionError` once the connection is gone.
+    fn next_watched<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: f64,
+    ) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        let conn = self.conn.clone();
+        let slice = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        let got = py
+            .detach(|| conn.wait_watched(slice))
+            .map_err(errors::connection)?;
+        let mut out = Vec::with_capacity(got.len());
+        for msg in got {
+            let item = match msg {
+                FromNode::Got {
+                    req,
+                    values: Some(values),
+                } => {
+                    let values = values
+                        .into_iter()
+                        .map(|v| value_to_py(py, v))
+                        .collect::<PyResult<Vec<_>>>()?;
+                    (req, Some(values), None)
+                }
+                FromNode::Error { req, message } => (req, None, Some(message)),
+                other => match other.req() {
+                    Some(req) => (req, None, Some(format!("unexpected reply: {other:?}"))),
+                    None => continue,
+                },
+            };
+            out.push(item.into_pyobject(py)?);
+        }
+        Ok(out)
+    }
+
+    /// Worker: whether a `ray.cancel` reached the running task `task_id`.
+    fn is_cancelled(&self, task_id: &[u8]) -> PyResult<bool> {
+        Ok(self.conn.is_cancelled(id16(task_id, TaskId)?))
+    }
+
     /// Indexes of the ready refs (at most `num_returns`).
     #[pyo3(signature = (refs, num_returns, timeout=None))]
     fn wait(
@@ -508,10 +570,12 @@ impl Client {
                 None => ReturnValue::Stored { nested },
             });
         }
+        let task = id16(task_id, TaskId)?;
+        self.conn.forget_cancelled(task);
         self.send(
             py,
             ToNode::TaskDone {
-                task: id16(task_id, TaskId)?,
+                task,
                 results: out,
                 app_error,
             },

@@ -1,11 +1,15 @@
 //! A client's connection to its node: a writer shared by the caller's
 //! threads, and a reader thread that files replies by request number and
 //! queues work sent to a worker.
+//!
+//! Replies to *watched* requests (gets that asyncio code awaits) go to a
+//! queue of their own, which one thread of the process drains for all of
+//! them: a waiting `await` costs no thread.
 
 use raynode_proto::frame::{self, HEADER_BYTES};
 use raynode_proto::secure;
-use raynode_proto::{FromNode, ToNode};
-use std::collections::{HashMap, VecDeque};
+use raynode_proto::{FromNode, TaskId, ToNode};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -116,6 +120,13 @@ struct Inbox {
     parts: HashMap<u64, Vec<raynode_proto::Value>>,
     work: VecDeque<FromNode>,
     closed: Option<String>,
+    /// Requests whose replies go to `watch_done` instead of `replies`.
+    watched: HashSet<u64>,
+    /// Replies to watched requests, not yet taken. Bounded by `watched`:
+    /// one reply per request the process made.
+    watch_done: Vec<FromNode>,
+    /// This worker's tasks that a `ray.cancel` reached, until they end.
+    cancelled: HashSet<TaskId>,
 }
 
 pub struct Conn {
@@ -123,6 +134,7 @@ pub struct Conn {
     inbox: Mutex<Inbox>,
     replied: Condvar,
     work_ready: Condvar,
+    watch_ready: Condvar,
     next_req: AtomicU64,
     pub refs: Arc<RefTable>,
     stopping: AtomicBool,
@@ -138,6 +150,7 @@ impl Conn {
             inbox: Mutex::new(Inbox::default()),
             replied: Condvar::new(),
             work_ready: Condvar::new(),
+            watch_ready: Condvar::new(),
             next_req: AtomicU64::new(1),
             refs,
             stopping: AtomicBool::new(false),
@@ -178,6 +191,7 @@ impl Conn {
         drop(inbox);
         self.replied.notify_all();
         self.work_ready.notify_all();
+        self.watch_ready.notify_all();
     }
 
     fn lock_inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
@@ -219,12 +233,20 @@ impl Conn {
                 drop(inbox);
                 self.replied.notify_all();
             }
+            Some(req) if inbox.watched.remove(&req) => {
+                inbox.watch_done.push(msg);
+                drop(inbox);
+                self.watch_ready.notify_one();
+            }
             Some(req) => {
                 inbox.replies.insert(req, msg);
                 drop(inbox);
                 self.replied.notify_all();
             }
             None => {
+                if let FromNode::Cancel { task } = &msg {
+                    inbox.cancelled.insert(*task);
+                }
                 inbox.work.push_back(msg);
                 drop(inbox);
                 self.work_ready.notify_one();
@@ -272,6 +294,50 @@ impl Conn {
     /// Waits up to `slice` for the reply to `req`. `Ok(None)`: not yet.
     pub fn wait_reply(&self, req: u64, slice: Duration) -> Result<Option<FromNode>, String> {
         self.wait_for(&self.replied, slice, |inbox| inbox.replies.remove(&req))
+    }
+
+    /// Files the reply to `req` with the watched ones. Call before sending
+    /// the request, so the reply cannot come first.
+    pub fn watch(&self, req: u64) {
+        self.lock_inbox().watched.insert(req);
+    }
+
+    /// Forgets a watched request whose sending failed.
+    pub fn unwatch(&self, req: u64) {
+        self.lock_inbox().watched.remove(&req);
+    }
+
+    /// Waits up to `slice` for replies to watched requests; takes them all.
+    /// An error once the connection is closed and no reply is left.
+    pub fn wait_watched(&self, slice: Duration) -> Result<Vec<FromNode>, String> {
+        let mut inbox = self.lock_inbox();
+        let deadline = std::time::Instant::now() + slice;
+        loop {
+            if !inbox.watch_done.is_empty() {
+                return Ok(std::mem::take(&mut inbox.watch_done));
+            }
+            if let Some(why) = &inbox.closed {
+                return Err(why.clone());
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            inbox = self
+                .watch_ready
+                .wait_timeout(inbox, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    /// Whether a `ray.cancel` reached `task` (a worker's running task).
+    pub fn is_cancelled(&self, task: TaskId) -> bool {
+        self.lock_inbox().cancelled.contains(&task)
+    }
+
+    pub fn forget_cancelled(&self, task: TaskId) {
+        self.lock_inbox().cancelled.remove(&task);
     }
 
     /// Waits up to `slice` for work sent to this worker.

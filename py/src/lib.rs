@@ -22,6 +22,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(refs::begin_capture, m)?)?;
     m.add_function(wrap_pyfunction!(refs::end_capture, m)?)?;
     m.add_function(wrap_pyfunction!(refs::set_ref_rebuilder, m)?)?;
+    m.add_function(wrap_pyfunction!(refs::set_ref_hooks, m)?)?;
     codec::register(m)?;
     m.add("NodeError", m.py().get_type::<errors::NodeError>())?;
     m.add("PROTOCOL_VERSION", raynode_proto::PROTOCOL_VERSION)?;

@@ -4,6 +4,10 @@
 //! between zero and non-zero, the node is told (batched: the next frame the
 //! client sends, or the flusher, carries the change). Refs nested in a value
 //! being serialized are captured so the node can keep them alive.
+//!
+//! Awaiting a ref (`await ref`, `ref.future()`) and making one from its id
+//! bytes (`ObjectRef(bytes)`) go through hooks the Python layer sets
+//! (`raynode._futures`).
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -104,9 +108,36 @@ pub fn end_capture(py: Python<'_>) -> Vec<Bound<'_, PyBytes>> {
 /// Hook set by the Python layer: rebuilds a ref when one is unpickled.
 static REBUILD: std::sync::OnceLock<Py<PyAny>> = std::sync::OnceLock::new();
 
+/// Hooks set by the Python layer: `counted(id)` is a ref counted by this
+/// process's connection, or `None` when it has none; `future(ref)` a
+/// `concurrent.futures.Future` of its value; `awaiter(ref)` the iterator
+/// `await ref` runs.
+struct Hooks {
+    counted: Py<PyAny>,
+    future: Py<PyAny>,
+    awaiter: Py<PyAny>,
+}
+
+static HOOKS: std::sync::OnceLock<Hooks> = std::sync::OnceLock::new();
+
 #[pyfunction]
 pub fn set_ref_rebuilder(f: Py<PyAny>) {
     let _ = REBUILD.set(f);
+}
+
+#[pyfunction]
+pub fn set_ref_hooks(counted: Py<PyAny>, future: Py<PyAny>, awaiter: Py<PyAny>) {
+    let _ = HOOKS.set(Hooks {
+        counted,
+        future,
+        awaiter,
+    });
+}
+
+fn hooks() -> PyResult<&'static Hooks> {
+    HOOKS
+        .get()
+        .ok_or_else(|| crate::errors::value("raynode is not imported"))
 }
 
 /// A reference to an object of the cluster: the future of a task's result
@@ -135,8 +166,116 @@ impl Drop for ObjectRef {
     }
 }
 
+impl ObjectRef {
+    /// A ref to `id` made from its bytes: counted by this process's
+    /// connection when it has one (as any ref it holds), else uncounted.
+    fn from_id(py: Python<'_>, id: ObjectId) -> PyResult<ObjectRef> {
+        let counted = hooks()?
+            .counted
+            .call1(py, (PyBytes::new(py, &id.0),))?;
+        let table = match counted.bind(py).cast::<ObjectRef>() {
+            Ok(r) => r.get().table.clone(),
+            Err(_) => None,
+        };
+        if let Some(t) = &table {
+            t.incr(id, false);
+        }
+        Ok(ObjectRef { id, table })
+    }
+}
+
+fn id_from_bytes(b: &Bound<'_, PyAny>) -> PyResult<ObjectId> {
+    let bytes = b.cast::<PyBytes>().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "Unsupported type: {}, expected bytes",
+            b.get_type()
+        ))
+    })?;
+    let bytes = bytes.as_bytes();
+    ObjectId::from_slice(bytes).ok_or_else(|| {
+        crate::errors::value(format!(
+            "ID string needs to have length {}, got {}",
+            std::mem::size_of::<ObjectId>(),
+            bytes.len()
+        ))
+    })
+}
+
 #[pymethods]
 impl ObjectRef {
+    /// `ObjectRef(id_bytes)`: a ref to the object of that id (the bytes of
+    /// `ref.binary()`, or `bytes.fromhex(ref.hex())`). As in Ray, a ref made
+    /// from bytes keeps the object alive only if it is made while another
+    /// ref to it still does: the id alone carries no reference.
+    #[new]
+    #[pyo3(signature = (id, owner_addr=None, call_site_data=None, skip_adding_local_ref=false))]
+    fn py_new(
+        py: Python<'_>,
+        id: &Bound<'_, PyAny>,
+        owner_addr: Option<&Bound<'_, PyAny>>,
+        call_site_data: Option<&Bound<'_, PyAny>>,
+        skip_adding_local_ref: bool,
+    ) -> PyResult<ObjectRef> {
+        let _ = (owner_addr, call_site_data);
+        let id = id_from_bytes(id)?;
+        if skip_adding_local_ref {
+            return Ok(ObjectRef { id, table: None });
+        }
+        ObjectRef::from_id(py, id)
+    }
+
+    #[staticmethod]
+    fn from_binary(py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<ObjectRef> {
+        ObjectRef::from_id(py, id_from_bytes(id)?)
+    }
+
+    #[staticmethod]
+    fn from_hex(py: Python<'_>, hex: &str) -> PyResult<ObjectRef> {
+        let bad = || crate::errors::value(format!("not the hex of an object id: {hex:?}"));
+        if hex.len() != 40 || !hex.is_ascii() {
+            return Err(bad());
+        }
+        let mut id = [0u8; 20];
+        for (i, byte) in id.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        ObjectRef::from_id(py, ObjectId(id))
+    }
+
+    /// The ref of no object (all zero bytes).
+    #[staticmethod]
+    fn nil() -> ObjectRef {
+        ObjectRef {
+            id: ObjectId([0; 20]),
+            table: None,
+        }
+    }
+
+    fn is_nil(&self) -> bool {
+        self.id.0 == [0; 20]
+    }
+
+    /// A `concurrent.futures.Future` of the value (or the error it holds).
+    /// Cancelling the future does not cancel the task.
+    fn future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        hooks()?.future.bind(slf.py()).call1((slf,))
+    }
+
+    /// An `asyncio.Future` of the value, on the running event loop.
+    #[pyo3(signature = (_internal=false))]
+    fn as_future<'py>(slf: &Bound<'py, Self>, _internal: bool) -> PyResult<Bound<'py, PyAny>> {
+        let fut = hooks()?.future.bind(slf.py()).call1((slf,))?;
+        slf.py()
+            .import("asyncio")?
+            .getattr("wrap_future")?
+            .call1((fut,))
+    }
+
+    /// `await ref`: waits for the value without blocking the event loop.
+    fn __await__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        hooks()?.awaiter.bind(slf.py()).call1((slf,))
+    }
+
     fn binary<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.id.0)
     }

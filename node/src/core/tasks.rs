@@ -500,6 +500,12 @@ impl Core {
             TaskState::Running { worker, .. } => {
                 let worker = *worker;
                 if matches!(task.spec.kind, TaskKind::ActorMethod { .. }) {
+                    // An actor keeps its state: its worker is told, and
+                    // cancels the call if it has not started, or is a
+                    // coroutine; else the call may check `is_canceled()`.
+                    if let Some(conn) = self.workers.get(&worker).and_then(|w| w.conn) {
+                        self.send(conn, FromNode::Cancel { task: task_id });
+                    }
                     return;
                 }
                 if let Some(w) = self.workers.get_mut(&worker) {

@@ -5,7 +5,7 @@ import json
 import os
 import warnings
 
-from . import _core, _runtime, _serialization, exceptions
+from . import _core, _futures, _runtime, _serialization, exceptions  # noqa: F401 - _futures sets the ref hooks
 from ._core import ObjectRef
 from ._remote import check_runtime_env, is_amount
 
@@ -316,6 +316,13 @@ class RuntimeContext:
     @property
     def was_current_actor_reconstructed(self):
         return getattr(_runtime._current, "attempt", 0) > 0
+
+    def is_canceled(self):
+        """Whether `ray.cancel` was called on the running task; raises
+        RuntimeError in a driver or an async actor."""
+        from . import _worker
+
+        return _worker.is_canceled()
 
     def get(self):
         return {"node_id": self.get_node_id(), "job_id": self.get_job_id(), "task_id": self.get_task_id(), "actor_id": self.get_actor_id()}

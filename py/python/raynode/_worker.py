@@ -61,6 +61,7 @@ class Worker:
         self.class_name = None
         self.runtime_env = None  # the actor's, applied for its life
         self.running = 0  # method calls started and not yet answered
+        self.coroutines = {}  # task id -> future of an async actor's call in progress
         self.idle = threading.Condition()
         self.ending = threading.Event()  # the actor ended itself
 
@@ -70,7 +71,10 @@ class Worker:
                 work = self.client.next_work(WORK_POLL_S)
             except ConnectionError:
                 return
-            if work is None or work[0] != b"run" or self.ending.is_set():
+            if work is None or self.ending.is_set():
+                continue
+            if work[0] == b"cancel":
+                self.cancel(work[1])
                 continue
             _, task_id, fid, body, name, args, kwnames, num_returns, kind, job, attempt = work
             if body is not None:
@@ -123,7 +127,7 @@ class Worker:
         """Answers a call that raised. `retry_on`: the exception types the
         task may be retried for (None: any, if its retry_exceptions is set)."""
         tb = user_traceback(exc)
-        if isinstance(exc, KeyboardInterrupt):
+        if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
             err = _serialization.serialize(exceptions.TaskCancelledError(f"{name} was cancelled"), _serialization.META_TASK_ERROR)
         else:
             if isinstance(exc, exceptions.RayTaskError):
@@ -212,17 +216,33 @@ class Worker:
         with self.idle:
             self.running += 1
         if self.loop is not None:
-            asyncio.run_coroutine_threadsafe(self.run_async(task_id, method, name, args, kwnames, num_returns, job, attempt), self.loop)
+            coroutine = self.run_async(task_id, method, name, args, kwnames, num_returns, job, attempt)
+            fut = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+            self.coroutines[task_id] = fut
+            fut.add_done_callback(lambda _: self.coroutines.pop(task_id, None))
         elif self.pool is not None:
             self.pool.submit(self.run_method, task_id, method, name, args, kwnames, num_returns, job, attempt)
         else:
             self.run_method(task_id, method, name, args, kwnames, num_returns, job, attempt)
 
+    def cancel(self, task_id):
+        """A `ray.cancel` of an actor call: a coroutine is cancelled (as
+        asyncio cancels); a call not started yet is never run; a running
+        call of another actor goes on, and may check `is_canceled()`."""
+        fut = self.coroutines.get(task_id)
+        if fut is not None:
+            fut.cancel()
+
     def run_method(self, task_id, method, name, args, kwnames, num_returns, job, attempt):
         self.set_current(task_id, job, attempt)
         try:
+            if self.client.is_cancelled(task_id):
+                raise KeyboardInterrupt
             pos, kw = unpack_args(args, kwnames)
             result = getattr(self.actor, method)(*pos, **kw)
+            if self.client.is_cancelled(task_id):
+                # As in Ray: a call cancelled while it ran answers TaskCancelledError.
+                raise KeyboardInterrupt
         except (ActorExit, SystemExit) as e:
             self.end_actor(task_id, name, num_returns, e)
         except BaseException as e:  # noqa: BLE001
@@ -237,6 +257,8 @@ class Worker:
             async with self.async_slots:
                 self.set_current(task_id, job, attempt)
                 try:
+                    if self.client.is_cancelled(task_id):
+                        raise asyncio.CancelledError
                     pos, kw = unpack_args(args, kwnames)
                     result = getattr(self.actor, method)(*pos, **kw)
                     if asyncio.iscoroutine(result):
@@ -247,6 +269,9 @@ class Worker:
                     self.report_error(task_id, name, num_returns, e)
                 else:
                     self.report(task_id, name, num_returns, result)
+        except asyncio.CancelledError as e:
+            # Cancelled while waiting for a slot.
+            self.report_error(task_id, name, num_returns, e)
         finally:
             self.call_ended()
 
@@ -277,6 +302,17 @@ class Worker:
         # RayActorError; the node stops this process.
         self.client.kill_actor(self.actor_id, True)
         self.client.flush()
+
+
+def is_canceled():
+    """Whether a `ray.cancel` reached the running task or actor call (not
+    for async actors, whose cancelled calls raise CancelledError)."""
+    if _worker is None:
+        raise RuntimeError("This method is only available when the process is a worker.")
+    if _worker.loop is not None:
+        raise RuntimeError("This method is not supported in an async actor.")
+    task_id = getattr(_runtime._current, "task_id", None)
+    return task_id is not None and _worker.client.is_cancelled(task_id)
 
 
 def end_process(exit):

@@ -1,0 +1,142 @@
+"""Refs as futures: `ref.future()`, `ref.as_future()` and `await ref`.
+
+A future asks the node for the value with a get whose reply the connection
+files apart from the others (`Client.watch`), and returns at once. One
+thread per process ("raynode-futures") takes those replies for every
+future, decodes the values and completes the futures; asyncio code gets
+them through `asyncio.wrap_future`, which hands the result to its event
+loop. So an `await` never blocks the loop and a waiting one costs no
+thread. The thread runs only while some future is pending.
+
+Futures of the same object share one request. Cancelling a future does not
+cancel the task (as in Ray); its reply is then dropped.
+"""
+
+import asyncio
+import concurrent.futures
+import threading
+
+from . import _core, _runtime, _serialization
+
+# How long the thread waits for replies before it checks whether any
+# future is still pending (it ends when none is).
+IDLE_CHECK_S = 5.0
+
+
+class _Watcher:
+    """The pending futures of one connection and the thread that completes them."""
+
+    def __init__(self, client):
+        self.client = client
+        self.lock = threading.Lock()
+        self.pending = {}  # request number -> (ref, [futures])
+        self.by_id = {}  # object id -> request number
+        self.thread = None
+
+    def future(self, ref):
+        fut = concurrent.futures.Future()
+        key = ref.binary()
+        with self.lock:
+            req = self.by_id.get(key)
+            if req is not None:
+                self.pending[req][1].append(fut)
+                return fut
+            # Under the lock: the thread files the reply only after this.
+            self._watch(ref, [fut])
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="raynode-futures", daemon=True)
+                self.thread.start()
+        return fut
+
+    def _watch(self, ref, futures):
+        req = self.client.watch([ref])
+        self.pending[req] = (ref, futures)
+        self.by_id[ref.binary()] = req
+
+    def _run(self):
+        while True:
+            try:
+                replies = self.client.next_watched(IDLE_CHECK_S)
+            except ConnectionError as e:
+                return self._fail_all(e)
+            if not replies:
+                with self.lock:
+                    if not self.pending:
+                        self.thread = None
+                        return
+                continue
+            for req, values, error in replies:
+                self._complete(req, values, error)
+
+    def _complete(self, req, values, error):
+        with self.lock:
+            entry = self.pending.pop(req, None)
+            if entry is None:
+                return
+            ref, futures = entry
+            self.by_id.pop(ref.binary(), None)
+        if error is not None:
+            return _settle(futures, exc=_core.NodeError(error))
+        try:
+            value = _serialization.deserialize(values[0])
+        except _serialization.StalePath:
+            # The object moved (spilled or evicted) since the node named its
+            # file: ask again, as a blocking get does.
+            with self.lock:
+                try:
+                    self._watch(ref, futures)
+                except ConnectionError as e:
+                    _settle(futures, exc=e)
+            return
+        except BaseException as e:  # noqa: BLE001 - the error the value holds goes to its futures
+            return _settle(futures, exc=e)
+        _settle(futures, value=value)
+
+    def _fail_all(self, error):
+        with self.lock:
+            entries = list(self.pending.values())
+            self.pending.clear()
+            self.by_id.clear()
+            self.thread = None
+        for _, futures in entries:
+            _settle(futures, exc=ConnectionError(f"lost the connection to the node: {error}"))
+
+
+def _settle(futures, value=None, exc=None):
+    for fut in futures:
+        if not fut.set_running_or_notify_cancel():
+            continue  # cancelled by its holder
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)
+
+
+_watcher = None
+_watcher_lock = threading.Lock()
+
+
+def future(ref):
+    """A concurrent.futures.Future of `ref`'s value."""
+    global _watcher
+    client = _runtime.client()
+    with _watcher_lock:
+        w = _watcher
+        if w is None or w.client is not client:
+            w = _watcher = _Watcher(client)
+    return w.future(ref)
+
+
+def awaiter(ref):
+    """What `await ref` iterates: an asyncio future on the running loop."""
+    loop = asyncio.get_running_loop()
+    return asyncio.wrap_future(future(ref), loop=loop).__await__()
+
+
+def counted(object_id):
+    """A ref to `object_id` counted by this process's connection, if it has one."""
+    c = _runtime._client
+    return None if c is None else c.make_ref(object_id)
+
+
+_core.set_ref_hooks(counted, future, awaiter)
