@@ -32,6 +32,8 @@ pub fn spawn(
         .arg("raynode._worker")
         .env("RAYNODE_SOCKET", config.socket_path())
         .env("RAYNODE_WORKER_ID", worker.0.to_string())
+        // Where runtime environments are unpacked, under the node's own dir.
+        .env("RAYNODE_DATA_DIR", &config.data_dir)
         .stdin(Stdio::null())
         .kill_on_drop(true);
     let mut child = cmd.spawn()?;

@@ -485,7 +485,7 @@ def test_runtime_env_rejects_what_it_does_not_support(ray):
     def f():
         return 1
 
-    for key in ("pip", "conda", "container", "working_dir", "py_modules", "no_such_key"):
+    for key in ("pip", "conda", "container", "uv", "no_such_key"):
         with pytest.raises(ValueError, match=key):
             f.options(runtime_env={key: "x"})
         with pytest.raises(ValueError, match=key):

@@ -11,8 +11,7 @@ import pickle
 
 from . import _runtime
 from ._remote import (
-    ACTOR_OPTIONS, TASK_EXTRAS, Registration, check_options, check_runtime_env, pack_args, resource_list,
-    task_extras,
+    ACTOR_OPTIONS, Registration, check_options, check_runtime_env, pack_args, resource_list, task_extras,
 )
 
 # Ray's default concurrency for actors with async methods.
@@ -95,7 +94,7 @@ class ActorClass:
         self._registration = Registration(cls)
         self._methods, self._params = _method_table(cls)
         self._is_async = _is_async(cls)
-        self._env_vars = check_runtime_env(options.get("runtime_env"))
+        self._runtime_env = check_runtime_env(options.get("runtime_env"))
         try:
             self._init_signature = inspect.signature(cls.__init__)
         except (TypeError, ValueError):
@@ -148,9 +147,9 @@ class ActorClass:
             int(opts.get("max_restarts", 0)), int(opts.get("max_task_retries", 0)),
             int(concurrency), self._is_async, meta,
         )
-        extras = task_extras(self._env_vars)
-        if extras is not None:
-            kwargs = {**kwargs, TASK_EXTRAS: extras}
+        hidden = task_extras(self._runtime_env)
+        if hidden:
+            kwargs = {**kwargs, **hidden}
         packed, names, nested, keep = pack_args(client, f"actor {self.__name__}", args, kwargs)
         client.submit(fid, f"{self.__name__}.__init__", packed, names, 0, resource_list(opts, 0), 0, False, nested, kind)
         del keep

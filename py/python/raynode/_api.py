@@ -5,7 +5,7 @@ import json
 import os
 import warnings
 
-from . import _core, _futures, _runtime, _serialization, exceptions  # noqa: F401 - _futures sets the ref hooks
+from . import _core, _futures, _runtime, _runtime_env, _serialization, exceptions  # noqa: F401 - _futures sets the ref hooks
 from ._core import ObjectRef
 from ._remote import check_runtime_env, is_amount
 
@@ -51,7 +51,7 @@ def init(
             if ignore_reinit_error:
                 return _context()
             raise RuntimeError("Maybe you called ray.init twice by accident? Call ray.shutdown() first.")
-        env_vars = check_runtime_env(runtime_env)
+        env_spec = check_runtime_env(runtime_env)
         if resources is not None and not isinstance(resources, dict):
             raise TypeError("resources must be a dict of resource name to amount")
         for name in ("CPU", "GPU"):
@@ -75,7 +75,13 @@ def init(
             key = None if "/" in address else _cluster_key()
             client = _core.Client.connect(address, cluster_key=key)
         _runtime.set_client(client, node, namespace or "default")
-        _job_runtime_env = {"env_vars": env_vars} if env_vars else None
+        _job_runtime_env = None
+        try:
+            # Packs and puts the working_dir and py_modules, once for the job.
+            _job_runtime_env = _runtime_env.resolve(env_spec, None)
+        except BaseException:
+            shutdown()
+            raise
         return _context(address)
 
 
@@ -83,7 +89,7 @@ _job_runtime_env = None  # what init(runtime_env=...) gave, checked
 
 
 def job_runtime_env():
-    """The job's runtime_env (its env_vars), or None."""
+    """The job's runtime_env as tasks carry it (`_runtime_env.resolve`), or None."""
     return _job_runtime_env
 
 
@@ -112,7 +118,9 @@ def _context(address=None):
 
 def shutdown():
     """Disconnects; stops the private node if `init` started one."""
+    global _job_runtime_env
     with _runtime._lock:
+        _job_runtime_env = None
         client, node = _runtime.clear()
         if client is not None:
             client.close()
@@ -306,12 +314,12 @@ class RuntimeContext:
 
     @property
     def runtime_env(self):
-        """The runtime_env the calling code runs with (only env_vars)."""
+        """The runtime_env the calling code runs with (packages as raynode:// URIs)."""
         if _runtime.is_worker():
             env = getattr(_runtime._current, "runtime_env", None)
         else:
             env = _job_runtime_env
-        return {"env_vars": dict(env["env_vars"])} if env else {}
+        return _runtime_env.describe(env)
 
     @property
     def was_current_actor_reconstructed(self):

@@ -1,11 +1,12 @@
 """`@remote` functions: options, argument packing, submission.
 
-A task may carry extras the node does not look at: the env_vars of its
-runtime_env (its own merged over those it inherits: the job's, or those of
-the task or actor submitting it) and the exception types `retry_exceptions`
-lists. They travel as one keyword argument named `TASK_EXTRAS` (not an
-identifier, so no function's own), which the worker takes out before the
-call.
+A task may carry what the node does not look at, as keyword arguments
+whose names are not identifiers (so no function's own), which the worker
+takes out before the call: `TASK_ENV`, its runtime_env (its own over the
+one it inherits: the job's, or that of the task or actor submitting it;
+see `_runtime_env`), decoded and applied before anything else of the task
+is unpickled; and `TASK_EXTRAS`, the exception types `retry_exceptions`
+lists.
 """
 
 import hashlib
@@ -17,13 +18,11 @@ from collections import ChainMap
 
 import cloudpickle
 
-from . import _runtime, _serialization
+from . import _runtime, _runtime_env, _serialization
 from ._core import ObjectRef
 
 TASK_EXTRAS = "raynode:task"
-
-# The runtime_env keys raynode applies; any other is refused by name.
-RUNTIME_ENV_KEYS = ("env_vars",)
+TASK_ENV = "raynode:env"
 
 TASK_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "num_returns", "max_retries", "retry_exceptions", "name",
@@ -85,50 +84,29 @@ def retry_types(value):
 
 
 def check_runtime_env(env):
-    """The env_vars of a runtime_env, refusing what raynode does not apply."""
-    if env is None:
-        return {}
-    if not isinstance(env, dict):
-        raise TypeError(f"runtime_env must be a dict or None, got {type(env).__name__}")
-    for key in env:
-        if key not in RUNTIME_ENV_KEYS:
-            raise ValueError(
-                f"runtime_env['{key}'] is not supported by raynode; it applies only {', '.join(RUNTIME_ENV_KEYS)}"
-            )
-    env_vars = env.get("env_vars") or {}
-    if not isinstance(env_vars, dict):
-        raise TypeError(f"runtime_env['env_vars'] must be of type Dict[str, str], got {type(env_vars).__name__}")
-    for k, v in env_vars.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise TypeError(
-                f"runtime_env['env_vars'] must be of type Dict[str, str], but {k!r}: {v!r} is not a pair of strings"
-            )
-    return dict(env_vars)
+    """A runtime_env checked (a `_runtime_env.Spec`), refusing what raynode does not apply."""
+    return _runtime_env.check(env)
 
 
-def inherited_env_vars():
-    """The env_vars work submitted from here inherits: the running task's
-    or actor's in a worker, else the job's (`init(runtime_env=...)`)."""
+def inherited_runtime_env():
+    """The runtime_env work submitted from here inherits: the running
+    task's or actor's in a worker, else the job's (`init(runtime_env=...)`)."""
     if _runtime.is_worker():
-        env = getattr(_runtime._current, "runtime_env", None)
-    else:
-        from . import _api
+        return getattr(_runtime._current, "runtime_env", None)
+    from . import _api
 
-        env = _api.job_runtime_env()
-    return (env or {}).get("env_vars") or {}
+    return _api.job_runtime_env()
 
 
-def task_extras(env_vars, retry_on=None):
-    """The extras a task carries, or None when it has none."""
-    merged = inherited_env_vars()
-    if env_vars:
-        merged = {**merged, **env_vars}
-    extras = {}
-    if merged:
-        extras["env_vars"] = merged
+def task_extras(spec, retry_on=None):
+    """The hidden keyword arguments of a task: {name: value}, maybe empty."""
+    hidden = {}
+    env = _runtime_env.resolve(spec, inherited_runtime_env())
+    if env:
+        hidden[TASK_ENV] = env
     if retry_on is not None:
-        extras["retry_on"] = retry_on
-    return extras or None
+        hidden[TASK_EXTRAS] = {"retry_on": retry_on}
+    return hidden
 
 
 def resource_list(options, default_cpus):
@@ -236,7 +214,7 @@ class RemoteFunction:
         self._num_returns = options.get("num_returns", 1)
         self._max_retries = options.get("max_retries", 3)
         self._retry_exceptions, self._retry_on = retry_types(options.get("retry_exceptions", False))
-        self._env_vars = check_runtime_env(options.get("runtime_env"))
+        self._runtime_env = check_runtime_env(options.get("runtime_env"))
         self.__doc__ = function.__doc__
         self.__name__ = function.__name__
         self.__wrapped__ = function
@@ -261,9 +239,9 @@ class RemoteFunction:
             raise TypeError(f"{self.__name__}() {e}") from None
         client = _runtime.client()
         fid = self._registration.function_id(client)
-        extras = task_extras(self._env_vars, self._retry_on)
-        if extras is not None:
-            kwargs = {**kwargs, TASK_EXTRAS: extras}
+        hidden = task_extras(self._runtime_env, self._retry_on)
+        if hidden:
+            kwargs = {**kwargs, **hidden}
         packed, names, nested, keep = pack_args(client, f"task {self._name}", args, kwargs)
         refs = client.submit(
             fid, self._name, packed, names, self._num_returns, self._resources,

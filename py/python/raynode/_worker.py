@@ -4,10 +4,12 @@ It runs what its node sends: tasks one at a time, or, once an actor's
 constructor ran here, that actor's method calls (in order, on a thread
 pool, or on an asyncio loop, by the actor's `max_concurrency`).
 
-A task's extras (`_remote.TASK_EXTRAS`: its runtime_env's env_vars and
-the exception types its retries are for) come as a keyword argument the
-function never sees; env_vars apply around a task, and for an actor's
-whole life.
+A task's runtime_env (`_remote.TASK_ENV`) and extras (`_remote.TASK_EXTRAS`:
+the exception types its retries are for) come as keyword arguments the
+function never sees. The runtime_env is decoded and applied first (see
+`_runtime_env.Applied`), then the function and the other arguments are
+unpickled, so they may come from its working_dir or py_modules. It applies
+around a task, and for an actor's whole life.
 
 Ending an actor from inside (`exit_actor()`, `sys.exit()` or `sys.exit(0)`,
 `__ray_terminate__`) answers the call with ActorDiedError, asks the node to
@@ -27,8 +29,8 @@ import threading
 import time
 import traceback
 
-from . import _core, _runtime, _serialization, exceptions
-from ._remote import TASK_EXTRAS
+from . import _core, _runtime, _runtime_env, _serialization, exceptions
+from ._remote import TASK_ENV, TASK_EXTRAS
 
 WORK_POLL_S = 1.0
 # How long an actor that ended itself waits for its node to stop it.
@@ -52,6 +54,7 @@ class Worker:
     def __init__(self, client):
         self.client = client
         self.functions = {}
+        self.bodies = {}  # function id -> pickled definition, until first unpickled
         self.actor = None  # the instance, once a constructor ran here
         self.actor_id = None
         self.actor_error = None  # the constructor's traceback, if it raised
@@ -77,13 +80,12 @@ class Worker:
                 self.cancel(work[1])
                 continue
             _, task_id, fid, body, name, args, kwnames, num_returns, kind, job, attempt = work
-            if body is not None:
-                self.functions[fid] = pickle.loads(body)
-            target = self.functions.get(fid)
+            if body is not None and fid not in self.functions:
+                self.bodies[fid] = body
             if kind is None:
-                self.run_task(task_id, target, name, args, kwnames, num_returns, job, attempt)
+                self.run_task(task_id, fid, name, args, kwnames, num_returns, job, attempt)
             elif kind[0] == "create":
-                self.create_actor(task_id, kind, target, name, args, kwnames, job, attempt)
+                self.create_actor(task_id, kind, fid, name, args, kwnames, job, attempt)
             else:
                 self.call_method(task_id, kind[2], name, args, kwnames, num_returns, job, attempt)
         # The actor asked its node to end it; the node stops this process.
@@ -91,18 +93,32 @@ class Worker:
 
     # -- tasks --------------------------------------------------------------
 
-    def run_task(self, task_id, function, name, args, kwnames, num_returns, job, attempt):
+    def function(self, fid):
+        """The function or class of id `fid`, unpickled on first use (after
+        the runtime_env it may import from is applied)."""
+        f = self.functions.get(fid)
+        if f is None:
+            body = self.bodies.get(fid)
+            if body is None:
+                raise RuntimeError(f"the node sent no definition for function {fid.hex()}")
+            f = self.functions[fid] = pickle.loads(body)
+            del self.bodies[fid]
+        return f
+
+    def run_task(self, task_id, fid, name, args, kwnames, num_returns, job, attempt):
         self.set_current(task_id, job, attempt)
         retry_on = None
-        saved_env = None
+        applied = None
         try:
+            env, args, kwnames = take_env(args, kwnames)
+            if env:
+                _runtime._current.runtime_env = env
+            applied = _runtime_env.Applied(env, job)
+            applied.enter()
+            function = self.function(fid)
             pos, kw = unpack_args(args, kwnames)
             extras = kw.pop(TASK_EXTRAS, None) or {}
             retry_on = extras.get("retry_on")
-            env = extras.get("env_vars")
-            if env:
-                saved_env = apply_env(env)
-                _runtime._current.runtime_env = {"env_vars": dict(env)}
             result = function(*pos, **kw)
         except SystemExit as e:
             end_process(e)
@@ -111,8 +127,8 @@ class Worker:
         else:
             self.report(task_id, name, num_returns, result)
         finally:
-            if saved_env is not None:
-                restore_env(saved_env)
+            if applied is not None:
+                applied.leave()
             self.set_current(None, job, 0)
 
     def report(self, task_id, name, num_returns, result):
@@ -169,18 +185,22 @@ class Worker:
 
     # -- actors -------------------------------------------------------------
 
-    def create_actor(self, task_id, kind, cls, name, args, kwnames, job, attempt):
+    def create_actor(self, task_id, kind, fid, name, args, kwnames, job, attempt):
         _, actor_id, max_concurrency, is_async = kind
         self.actor_id = actor_id
-        self.class_name = getattr(cls, "__name__", name)
+        self.class_name = name.rsplit(".", 1)[0]
         self.set_current(task_id, job, attempt)
         try:
-            pos, kw = unpack_args(args, kwnames)
-            env = (kw.pop(TASK_EXTRAS, None) or {}).get("env_vars")
+            env, args, kwnames = take_env(args, kwnames)
             if env:
-                apply_env(env)
-                self.runtime_env = {"env_vars": dict(env)}
-                _runtime._current.runtime_env = self.runtime_env
+                self.runtime_env = env
+                _runtime._current.runtime_env = env
+            # For the actor's life.
+            _runtime_env.Applied(env, job).enter()
+            cls = self.function(fid)
+            self.class_name = getattr(cls, "__name__", self.class_name)
+            pos, kw = unpack_args(args, kwnames)
+            kw.pop(TASK_EXTRAS, None)
             self.actor = cls(*pos, **kw)
         except (ActorExit, SystemExit) as e:
             return self.end_actor(None, name, 0, e)
@@ -335,21 +355,6 @@ def end_process(exit):
     os._exit(status)
 
 
-def apply_env(env):
-    """Sets env vars; returns what they replaced, for `restore_env`."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    return saved
-
-
-def restore_env(saved):
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -388,6 +393,19 @@ def node_ip():
         finally:
             s.close()
     return _node_ip
+
+
+def take_env(values, kwnames):
+    """(the task's runtime_env or None, the other values, their keyword
+    names): the runtime_env decoded, before anything that may need it."""
+    if TASK_ENV not in kwnames:
+        return None, values, kwnames
+    kwnames = list(kwnames)
+    values = list(values)
+    at = len(values) - len(kwnames) + kwnames.index(TASK_ENV)
+    env = _serialization.deserialize(values.pop(at))
+    kwnames.remove(TASK_ENV)
+    return env, values, kwnames
 
 
 def unpack_args(values, kwnames):
