@@ -197,7 +197,7 @@ except ConnectionError as e:
     print(json.dumps(str(e)))
 """
     refused = driver_result(cluster3, 0, code, env={"RAYNODE_CLUSTER_KEY": str(other)})
-    assert "cluster token does not match" in refused
+    assert "cluster key is not the cluster's" in refused
     missing = driver_result(cluster3, 0, code, env={"RAYNODE_CLUSTER_KEY": str(tmp_path / "none.key")})
     assert "cannot read the cluster key" in missing
     # The node lost nothing: a driver with the key still runs tasks there.

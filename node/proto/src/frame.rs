@@ -1,4 +1,6 @@
-//! Length-prefixed postcard frames: a little-endian `u32` length, then the body.
+//! Length-prefixed frames: a little-endian `u32` length, then the body.
+//! Client frames carry postcard messages; pull streams between nodes use
+//! the same prefix ([`header`], [`body_len_within`]).
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -33,7 +35,7 @@ pub fn encode_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), Frame
             max: MAX_FRAME_BYTES,
         });
     }
-    buf[start..start + HEADER_BYTES].copy_from_slice(&(len as u32).to_le_bytes());
+    buf[start..start + HEADER_BYTES].copy_from_slice(&header(len));
     *out = buf;
     Ok(())
 }
@@ -44,15 +46,22 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     Ok(out)
 }
 
-/// Reads the body length from a frame header, refusing oversized frames
-/// before any body byte is read.
+/// The prefix of a frame whose body is `len` bytes (at most `u32::MAX`).
+pub fn header(len: usize) -> [u8; HEADER_BYTES] {
+    (len as u32).to_le_bytes()
+}
+
+/// Reads the body length from a client frame's header, refusing oversized
+/// frames before any body byte is read.
 pub fn body_len(header: [u8; HEADER_BYTES]) -> Result<usize, FrameError> {
+    body_len_within(header, MAX_FRAME_BYTES)
+}
+
+/// Reads the body length from a frame header, refusing bodies above `max`.
+pub fn body_len_within(header: [u8; HEADER_BYTES], max: usize) -> Result<usize, FrameError> {
     let len = u32::from_le_bytes(header) as usize;
-    if len > MAX_FRAME_BYTES {
-        return Err(FrameError::TooLarge {
-            len,
-            max: MAX_FRAME_BYTES,
-        });
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
     }
     Ok(len)
 }
@@ -90,7 +99,7 @@ pub fn encode_put_into<E>(
         });
     }
     let start = out.len();
-    out.extend_from_slice(&(body as u32).to_le_bytes());
+    out.extend_from_slice(&header(body));
     out.extend_from_slice(&head);
     out.extend_from_slice(&len_varint);
     let at = out.len();

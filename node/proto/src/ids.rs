@@ -32,6 +32,7 @@ macro_rules! byte_id {
     ($(#[$doc:meta])* $name:ident, $len:expr) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
         pub struct $name(pub [u8; $len]);
 
         impl $name {
@@ -109,6 +110,7 @@ impl ObjectId {
 
 /// A worker process of a node, numbered by the node that started it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct WorkerId(pub u64);
 
 impl fmt::Display for WorkerId {
@@ -119,6 +121,7 @@ impl fmt::Display for WorkerId {
 
 /// A job: one driver's session with the cluster.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct JobId(pub u32);
 
 impl fmt::Display for JobId {

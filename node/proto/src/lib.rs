@@ -5,12 +5,14 @@
 //! - [`msg`]: the frames a client and its node exchange.
 //! - [`frame`]: the length-prefixed postcard codec with its size bound.
 //! - [`meta`]: tags telling how a stored value's bytes are to be read.
+//! - [`peer`]: what nodes say to one another.
 //! - [`secure`]: the encrypted, authenticated client channel over TCP.
 
 pub mod frame;
 pub mod ids;
 pub mod meta;
 pub mod msg;
+pub mod peer;
 pub mod secure;
 pub mod task;
 
@@ -22,5 +24,7 @@ pub use msg::{
 };
 pub use task::{ActorOptions, Arg, Resources, SpecError, TaskKind, TaskSpec};
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

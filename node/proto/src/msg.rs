@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u32 = 4;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Role {
     Driver { pid: u32 },
     Worker { worker: WorkerId },
@@ -19,6 +20,7 @@ pub enum Role {
 
 /// Where a value lives, as sent to a client that asked for it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Value {
     /// The object's layout bytes, inline.
     Inline(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -34,6 +36,7 @@ pub enum Value {
 
 /// A task result reported by the worker that ran it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum ReturnValue {
     Inline {
         #[serde(with = "serde_bytes")]
@@ -45,6 +48,7 @@ pub enum ReturnValue {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum ToNode {
     /// A connection's first frame. Over TCP it is the first message of
     /// the client channel (`secure`), which proved the cluster key already;
@@ -132,6 +136,7 @@ pub enum ToNode {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum InfoKind {
     Nodes,
     ClusterResources,
@@ -140,6 +145,7 @@ pub enum InfoKind {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Execute {
     pub spec: TaskSpec,
     pub job: JobId,
@@ -153,6 +159,7 @@ pub struct Execute {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum FromNode {
     Welcome {
         node: NodeId,
@@ -226,6 +233,7 @@ impl FromNode {
 /// Why the store refused to create an object; each maps to one Python
 /// exception.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum StoreError {
     /// No room, even after spilling what can be spilled, or larger than
     /// the whole store (Python: `ObjectStoreFullError`, as Ray).
@@ -244,6 +252,7 @@ impl std::fmt::Display for StoreError {
 
 /// Why a `SubmitAcked` was refused; each maps to one Python exception.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum AckError {
     /// A live actor already has the name (Python: `ValueError`, as Ray).
     NameTaken(String),

@@ -224,7 +224,14 @@ impl<S: Read + Write> Stream<S> {
         let (initiator, first) = Initiator::start(&psk(cluster_key))?;
         inner.write_all(&first)?;
         let mut prefix = [0u8; LENGTH_BYTES];
-        inner.read_exact(&mut prefix)?;
+        inner.read_exact(&mut prefix).map_err(|e| match e.kind() {
+            // The node closes at once on a first message it cannot open.
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "the node refused the handshake: this cluster key is not the cluster's",
+            ),
+            _ => e,
+        })?;
         let len = message_len(prefix, MAX_HANDSHAKE_MESSAGE)?;
         let mut reply = vec![0u8; len];
         inner.read_exact(&mut reply)?;

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 
 /// Resource demands or capacities by name (`CPU`, `GPU`, custom names).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Resources(pub Vec<(String, f64)>);
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Resources(
+    #[cfg_attr(test, proptest(strategy = "crate::tests::resource_list()"))] pub Vec<(String, f64)>,
+);
 
 /// The most return values one task may declare.
 pub const MAX_RETURNS: u32 = 1 << 16;
@@ -68,6 +71,7 @@ impl Resources {
 
 /// One positional or keyword argument of a task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Arg {
     /// A serialized value (object layout bytes), small enough to travel inline.
     Value(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -77,6 +81,7 @@ pub enum Arg {
 
 /// What kind of call a task is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum TaskKind {
     Normal,
     /// Creates an actor: runs the class's constructor in a worker the actor keeps.
@@ -89,6 +94,7 @@ pub enum TaskKind {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct ActorOptions {
     pub actor: ActorId,
     pub name: Option<String>,
@@ -105,6 +111,7 @@ pub struct ActorOptions {
 
 /// A submitted task. The function body travels separately, once per client.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct TaskSpec {
     pub task_id: TaskId,
     pub function: FunctionId,

@@ -44,6 +44,18 @@ fn spec() -> impl Strategy<Value = TaskSpec> {
         })
 }
 
+pub(crate) fn byte_bufs() -> impl Strategy<Value = Vec<serde_bytes::ByteBuf>> {
+    proptest::collection::vec(
+        proptest::collection::vec(any::<u8>(), 0..64).prop_map(serde_bytes::ByteBuf::from),
+        0..4,
+    )
+}
+
+/// Finite amounts only: NaN is refused by validation and equals nothing.
+pub(crate) fn resource_list() -> impl Strategy<Value = Vec<(String, f64)>> {
+    proptest::collection::vec((".{0,8}", 0.0..1e6f64), 0..4)
+}
+
 fn to_node() -> impl Strategy<Value = ToNode> {
     prop_oneof![
         spec().prop_map(ToNode::Submit),
@@ -169,7 +181,7 @@ fn a_put_frame_reads_in_place_as_a_put_view() {
         bytes: vec![1, 2, 3, 4, 5],
         nested: nested.clone(),
     };
-    let body = postcard::to_allocvec(&put).unwrap();
+    let body = postcard::to_allocvec(&put).expect("encodes");
     let view = PutView::of(&body).expect("a put frame");
     assert_eq!(
         (view.id, view.bytes, view.nested),
@@ -179,7 +191,7 @@ fn a_put_frame_reads_in_place_as_a_put_view() {
         add: vec![],
         remove: vec![],
     })
-    .unwrap();
+    .expect("encodes");
     assert!(PutView::of(&other).is_none());
 }
 
@@ -196,13 +208,13 @@ proptest! {
             bytes: bytes.clone(),
             nested: nested.clone(),
         })
-        .unwrap();
+        .expect("encodes");
         let mut out = vec![9, 9];
         let filled = frame::encode_put_into(&mut out, ObjectId(id), bytes.len(), &nested, |dst| {
             dst.copy_from_slice(&bytes);
             Ok::<(), ()>(())
         })
-        .unwrap();
+        .expect("encodes");
         prop_assert!(filled.is_ok());
         prop_assert_eq!(&out[..2], &[9u8, 9][..]);
         prop_assert_eq!(&out[2..], &expected[..]);
@@ -250,4 +262,43 @@ fn oversized_counts_and_names_are_refused() {
         kinds.validate(),
         Err(SpecError::TooManyResources { .. })
     ));
+}
+
+/// A peer message through its codec.
+fn peer_round_trip<T>(msg: &T) -> T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    peer::decode(&peer::encode(msg)).expect("decodes")
+}
+
+proptest! {
+    #[test]
+    fn every_to_node_variant_round_trips(msg in any::<ToNode>()) {
+        prop_assert_eq!(round_trip(&msg), msg);
+    }
+
+    #[test]
+    fn every_from_node_variant_round_trips(msg in any::<FromNode>()) {
+        prop_assert_eq!(round_trip(&msg), msg);
+    }
+
+    #[test]
+    fn every_peer_message_round_trips(msg in any::<peer::PeerMsg>()) {
+        prop_assert_eq!(peer_round_trip(&msg), msg);
+    }
+
+    #[test]
+    fn every_peer_request_round_trips(msg in any::<peer::PeerRequest>()) {
+        prop_assert_eq!(peer_round_trip(&msg), msg);
+    }
+
+    #[test]
+    fn load_reports_and_pull_requests_round_trip(
+        load in any::<peer::Load>(),
+        pull in any::<peer::PullRequest>(),
+    ) {
+        prop_assert_eq!(peer_round_trip(&load), load);
+        prop_assert_eq!(peer_round_trip(&pull), pull);
+    }
 }

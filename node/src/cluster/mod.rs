@@ -228,7 +228,7 @@ impl Cluster {
             }
         }
         let peer = target.ok_or("no GCS leader is known yet")?;
-        let request = wire::encode(&PeerRequest::GcsWrite(commands.to_vec()));
+        let request = wire::encode(&PeerRequest::GcsWrite(wire::encode(&commands)));
         let reply = self
             .p2p
             .request(peer, Protocol::Rpc, request)
@@ -349,7 +349,10 @@ async fn dispatch(
                 Ok(PeerRequest::GcsWrite(commands)) => {
                     let c = cluster.clone();
                     tokio::spawn(async move {
-                        let reply: WriteReply = c.write_once(&commands, false).await;
+                        let reply: WriteReply = match wire::decode::<Vec<raft_gcs::Command>>(&commands) {
+                            Ok(commands) => c.write_once(&commands, false).await,
+                            Err(e) => Err(format!("an undecodable control-store write: {e}")),
+                        };
                         let _ = c.p2p.respond(responder, wire::encode(&reply)).await;
                     });
                 }

@@ -127,28 +127,21 @@ fn find_chunk(
     Ok((handle, start, end))
 }
 
-/// Writes a 4-byte big-endian length and `frame` (see [`read_frame`]).
+/// Writes `frame` with its length prefix (see [`read_frame`]).
 async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, frame: &[u8]) -> std::io::Result<()> {
-    stream
-        .write_all(&(frame.len() as u32).to_be_bytes())
-        .await?;
+    stream.write_all(&raynode_proto::frame::header(frame.len())).await?;
     stream.write_all(frame).await
 }
 
-/// Reads a 4-byte big-endian length and that many bytes, at most `limit`.
+/// Reads a length-prefixed frame of at most `limit` bytes.
 async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     limit: usize,
 ) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > limit {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("a frame of {len} bytes exceeds the {limit}-byte limit"),
-        ));
-    }
+    let mut header = [0u8; raynode_proto::frame::HEADER_BYTES];
+    stream.read_exact(&mut header).await?;
+    let len = raynode_proto::frame::body_len_within(header, limit)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     let mut frame = vec![0u8; len];
     stream.read_exact(&mut frame).await?;
     Ok(frame)

@@ -1,0 +1,145 @@
+//! What nodes say to one another, over the swarm's request/response
+//! protocols and gossip (postcard). The swarm bounds every message: a
+//! request or reply on the RPC protocol at most `p2p`'s request limit, a
+//! gossip message at most its gossip limit, a pull request at most `p2p`'s
+//! object request limit (its frames use [`crate::frame`]'s prefix). The sender of
+//! anything here is the peer the connection authenticated: no message names
+//! its own sender.
+//!
+//! - [`PeerRequest`] on the RPC protocol: Raft, control-store writes
+//!   forwarded to the leader, and batches of [`PeerMsg`] (tasks, results,
+//!   object values) that the receiving core applies in order.
+//! - [`PullRequest`] on an object stream: one chunk of a sealed object.
+//! - [`Load`] on the gossip topic [`LOAD_TOPIC`], about once a second; its
+//!   `node` must be its signed author's.
+
+use crate::{ActorId, JobId, NodeId, ObjectId, Resources, TaskId, TaskSpec};
+use serde::{Deserialize, Serialize};
+
+/// Gossip topic of node load reports.
+pub const LOAD_TOPIC: &str = "load";
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum PeerRequest {
+    /// An encoded `raft_gcs::RaftRpc`; answered by an encoded `RaftReply`.
+    Raft(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Encoded control-store commands for the leader; answered by the
+    /// encoded outcome (the control store's own types).
+    GcsWrite(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Encoded [`PeerMsg`]s for the receiving core, applied in order;
+    /// answered empty. Each is encoded alone so a batch is bounded in bytes.
+    /// Their sender is the peer the connection authenticated.
+    Msgs {
+        #[cfg_attr(test, proptest(strategy = "crate::tests::byte_bufs()"))]
+        msgs: Vec<serde_bytes::ByteBuf>,
+    },
+}
+
+/// Where a value is, as one node tells another.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum WireValue {
+    /// The object's layout bytes; `error` if the value is an error.
+    Inline {
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+        error: bool,
+    },
+    /// Sealed in `holder`'s store, `size` bytes long: pull it from there.
+    Stored { holder: NodeId, size: u64 },
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum PeerMsg {
+    /// Run this task for its owner (the sender); its arguments' values come along.
+    Run(Box<RunTask>),
+    /// A task run for the receiver ended: one value per return.
+    Done {
+        task: TaskId,
+        results: Vec<(WireValue, Vec<ObjectId>)>,
+    },
+    /// Send me the value of this object you own once it is ready.
+    Subscribe { id: ObjectId },
+    /// The value of an object the receiver subscribed to.
+    Value {
+        id: ObjectId,
+        value: WireValue,
+        nested: Vec<ObjectId>,
+    },
+    /// The receiver may drop its copies of these objects: their owner has its own.
+    Free { ids: Vec<ObjectId> },
+    /// The sender cannot run this task of the receiver's soon (it is busier
+    /// than the receiver's view of it): place it again.
+    SpillBack { task: TaskId },
+    /// Cancel a task the receiver runs for the sender.
+    Cancel { task: TaskId },
+    /// An actor of the receiver's that lives on the sender restarted there:
+    /// it has used `restarts` of its budget.
+    ActorRestarted {
+        actor: ActorId,
+        restarts: u32,
+    },
+    /// Kill an actor that lives on the receiver.
+    KillActor {
+        actor: ActorId,
+        no_restart: bool,
+    },
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct RunTask {
+    pub spec: TaskSpec,
+    pub job: JobId,
+    /// The pickled function, the first time the sender sends it to the receiver.
+    #[serde(with = "serde_bytes")]
+    pub function: Option<Vec<u8>>,
+    /// The value of every argument reference, ready.
+    pub args: Vec<(ObjectId, WireValue)>,
+    /// Placement hops so far (the node bounds them).
+    pub hops: u8,
+    /// Runs so far; for an actor's constructor, the restarts its actor has
+    /// used (one budget wherever the actor lives).
+    pub attempt: u32,
+}
+
+/// One chunk of a sealed object, answered by the chunk's bytes after a
+/// [`CHUNK_OK`] byte, or by [`CHUNK_ERROR`] and a message.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PullRequest {
+    pub id: ObjectId,
+    pub offset: u64,
+    pub len: u32,
+}
+
+pub const CHUNK_OK: u8 = 0;
+pub const CHUNK_ERROR: u8 = 1;
+
+/// A node's load report, gossiped about once a second.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Load {
+    pub node: NodeId,
+    pub peer: String,
+    /// Its p2p addresses, each ending in `/p2p/<peer id>`.
+    pub p2p_addrs: Vec<String>,
+    /// Its TCP address for drivers, if it serves one.
+    pub client_addr: Option<String>,
+    pub total: Resources,
+    pub available: Resources,
+    /// Tasks waiting for resources on it.
+    pub queued: u32,
+}
+
+/// Encodes a peer message or request (postcard).
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("encoding plain data into a Vec cannot fail")
+}
+
+/// Decodes a peer message or request; any bytes give a value or an error.
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| e.to_string())
+}
