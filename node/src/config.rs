@@ -104,6 +104,11 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// Where worker output is kept, one file per worker and stream.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.data_dir.join("logs")
+    }
+
     /// The object store's directory: `--store-dir`, else one in `/dev/shm`
     /// named after the data dir (the same across restarts of one node).
     pub fn store_root(&self) -> PathBuf {

@@ -22,6 +22,7 @@ pub mod core;
 pub mod engine;
 pub mod gcs;
 pub mod objects;
+pub mod output;
 pub mod scheduler;
 pub mod server;
 pub mod status;
@@ -46,6 +47,8 @@ pub fn run(config: NodeConfig) -> anyhow::Result<()> {
 async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     private_dir(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    private_dir(&config.logs_dir())
+        .with_context(|| format!("creating {}", config.logs_dir().display()))?;
     let store = store::Store::open(&config)?;
     let core_store_root = store.root().to_path_buf();
     let (events_tx, events_rx) = mpsc::channel(core::EVENT_QUEUE);

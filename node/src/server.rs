@@ -14,7 +14,7 @@ use crate::config::NodeConfig;
 use crate::core::{ConnId, Event};
 use anyhow::Context;
 use raynode_proto::frame::{self, HEADER_BYTES};
-use raynode_proto::secure::{Sealer, MAX_HELLO_BYTES};
+use raynode_proto::secure::{self, Sealer, MAX_HELLO_BYTES};
 use raynode_proto::{FromNode, ToNode};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -384,9 +384,12 @@ async fn write_sealed<W: AsyncWrite + Unpin>(
     sealed: &mut Vec<u8>,
 ) -> std::io::Result<()> {
     for chunk in plain.chunks(SEAL_CHUNK) {
-        sealed.clear();
-        sealer.seal(chunk, sealed)?;
-        writer.write_all(sealed).await?;
+        let need = secure::sealed_len(chunk.len());
+        if sealed.len() < need {
+            sealed.resize(need, 0);
+        }
+        let len = sealer.seal_to(chunk, sealed)?;
+        writer.write_all(&sealed[..len]).await?;
     }
     Ok(())
 }

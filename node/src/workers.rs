@@ -1,5 +1,6 @@
-//! Worker processes: start `python -m raynode._worker`, watch for its exit,
-//! and stop it on request. Which worker runs what is the core's business.
+//! Worker processes: start `python -m raynode._worker`, pass its output on
+//! (`output`), watch for its exit, and stop it on request. Which worker
+//! runs what is the core's business.
 
 use crate::config::NodeConfig;
 use crate::core::Event;
@@ -34,10 +35,23 @@ pub fn spawn(
         .env("RAYNODE_WORKER_ID", worker.0.to_string())
         // Where runtime environments are unpacked, under the node's own dir.
         .env("RAYNODE_DATA_DIR", &config.data_dir)
+        // Each line reaches the node (and the driver) when it is printed.
+        .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn()?;
     let pid = child.id().unwrap_or(0);
+    let logs = config.logs_dir();
+    if let Some(out) = child.stdout.take() {
+        let log = crate::output::log_path(&logs, worker, false);
+        tokio::spawn(crate::output::pump(out, worker, false, log, events.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        let log = crate::output::log_path(&logs, worker, true);
+        tokio::spawn(crate::output::pump(err, worker, true, log, events.clone()));
+    }
     let (kill_tx, kill_rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
         let status = tokio::select! {

@@ -603,6 +603,14 @@ impl Client {
         let conn = self.conn.clone();
         py.detach(|| conn.close());
     }
+
+    /// Whether the output of workers running this driver's work is
+    /// printed here (`ray.init(log_to_driver=...)`).
+    fn set_log_to_driver(&self, on: bool) {
+        self.conn
+            .log_to_driver
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Client {

@@ -138,6 +138,28 @@ pub struct Conn {
     next_req: AtomicU64,
     pub refs: Arc<RefTable>,
     stopping: AtomicBool,
+    /// Print the output of workers running this driver's work.
+    pub log_to_driver: AtomicBool,
+}
+
+/// Prints lines a worker wrote, each prefixed with its source as Ray does:
+/// `(f pid=12, ip=10.0.0.5) hello`, to this process's stdout or stderr.
+fn print_output(output: &raynode_proto::Output) {
+    let mut text = String::new();
+    for line in &output.lines {
+        text.push('(');
+        text.push_str(&output.source);
+        text.push_str(") ");
+        text.push_str(line);
+        text.push('\n');
+    }
+    // A closed stdout or stderr loses the lines, nothing else.
+    let _ = if output.stderr {
+        std::io::stderr().lock().write_all(text.as_bytes())
+    } else {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).and_then(|()| out.flush())
+    };
 }
 
 impl Conn {
@@ -154,6 +176,7 @@ impl Conn {
             next_req: AtomicU64::new(1),
             refs,
             stopping: AtomicBool::new(false),
+            log_to_driver: AtomicBool::new(true),
         });
         let for_reader = conn.clone();
         std::thread::Builder::new()
@@ -199,6 +222,12 @@ impl Conn {
     }
 
     fn file(&self, msg: FromNode) {
+        if let FromNode::Output(output) = msg {
+            if self.log_to_driver.load(Ordering::Relaxed) {
+                print_output(&output);
+            }
+            return;
+        }
         if let FromNode::GotPart { req, values } = msg {
             self.lock_inbox()
                 .parts

@@ -19,7 +19,8 @@ pub mod task;
 pub use frame::{FrameError, MAX_FRAME_BYTES};
 pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, TaskId, WorkerId};
 pub use msg::{
-    AckError, Execute, FromNode, InfoKind, PutView, ReturnValue, Role, StoreError, ToNode, Value,
+    AckError, Execute, FromNode, InfoKind, Output, PutView, ReturnValue, Role, StoreError, ToNode,
+    Value,
     PROTOCOL_VERSION,
 };
 pub use task::{ActorOptions, Arg, Resources, SpecError, TaskKind, TaskSpec};

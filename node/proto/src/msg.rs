@@ -210,6 +210,21 @@ pub enum FromNode {
         req: u64,
         message: String,
     },
+    /// Driver only: lines that a worker running this driver's work wrote,
+    /// on this node or another.
+    Output(Output),
+}
+
+/// Lines a worker wrote to its stdout or stderr, for the driver whose work
+/// it ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Output {
+    /// Who wrote them, as a driver shows it: `f pid=12, ip=10.0.0.5` (the
+    /// function's or actor class's name, the worker's pid, its node's ip).
+    pub source: String,
+    pub stderr: bool,
+    pub lines: Vec<String>,
 }
 
 impl FromNode {
@@ -225,7 +240,10 @@ impl FromNode {
             | FromNode::Info { req, .. }
             | FromNode::Acked { req, .. }
             | FromNode::Error { req, .. } => Some(*req),
-            FromNode::Welcome { .. } | FromNode::Execute(_) | FromNode::Cancel { .. } => None,
+            FromNode::Welcome { .. }
+            | FromNode::Execute(_)
+            | FromNode::Cancel { .. }
+            | FromNode::Output(_) => None,
         }
     }
 }

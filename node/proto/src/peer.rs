@@ -81,6 +81,9 @@ pub enum PeerMsg {
         actor: ActorId,
         restarts: u32,
     },
+    /// Lines a worker on the sender wrote while running work of the
+    /// receiver's job `job` (as the receiver named it in [`RunTask`]).
+    Output { job: JobId, output: crate::Output },
     /// Kill an actor that lives on the receiver.
     KillActor {
         actor: ActorId,

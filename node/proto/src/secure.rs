@@ -158,18 +158,27 @@ impl Sealer {
     /// Appends `plain` to `out` as sealed messages with their length
     /// prefixes, [`MAX_PLAIN`] bytes at most in each.
     pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), SecureError> {
+        let at = out.len();
+        out.resize(at + sealed_len(plain.len()), 0);
+        self.seal_to(plain, &mut out[at..])?;
+        Ok(())
+    }
+
+    /// Seals `plain` into the front of `out`, which must hold at least
+    /// [`sealed_len`] bytes; returns how many it wrote. For a buffer kept
+    /// from one write to the next (nothing is zeroed first).
+    pub fn seal_to(&mut self, plain: &[u8], out: &mut [u8]) -> Result<usize, SecureError> {
+        let mut at = 0;
         for chunk in plain.chunks(MAX_PLAIN) {
-            let at = out.len();
             let sealed = chunk.len() + TAG;
-            out.resize(at + LENGTH_BYTES + sealed, 0);
             out[at..at + LENGTH_BYTES].copy_from_slice(&(sealed as u16).to_be_bytes());
-            let n = self
-                .state
-                .write_message(self.nonce, chunk, &mut out[at + LENGTH_BYTES..])?;
+            let message = &mut out[at + LENGTH_BYTES..at + LENGTH_BYTES + sealed];
+            let n = self.state.write_message(self.nonce, chunk, message)?;
             debug_assert_eq!(n, sealed);
             self.nonce += 1;
+            at += LENGTH_BYTES + sealed;
         }
-        Ok(())
+        Ok(at)
     }
 }
 
@@ -187,6 +196,11 @@ impl Opener {
         self.nonce += 1;
         Ok(n)
     }
+}
+
+/// Bytes on the wire for `plain_len` bytes sealed: prefixes and tags added.
+pub fn sealed_len(plain_len: usize) -> usize {
+    plain_len + plain_len.div_ceil(MAX_PLAIN) * (LENGTH_BYTES + TAG)
 }
 
 /// A message's length from its prefix, refusing messages above `max` or too
@@ -315,9 +329,12 @@ impl<S: Read> Read for Stream<S> {
 impl<S: Write> Write for Stream<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = buf.len().min(WRITE_CHUNK);
-        self.sealed.clear();
-        self.sealer.seal(&buf[..n], &mut self.sealed)?;
-        self.inner.write_all(&self.sealed)?;
+        let need = sealed_len(n);
+        if self.sealed.len() < need {
+            self.sealed.resize(need, 0);
+        }
+        let len = self.sealer.seal_to(&buf[..n], &mut self.sealed)?;
+        self.inner.write_all(&self.sealed[..len])?;
         Ok(n)
     }
 
@@ -398,6 +415,18 @@ mod tests {
         client.sealer.seal(b"payload", &mut wire).expect("seal");
         wire[5] ^= 1;
         assert!(open_all(&mut node.opener, &wire).is_err());
+    }
+
+    #[test]
+    fn sealed_lengths_count_a_prefix_and_a_tag_per_message() {
+        assert_eq!(sealed_len(0), 0);
+        assert_eq!(sealed_len(1), 1 + LENGTH_BYTES + TAG);
+        assert_eq!(sealed_len(MAX_PLAIN), MAX_MESSAGE + LENGTH_BYTES);
+        assert_eq!(sealed_len(MAX_PLAIN + 1), MAX_PLAIN + 1 + 2 * (LENGTH_BYTES + TAG));
+        let (mut client, _) = session_pair(&[1; 32], &[1; 32]).expect("handshake");
+        let mut out = vec![0xee; sealed_len(MAX_PLAIN + 1) + 7];
+        let n = client.sealer.seal_to(&[0u8; MAX_PLAIN + 1], &mut out).expect("seal");
+        assert_eq!(n, sealed_len(MAX_PLAIN + 1));
     }
 
     #[test]

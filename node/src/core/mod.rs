@@ -19,6 +19,7 @@
 mod actors;
 mod clients;
 mod info;
+mod output;
 mod pool;
 mod pulls;
 mod remote;
@@ -70,6 +71,12 @@ pub enum Event {
     WorkerExited {
         worker: WorkerId,
         status: String,
+    },
+    /// Whole lines a worker wrote to stdout (or stderr).
+    WorkerOutput {
+        worker: WorkerId,
+        stderr: bool,
+        lines: Vec<String>,
     },
     Timeout {
         waiter: WaiterId,
@@ -132,6 +139,8 @@ struct Client {
 
 struct Worker {
     process: WorkerProcess,
+    /// Where what it prints goes: the work it runs (or last ran).
+    output_to: Option<output::Route>,
     conn: Option<ConnId>,
     /// The job whose work it is doing, for the tasks it submits.
     job: JobId,
@@ -166,6 +175,8 @@ struct Task {
     started: Option<Instant>,
     /// The node that owns this task, when it runs here for another node.
     origin: Option<NodeId>,
+    /// The job the owning node gave it (`origin`'s numbering).
+    origin_job: JobId,
     /// Times it was forwarded before it got here.
     hops: u8,
 }
@@ -253,6 +264,11 @@ impl Core {
                 Event::Frame { conn, msg } => self.on_frame(conn, msg),
                 Event::Disconnected { conn } => self.on_disconnected(conn),
                 Event::WorkerExited { worker, status } => self.on_worker_exited(worker, &status),
+                Event::WorkerOutput {
+                    worker,
+                    stderr,
+                    lines,
+                } => self.on_worker_output(worker, stderr, lines),
                 Event::Timeout { waiter } => self.on_timeout(waiter),
                 Event::Peer { from, peer, msgs } => self.on_peer_msgs(from, peer, msgs),
                 Event::Load(load) => self.on_load(*load),

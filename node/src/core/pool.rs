@@ -16,6 +16,7 @@ impl Core {
             Ok(process) => {
                 let worker = Worker {
                     process,
+                    output_to: None,
                     conn: None,
                     job: raynode_proto::JobId(0),
                     functions: HashSet::new(),

@@ -544,6 +544,7 @@ impl Core {
                 PeerMsg::ActorRestarted { actor, restarts } => {
                     self.on_remote_actor_restarted(actor, restarts)
                 }
+                PeerMsg::Output { job, output } => self.output_to_drivers(job, output),
                 PeerMsg::KillActor { actor, no_restart } => {
                     if !self.kill_remote_actor(actor, no_restart) {
                         self.kill_actor(actor, no_restart, "killed by ray.kill")
@@ -558,11 +559,11 @@ impl Core {
     fn on_run(&mut self, from: NodeId, run: RunTask) {
         let RunTask {
             spec,
+            job,
             function,
             args,
             hops,
             attempt,
-            ..
         } = run;
         if let Some(body) = function {
             self.functions
@@ -572,7 +573,7 @@ impl Core {
         if self.tasks.contains_key(&spec.task_id) {
             return;
         }
-        self.submit(spec, JobId(0), Some(from), hops, attempt);
+        self.submit(spec, JobId(0), Some((from, job)), hops, attempt);
         for (id, value) in args {
             self.receive_value(id, value, Vec::new(), None);
         }

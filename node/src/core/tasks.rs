@@ -32,12 +32,13 @@ impl Core {
     }
 
     /// Takes a task in: from a local client (`origin` none), or from the
-    /// node that owns it, which holds its return values.
+    /// node that owns it (with the job it gave it), which holds its return
+    /// values.
     pub(super) fn submit(
         &mut self,
         spec: TaskSpec,
         job: raynode_proto::JobId,
-        origin: Option<raynode_proto::NodeId>,
+        origin: Option<(raynode_proto::NodeId, raynode_proto::JobId)>,
         hops: u8,
         attempt: u32,
     ) {
@@ -56,7 +57,8 @@ impl Core {
             self.objects.add_ref(*id);
         }
         let mut task = Task::new(Arc::new(spec), job, TaskState::Waiting(missing));
-        task.origin = origin;
+        task.origin = origin.map(|(node, _)| node);
+        task.origin_job = origin.map_or(raynode_proto::JobId(0), |(_, job)| job);
         task.hops = hops;
         task.attempt = attempt;
         let spec = task.spec.clone();
@@ -185,9 +187,11 @@ impl Core {
         let spec = task.spec.clone();
         let attempt = task.attempt;
         let job = task.job;
+        let route = self.output_route(task_id);
         let needs_body = match self.workers.get_mut(&worker) {
             Some(w) => {
                 w.job = job;
+                w.output_to = route;
                 !w.functions.contains(&spec.function)
             }
             None => {
@@ -527,6 +531,7 @@ impl Task {
             cancelled: false,
             started: None,
             origin: None,
+            origin_job: raynode_proto::JobId(0),
             hops: 0,
         }
     }

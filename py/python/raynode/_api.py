@@ -36,6 +36,7 @@ def init(
     namespace=None,
     ignore_reinit_error=False,
     runtime_env=None,
+    log_to_driver=True,
     **_ignored,
 ):
     """Connects this process to a cluster.
@@ -43,7 +44,9 @@ def init(
     With no address (and no RAYNODE_ADDRESS), starts a private node as a
     child process and stops it at exit or `shutdown()`. With an address (a
     node's client host:port or Unix socket path), connects to that node and
-    starts nothing. `runtime_env` applies to all the job's tasks and actors.
+    starts nothing. `runtime_env` applies to all the job's tasks and actors;
+    what their workers print comes to this process, prefixed with the task or
+    actor's name, pid and ip, unless `log_to_driver=False`.
     """
     global _job_runtime_env
     with _runtime._lock:
@@ -74,6 +77,8 @@ def init(
             node = None
             key = None if "/" in address else _cluster_key()
             client = _core.Client.connect(address, cluster_key=key)
+        # What workers running this job's work print comes here, prefixed.
+        client.set_log_to_driver(bool(log_to_driver))
         _runtime.set_client(client, node, namespace or "default")
         _job_runtime_env = None
         try:

@@ -1,0 +1,81 @@
+//! Worker output to drivers: lines a worker wrote go to the driver whose
+//! work the worker runs (or last ran: lines can arrive after the task
+//! ended), prefixed as Ray does (`(f pid=12, ip=10.0.0.5)`); for work a
+//! peer owns, to that peer, which passes them to its driver.
+
+use super::Core;
+use crate::cluster::wire::PeerMsg;
+use raynode_proto::{FromNode, JobId, NodeId, Output, Role, TaskId, WorkerId};
+
+/// Where a worker's output goes while it runs one piece of work.
+#[derive(Clone, Debug)]
+pub(super) struct Route {
+    /// The function's name, or the actor's class.
+    name: String,
+    to: Destination,
+}
+
+#[derive(Clone, Debug)]
+enum Destination {
+    /// A driver of this node.
+    Local(JobId),
+    /// The owning node, in its job numbering.
+    Peer(NodeId, JobId),
+}
+
+impl Core {
+    /// Where the output of a worker running `task` goes.
+    pub(super) fn output_route(&self, task: TaskId) -> Option<Route> {
+        let t = self.tasks.get(&task)?;
+        // An actor's calls are named `Class.method`: Ray shows the class.
+        let name = match t.spec.kind {
+            raynode_proto::TaskKind::Normal => t.spec.name.clone(),
+            _ => t.spec.name.split('.').next().unwrap_or_default().to_string(),
+        };
+        let to = match t.origin {
+            Some(owner) => Destination::Peer(owner, t.origin_job),
+            None => Destination::Local(t.job),
+        };
+        Some(Route { name, to })
+    }
+
+    pub(super) fn on_worker_output(&mut self, worker: WorkerId, stderr: bool, lines: Vec<String>) {
+        let Some(w) = self.workers.get(&worker) else {
+            return;
+        };
+        // Output before its first work stays in the worker's log file.
+        let Some(route) = w.output_to.clone() else {
+            return;
+        };
+        let source = format!("{} pid={}, ip={}", route.name, w.process.pid, self.node_ip());
+        let output = Output {
+            source,
+            stderr,
+            lines,
+        };
+        match route.to {
+            Destination::Local(job) => self.output_to_drivers(job, output),
+            Destination::Peer(owner, job) => {
+                self.send_peer(owner, PeerMsg::Output { job, output });
+            }
+        }
+    }
+
+    /// Sends `output` to this node's drivers of `job`.
+    pub(super) fn output_to_drivers(&mut self, job: JobId, output: Output) {
+        for client in self.clients.values() {
+            if matches!(client.role, Some(Role::Driver { .. })) && client.job == job {
+                let _ = client.tx.send(FromNode::Output(output.clone()));
+            }
+        }
+    }
+
+    /// This node's address as drivers see it in output prefixes.
+    fn node_ip(&self) -> &str {
+        self.cluster
+            .p2p_addrs
+            .first()
+            .and_then(|a| a.split('/').nth(2))
+            .unwrap_or("127.0.0.1")
+    }
+}
