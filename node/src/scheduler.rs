@@ -81,6 +81,34 @@ impl Scheduler {
         }
     }
 
+    /// Adds resources to the node's totals (a placement group's bundle
+    /// reserved here provides its own), free at once.
+    pub fn add_total(&mut self, extra: &Resources) {
+        for (name, amount) in &extra.0 {
+            self.total.set(name, self.total.get(name) + amount);
+            *self.available.entry(name.clone()).or_insert(0.0) += amount;
+        }
+    }
+
+    /// Takes resources added by [`Scheduler::add_total`] away again; a
+    /// name left with nothing is forgotten.
+    pub fn remove_total(&mut self, extra: &Resources) {
+        for (name, amount) in &extra.0 {
+            let left = self.total.get(name) - amount;
+            if left <= EPSILON {
+                self.total.0.retain(|(n, _)| n != name);
+            } else {
+                self.total.set(name, left);
+            }
+            let free = self.available.get(name).copied().unwrap_or(0.0) - amount;
+            if free.abs() <= EPSILON && left <= EPSILON {
+                self.available.remove(name);
+            } else {
+                self.available.insert(name.clone(), free);
+            }
+        }
+    }
+
     /// Queues a ready task. Returns `Err` (once per shape) if it can never
     /// fit this node; it stays queued all the same.
     pub fn enqueue(&mut self, task: TaskId, demand: &Resources) -> Result<(), Infeasible> {

@@ -5,11 +5,12 @@ use crate::conn::{read_frame, Conn, Stream};
 use crate::errors;
 use crate::refs::{ObjectRef, RefTable};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use raynode_proto::frame;
 use raynode_proto::{
-    ActorId, ActorOptions, Arg, FromNode, FunctionId, InfoKind, ObjectId, Resources, ReturnValue,
-    Role, TaskId, TaskKind, TaskSpec, ToNode, Value, WorkerId, PROTOCOL_VERSION,
+    AckError, ActorId, ActorOptions, Arg, FromNode, FunctionId, GroupStrategy, InfoKind, NodeId,
+    ObjectId, PlacementGroupId, PlacementGroupSpec, Resources, ReturnValue, Role,
+    SchedulingStrategy, TaskId, TaskKind, TaskSpec, ToNode, Value, WorkerId, PROTOCOL_VERSION,
 };
 use std::io::Write;
 use std::path::Path;
@@ -174,7 +175,10 @@ impl Client {
     /// (inline values) and `ObjectRef`s. `kind` is `None`, `("method",
     /// actor_id, name)` or `("create", actor_id, name, namespace, detached,
     /// max_restarts, max_task_retries, max_concurrency, is_async, meta)`.
-    #[pyo3(signature = (function_id, name, args, kwargs, num_returns, resources, max_retries, retry_exceptions, nested, kind=None))]
+    /// `strategy` is `None` (the default), `("spread",)`, `("affinity",
+    /// node_id_hex, soft)` or `("group", group_id, bundle_index, capture)`
+    /// (index -1: any bundle).
+    #[pyo3(signature = (function_id, name, args, kwargs, num_returns, resources, max_retries, retry_exceptions, nested, kind=None, strategy=None))]
     #[allow(clippy::too_many_arguments)]
     fn submit<'py>(
         &self,
@@ -189,6 +193,7 @@ impl Client {
         retry_exceptions: bool,
         nested: Vec<Vec<u8>>,
         kind: Option<&Bound<'py, PyTuple>>,
+        strategy: Option<&Bound<'py, PyTuple>>,
     ) -> PyResult<Vec<ObjectRef>> {
         let mut spec_args = Vec::with_capacity(args.len());
         for a in args.iter() {
@@ -203,7 +208,12 @@ impl Client {
             None => (TaskKind::Normal, false),
             Some(t) => parse_kind(t)?,
         };
+        let strategy = match strategy {
+            None => SchedulingStrategy::Default,
+            Some(t) => parse_strategy(t)?,
+        };
         let spec = TaskSpec {
+            strategy,
             task_id: TaskId(self.fresh_id()),
             function: id16(function_id, FunctionId)?,
             name,
@@ -467,14 +477,66 @@ impl Client {
         }
     }
 
+    /// Records a placement group: `bundles` a list of `[(name, amount)]`,
+    /// `strategy` its name. A name already taken raises `RaySystemError`
+    /// (as Ray), an invalid group `ValueError`.
+    #[pyo3(signature = (group_id, bundles, strategy, name, namespace, detached))]
+    fn create_placement_group(
+        &self,
+        py: Python<'_>,
+        group_id: &[u8],
+        bundles: Vec<Vec<(String, f64)>>,
+        strategy: &str,
+        name: Option<String>,
+        namespace: String,
+        detached: bool,
+    ) -> PyResult<()> {
+        let strategy = GroupStrategy::from_name(strategy)
+            .ok_or_else(|| errors::value(format!("Invalid placement group strategy {strategy}.")))?;
+        let group = PlacementGroupSpec {
+            id: id16(group_id, PlacementGroupId)?,
+            name,
+            namespace,
+            bundles: bundles.into_iter().map(Resources).collect(),
+            strategy,
+            detached,
+        };
+        group.validate().map_err(errors::value)?;
+        let req = self.conn.next_req();
+        self.send(py, ToNode::CreatePlacementGroup { req, group })?;
+        match self.reply(py, req)? {
+            FromNode::Acked { error: None, .. } => Ok(()),
+            FromNode::Acked {
+                error: Some(AckError::NameTaken(m)),
+                ..
+            } => Err(errors::system(py, m)),
+            FromNode::Acked { error: Some(e), .. } => Err(errors::ack(py, e)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn remove_placement_group(&self, py: Python<'_>, group_id: &[u8]) -> PyResult<()> {
+        let id = id16(group_id, PlacementGroupId)?;
+        let req = self.conn.next_req();
+        self.send(py, ToNode::RemovePlacementGroup { req, id })?;
+        match self.reply(py, req)? {
+            FromNode::Acked { error: None, .. } => Ok(()),
+            FromNode::Acked { error: Some(e), .. } => Err(errors::ack(py, e)),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Cluster information as JSON: `nodes`, `cluster_resources`,
-    /// `available_resources` or `timeline`.
+    /// `available_resources`, `timeline`, `named_actors` or
+    /// `placement_groups`.
     fn info(&self, py: Python<'_>, what: &str) -> PyResult<String> {
         let what = match what {
             "nodes" => InfoKind::Nodes,
             "cluster_resources" => InfoKind::ClusterResources,
             "available_resources" => InfoKind::AvailableResources,
             "timeline" => InfoKind::Timeline,
+            "named_actors" => InfoKind::NamedActors,
+            "placement_groups" => InfoKind::PlacementGroups,
             other => return Err(errors::value(format!("unknown info {other:?}"))),
         };
         let req = self.conn.next_req();
@@ -488,7 +550,9 @@ impl Client {
     /// Worker: the next thing to do, waiting up to `timeout` seconds.
     /// `None` if nothing came; raises `ConnectionError` once the node is gone.
     /// Returns `("cancel", task_id)` or `("run", task_id, function_id,
-    /// body|None, name, args, kwargs, num_returns, kind, job, attempt)`.
+    /// body|None, name, args, kwargs, num_returns, kind, job, attempt,
+    /// gpu_ids, resources, group)`; `group` is `(group_id, bundle_index,
+    /// capture_child_tasks)` for a task in a placement group, else `None`.
     fn next_work<'py>(
         &self,
         py: Python<'py>,
@@ -526,11 +590,32 @@ impl Client {
                         PyBytes::new(py, &o.actor.0),
                         o.max_concurrency,
                         o.is_async,
+                        o.name.unwrap_or_default(),
                     )
                         .into_pyobject(py)?
                         .into_any(),
                 };
                 let body = ex.function_body.map(|b| PyBytes::new(py, &b));
+                let resources = PyDict::new(py);
+                for (name, amount) in &spec.resources.0 {
+                    if *amount > 0.0 {
+                        resources.set_item(name, amount)?;
+                    }
+                }
+                let group: Bound<'py, PyAny> = match &spec.strategy {
+                    SchedulingStrategy::PlacementGroup {
+                        group,
+                        bundle,
+                        capture_child_tasks,
+                    } => (
+                        PyBytes::new(py, &group.0),
+                        bundle.map_or(-1, i64::from),
+                        *capture_child_tasks,
+                    )
+                        .into_pyobject(py)?
+                        .into_any(),
+                    _ => py.None().into_bound(py),
+                };
                 let items: Vec<Bound<'py, PyAny>> = vec![
                     PyBytes::new(py, b"run").into_any(),
                     PyBytes::new(py, &spec.task_id.0).into_any(),
@@ -543,6 +628,9 @@ impl Client {
                     kind,
                     ex.job.to_string().into_pyobject(py)?.into_any(),
                     ex.attempt.into_pyobject(py)?.into_any(),
+                    ex.gpu_ids.into_pyobject(py)?.into_any(),
+                    resources.into_any(),
+                    group,
                 ];
                 Ok(Some(PyTuple::new(py, items)?))
             }
@@ -650,6 +738,39 @@ impl Client {
             FromNode::Created { result: Err(e), .. } => Err(errors::store(py, e)),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+fn parse_strategy(t: &Bound<'_, PyTuple>) -> PyResult<SchedulingStrategy> {
+    let tag: String = t.get_item(0)?.extract()?;
+    match tag.as_str() {
+        "default" => Ok(SchedulingStrategy::Default),
+        "spread" => Ok(SchedulingStrategy::Spread),
+        "affinity" => {
+            let hex: String = t.get_item(1)?.extract()?;
+            let node = NodeId::from_hex(&hex).ok_or_else(|| {
+                errors::value(format!("NodeAffinitySchedulingStrategy: {hex:?} is not a node id"))
+            })?;
+            Ok(SchedulingStrategy::NodeAffinity {
+                node,
+                soft: t.get_item(2)?.extract()?,
+            })
+        }
+        "group" => {
+            let group = id16(&t.get_item(1)?.extract::<Vec<u8>>()?, PlacementGroupId)?;
+            let index: i64 = t.get_item(2)?.extract()?;
+            let bundle = if index < 0 {
+                None
+            } else {
+                Some(u32::try_from(index).map_err(errors::value)?)
+            };
+            Ok(SchedulingStrategy::PlacementGroup {
+                group,
+                bundle,
+                capture_child_tasks: t.get_item(3)?.extract()?,
+            })
+        }
+        other => Err(errors::value(format!("unknown scheduling strategy {other:?}"))),
     }
 }
 

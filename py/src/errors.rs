@@ -39,6 +39,11 @@ fn raynode_exception(py: pyo3::Python<'_>, name: &str, message: String) -> PyErr
     }
 }
 
+/// Ray's `RaySystemError` with `message`.
+pub fn system(py: pyo3::Python<'_>, message: String) -> PyErr {
+    raynode_exception(py, "RaySystemError", message)
+}
+
 /// The Python exception for an object the store would not create: no room
 /// is Ray's `ObjectStoreFullError`.
 pub fn store(py: pyo3::Python<'_>, error: raynode_proto::StoreError) -> PyErr {

@@ -1,9 +1,9 @@
 //! raft-gcs: the Global Control Store of raynode, replicated with Raft.
 //!
-//! The cluster's control state (nodes, functions, actors, jobs, the large
-//! object directory and a bounded event log) lives in a Raft group
-//! (openraft) whose log, vote and snapshots are kept in sled under each
-//! member's data directory. There is no fixed head: any member may lead.
+//! The cluster's control state (nodes, functions, actors, jobs, placement
+//! groups, the large object directory and a bounded event log) lives in a
+//! Raft group (openraft) whose log, vote and snapshots are kept in sled
+//! under each member's data directory. There is no fixed head: any member may lead.
 //!
 //! Parts and data flow:
 //! - [`Gcs`] (`gcs.rs`) is the cloneable handle. A write
@@ -19,6 +19,8 @@
 //!   to the tables ([`State`], `state.rs`, pure and deterministic), builds
 //!   snapshots, installs snapshots from the leader, and keeps the latest in
 //!   sled, so the log is compacted and restarts replay only its tail.
+//!   `groups.rs` applies the placement-group commands: names unique, and
+//!   the bundles placed on a node never above what the node registered.
 //!   `db.rs` opens the directory and refuses one of another cluster or node.
 //! - `network.rs` defines the serializable [`RaftRpc`]/[`RaftReply`] and the
 //!   [`Transport`] trait they travel through; the receiving member answers
@@ -37,6 +39,7 @@ mod gcs;
 pub mod inproc;
 mod log_store;
 pub mod membership;
+mod groups;
 mod network;
 mod state;
 mod state_machine;
@@ -54,8 +57,8 @@ pub use state::{node_key, State};
 pub use state_machine::StateMachine;
 pub use types::{
     ActorId, ActorInfo, ActorState, Batch, BatchResponse, Change, ChangeKind, Command, Event,
-    FunctionId, JobId, JobInfo, JobState, NodeId, NodeInfo, ObjectId, ObjectInfo, RaftRole,
-    Response, Table, TypeConfig, COMMAND_VERSION,
+    FunctionId, JobId, JobInfo, JobState, NodeId, NodeInfo, ObjectId, ObjectInfo,
+    PlacementGroupId, PlacementGroupInfo, PlacementGroupState, RaftRole, Response, Table, TypeConfig, COMMAND_VERSION,
 };
 
 /// Open a bare log store and state machine on `dir` (for openraft's storage

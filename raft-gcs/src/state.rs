@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{
     ActorId, ActorInfo, Batch, Change, Command, Event, FunctionId, JobId, JobInfo, NodeId,
-    NodeInfo, ObjectId, ObjectInfo, RaftRole, Response, Table, COMMAND_VERSION,
+    NodeInfo, ObjectId, ObjectInfo, PlacementGroupId, PlacementGroupInfo, RaftRole, Response, Table,
+    COMMAND_VERSION,
 };
 
 /// The control state: every table of the store.
@@ -33,6 +34,9 @@ pub struct State {
     pub events: VecDeque<Event>,
     /// Sequence number the next event gets.
     pub next_event_seq: u64,
+    /// Placement groups by id: pending, created, and the newest removed
+    /// ones (at most [`crate::groups::REMOVED_KEPT`]).
+    pub placement_groups: BTreeMap<PlacementGroupId, PlacementGroupInfo>,
 }
 
 /// Key of a node row in change notifications.
@@ -258,6 +262,11 @@ impl State {
                 }
                 Response::Ok
             }
+            Command::CreatePlacementGroup { id, info } => {
+                self.create_group(id, info, index, changes)
+            }
+            Command::PlacePlacementGroup { id, nodes } => self.place_group(id, nodes, changes),
+            Command::RemovePlacementGroup { id } => self.remove_group(id, index, changes),
         }
     }
 

@@ -66,6 +66,10 @@ byte_id!(
     /// Id of a large object recorded in the object directory.
     ObjectId
 );
+byte_id!(
+    /// Id of a placement group (the node's id bytes, opaque here).
+    PlacementGroupId
+);
 
 /// Whether a node takes part in Raft, and how.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +186,40 @@ pub struct Event {
 
 /// One change to the control state. Commands are applied in log order on
 /// every replica; they must be deterministic (times come from the writer).
+/// Where a placement group stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlacementGroupState {
+    /// Recorded; its bundles wait for nodes with room.
+    #[default]
+    Pending,
+    /// Every bundle has its node, and holds its resources there.
+    Created,
+    /// Removed: its nodes free what its bundles held.
+    Removed,
+}
+
+/// A placement group: bundles of resources reserved together, each on the
+/// node chosen for it. The store checks that the bundles placed on a node
+/// never add up to more than the node registered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlacementGroupInfo {
+    pub name: Option<String>,
+    pub namespace: String,
+    /// What each bundle reserves.
+    pub bundles: Vec<BTreeMap<String, f64>>,
+    /// The placement strategy's name, opaque here.
+    pub strategy: String,
+    /// Outlives its job.
+    pub detached: bool,
+    /// Who made it (the creating node and job, opaque here).
+    pub creator: Vec<u8>,
+    pub state: PlacementGroupState,
+    /// The node of each bundle, once created.
+    pub nodes: Vec<NodeId>,
+    /// Log index of its creation, then of its removal.
+    pub since: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Command {
@@ -229,6 +267,18 @@ pub enum Command {
         kind: String,
         message: String,
     },
+    /// Records a pending placement group; its name must be free among the
+    /// groups not removed (of its namespace).
+    CreatePlacementGroup {
+        id: PlacementGroupId,
+        info: PlacementGroupInfo,
+    },
+    /// Places a pending group: bundle `i` on `nodes[i]`. Refused with
+    /// [`Response::Conflict`] (and nothing changed) when a node is unknown
+    /// or dead, or its registered resources cannot hold its bundles on top
+    /// of those of the created groups already there.
+    PlacePlacementGroup { id: PlacementGroupId, nodes: Vec<NodeId> },
+    RemovePlacementGroup { id: PlacementGroupId },
 }
 
 /// The outcome of one command.
@@ -264,6 +314,8 @@ pub enum Table {
     Objects,
     /// The event log, keyed by `seq` (8 bytes, big-endian).
     Events,
+    /// [`PlacementGroupInfo`] rows, keyed by [`PlacementGroupId`].
+    PlacementGroups,
 }
 
 /// What happened to a row.

@@ -88,6 +88,11 @@ byte_id!(
     NodeId,
     16
 );
+byte_id!(
+    /// A placement group, fixed at creation.
+    PlacementGroupId,
+    16
+);
 
 impl ObjectId {
     pub fn for_return(task: TaskId, index: u32) -> ObjectId {

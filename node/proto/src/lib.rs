@@ -17,13 +17,16 @@ pub mod secure;
 pub mod task;
 
 pub use frame::{FrameError, MAX_FRAME_BYTES};
-pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, TaskId, WorkerId};
+pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, WorkerId};
 pub use msg::{
     AckError, Execute, FromNode, InfoKind, Output, PutView, ReturnValue, Role, StoreError, ToNode,
     Value,
     PROTOCOL_VERSION,
 };
-pub use task::{ActorOptions, Arg, Resources, SpecError, TaskKind, TaskSpec};
+pub use task::{
+    ActorOptions, Arg, Bundles, GroupStrategy, PlacementGroupSpec, Resources, SchedulingStrategy, SpecError,
+    TaskKind, TaskSpec, MAX_BUNDLES, BUNDLE_MARKER_TOTAL, group_resource, is_group_resource,
+};
 
 #[cfg(test)]
 mod fuzz;

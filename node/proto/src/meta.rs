@@ -21,6 +21,10 @@ pub enum SystemErrorKind {
     ActorUnavailableError,
     OutOfMemoryError,
     RaySystemError,
+    /// A task that no node may run (a hard node affinity to a dead node).
+    TaskUnschedulableError,
+    /// An actor that no node may host.
+    ActorUnschedulableError,
 }
 
 impl SystemErrorKind {
@@ -33,6 +37,8 @@ impl SystemErrorKind {
             Self::ActorUnavailableError => "ActorUnavailableError",
             Self::OutOfMemoryError => "OutOfMemoryError",
             Self::RaySystemError => "RaySystemError",
+            Self::TaskUnschedulableError => "TaskUnschedulableError",
+            Self::ActorUnschedulableError => "ActorUnschedulableError",
         }
     }
 }

@@ -4,12 +4,12 @@
 //! stream (Unix socket or TCP). Requests that need an answer carry a `req`
 //! number chosen by the client; everything else is pipelined with no reply.
 
-use crate::ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, TaskId, WorkerId};
-use crate::task::TaskSpec;
+use crate::ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, WorkerId};
+use crate::task::{PlacementGroupSpec, TaskSpec};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to these frames.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -133,6 +133,19 @@ pub enum ToNode {
         req: u64,
         spec: TaskSpec,
     },
+    /// Records a placement group in the control store and reserves its
+    /// bundles as soon as nodes have room; answered by `Acked` once it is
+    /// recorded (a name already taken is refused).
+    CreatePlacementGroup {
+        req: u64,
+        group: PlacementGroupSpec,
+    },
+    /// Removes a placement group: its bundles' resources are freed and the
+    /// actors and tasks in them end. Answered by `Acked`.
+    RemovePlacementGroup {
+        req: u64,
+        id: PlacementGroupId,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +155,10 @@ pub enum InfoKind {
     ClusterResources,
     AvailableResources,
     Timeline,
+    /// Live named actors of every namespace: `[{"name", "namespace"}]`.
+    NamedActors,
+    /// Every placement group the control store holds, by id.
+    PlacementGroups,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -156,6 +173,8 @@ pub struct Execute {
     pub args: Vec<Value>,
     /// 0 on the first run, then 1, 2, ... on retries and actor restarts.
     pub attempt: u32,
+    /// The GPUs (indexes on this node) the task or actor holds.
+    pub gpu_ids: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -21,8 +21,9 @@ fn spec() -> impl Strategy<Value = TaskSpec> {
         0u32..5,
         proptest::collection::vec(object_id(), 0..3),
         any::<bool>(),
+        scheduling_strategy(),
     )
-        .prop_map(|(task, args, num_returns, nested_refs, actor)| TaskSpec {
+        .prop_map(|(task, args, num_returns, nested_refs, actor, strategy)| TaskSpec {
             task_id: TaskId(task),
             function: FunctionId([1; 16]),
             name: "f".into(),
@@ -41,6 +42,53 @@ fn spec() -> impl Strategy<Value = TaskSpec> {
             } else {
                 TaskKind::Normal
             },
+            strategy,
+        })
+}
+
+fn scheduling_strategy() -> impl Strategy<Value = SchedulingStrategy> {
+    prop_oneof![
+        Just(SchedulingStrategy::Default),
+        Just(SchedulingStrategy::Spread),
+        (any::<[u8; 16]>(), any::<bool>()).prop_map(|(node, soft)| {
+            SchedulingStrategy::NodeAffinity {
+                node: NodeId(node),
+                soft,
+            }
+        }),
+        (any::<[u8; 16]>(), any::<Option<u32>>(), any::<bool>()).prop_map(
+            |(group, bundle, capture_child_tasks)| SchedulingStrategy::PlacementGroup {
+                group: PlacementGroupId(group),
+                bundle,
+                capture_child_tasks,
+            }
+        ),
+    ]
+}
+
+fn group_spec() -> impl Strategy<Value = PlacementGroupSpec> {
+    (
+        any::<[u8; 16]>(),
+        proptest::option::of("[a-z]{0,8}"),
+        proptest::collection::vec(0.0f64..8.0, 1..5),
+        0usize..4,
+        any::<bool>(),
+    )
+        .prop_map(|(id, name, cpus, strategy, detached)| PlacementGroupSpec {
+            id: PlacementGroupId(id),
+            name,
+            namespace: "default".into(),
+            bundles: cpus
+                .into_iter()
+                .map(|c| Resources(vec![("CPU".into(), c)]))
+                .collect(),
+            strategy: [
+                GroupStrategy::Pack,
+                GroupStrategy::Spread,
+                GroupStrategy::StrictPack,
+                GroupStrategy::StrictSpread,
+            ][strategy],
+            detached,
         })
 }
 
@@ -81,6 +129,12 @@ fn to_node() -> impl Strategy<Value = ToNode> {
             proptest::collection::vec(object_id(), 0..8)
         )
             .prop_map(|(add, remove)| ToNode::Refs { add, remove }),
+        (any::<u64>(), group_spec())
+            .prop_map(|(req, group)| ToNode::CreatePlacementGroup { req, group }),
+        (any::<u64>(), any::<[u8; 16]>()).prop_map(|(req, id)| ToNode::RemovePlacementGroup {
+            req,
+            id: PlacementGroupId(id)
+        }),
     ]
 }
 
@@ -114,6 +168,7 @@ fn from_node() -> impl Strategy<Value = FromNode> {
                 id: ObjectId([4; 20]),
             }],
             attempt: 0,
+            gpu_ids: vec![0, 1],
         }))),
     ]
 }

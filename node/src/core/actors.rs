@@ -307,7 +307,7 @@ impl Core {
             task.attempt = restarts;
             task.state = TaskState::Queued;
             owner = task.origin;
-            let demand = task.spec.resources.clone();
+            let demand = task.spec.demand().into_owned();
             let _ = self.ledger.queue().enqueue(creation, &demand);
         }
         if let Some(owner) = owner {
@@ -338,6 +338,11 @@ impl Core {
 
     /// The actor is dead for good: its calls fail, its worker stops, its name is freed.
     pub(super) fn declare_dead(&mut self, actor_id: ActorId, cause: String) {
+        self.declare_dead_as(actor_id, cause, SystemErrorKind::ActorDiedError)
+    }
+
+    /// As [`Core::declare_dead`], its calls failing with `kind`.
+    pub(super) fn declare_dead_as(&mut self, actor_id: ActorId, cause: String, kind: SystemErrorKind) {
         let Some(actor) = self.actors.get_mut(&actor_id) else {
             return;
         };
@@ -371,9 +376,12 @@ impl Core {
             }
             ActorState::Dead { .. } => {}
         }
-        let why = format!("The actor died: {cause}");
+        let why = match kind {
+            SystemErrorKind::ActorDiedError => format!("The actor died: {cause}"),
+            _ => cause.clone(),
+        };
         for task_id in calls {
-            self.fail_task(task_id, SystemErrorKind::ActorDiedError, &why);
+            self.fail_task(task_id, kind, &why);
         }
         // The constructor's arguments are no longer needed for restarts.
         self.finish_task(creation, Vec::new());
@@ -400,6 +408,7 @@ impl Core {
             self.declare_dead(actor, "its driver exited".into());
         }
         self.end_remote_job(job);
+        self.end_job_groups(job);
     }
 }
 

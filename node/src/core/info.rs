@@ -14,10 +14,14 @@ pub(super) struct Span {
     dur_us: u64,
 }
 
+/// Resources by name, without those placement groups' bundles provide
+/// (as Ray's `cluster_resources()` and `available_resources()` show them).
 fn resources_json(r: &Resources) -> Value {
     let mut map = Map::new();
     for (name, value) in &r.0 {
-        map.insert(name.clone(), json!(value));
+        if !raynode_proto::task::is_group_resource(name) {
+            map.insert(name.clone(), json!(value));
+        }
     }
     Value::Object(map)
 }
@@ -159,6 +163,8 @@ impl Core {
                 }
                 resources_json(&sum)
             }
+            InfoKind::NamedActors => self.named_actors_json(),
+            InfoKind::PlacementGroups => self.groups_json(),
             InfoKind::Timeline => Value::Array(
                 self.timeline
                     .iter()

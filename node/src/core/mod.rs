@@ -11,6 +11,7 @@
 //! - `actors.rs`: actor creation, ordered method calls, restarts, kills;
 //! - `waiters.rs`: `get` and `wait` requests;
 //! - `info.rs`: cluster information and the timeline;
+//! - `groups.rs`: placement groups: created, placed, reserved, removed;
 //! - `pulls.rs`: objects pulled from other nodes' stores, within the room
 //!   this node's store has;
 //! - `remote.rs`: the other nodes: placement, forwarded tasks and their
@@ -18,6 +19,7 @@
 
 mod actors;
 mod clients;
+mod groups;
 mod info;
 mod output;
 mod pool;
@@ -120,6 +122,18 @@ pub enum Event {
     },
     /// Pulls that waited for room in the store may be tried again.
     PullsDue,
+    /// The control store answered a placement group's creation or removal.
+    GroupRecorded {
+        conn: ConnId,
+        req: u64,
+        error: Option<raynode_proto::AckError>,
+    },
+    /// A placement this node proposed for a group was answered.
+    GroupPlaced {
+        id: raynode_proto::PlacementGroupId,
+    },
+    /// The control store's placement groups changed.
+    GroupsChanged,
     Tick,
     Shutdown,
 }
@@ -206,6 +220,7 @@ pub struct Core {
     remote: remote::Remote,
     /// The TCP address drivers reach this node at, if it serves one.
     pub client_addr: Option<String>,
+    groups: groups::Groups,
 }
 
 impl Core {
@@ -241,6 +256,7 @@ impl Core {
             cluster,
             remote: remote::Remote::default(),
             client_addr: None,
+            groups: groups::Groups::default(),
         }
     }
 
@@ -254,6 +270,24 @@ impl Core {
             loop {
                 interval.tick().await;
                 if ticker.send(Event::Tick).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut changes = self.gcs.subscribe();
+        let notify = self.events.clone();
+        let watch = tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let groups = match changes.recv().await {
+                    Ok(c) => {
+                        c.table == raft_gcs::Table::PlacementGroups
+                            || c.kind == raft_gcs::ChangeKind::Reset
+                    }
+                    Err(RecvError::Lagged(_)) => true,
+                    Err(RecvError::Closed) => return,
+                };
+                if groups && notify.send(Event::GroupsChanged).await.is_err() {
                     return;
                 }
             }
@@ -295,11 +329,17 @@ impl Core {
                     self.send(conn, FromNode::ActorFound { req, found })
                 }
                 Event::PullsDue => self.start_pulls(),
+                Event::GroupRecorded { conn, req, error } => {
+                    self.on_group_recorded(conn, req, error)
+                }
+                Event::GroupPlaced { id } => self.on_group_placed(id),
+                Event::GroupsChanged => self.sync_groups(),
                 Event::Tick => self.on_tick(),
                 Event::Shutdown => break,
             }
         }
         tick.abort();
+        watch.abort();
         self.shutdown();
     }
 
@@ -359,6 +399,8 @@ impl Core {
                     c.inline_only = true;
                 }
             }
+            ToNode::CreatePlacementGroup { req, group } => self.on_create_group(conn, req, group),
+            ToNode::RemovePlacementGroup { req, id } => self.on_remove_group(conn, req, id),
         }
     }
 
@@ -411,6 +453,8 @@ impl Core {
 
     fn on_tick(&mut self) {
         self.gossip_tick();
+        self.sync_groups();
+        self.place_groups();
         self.start_pulls();
         let now = Instant::now();
         let mut surplus = self.ledger.pooled().saturating_sub(self.config.min_workers);
@@ -462,5 +506,7 @@ fn frame_name(msg: &ToNode) -> &'static str {
         ToNode::TaskDone { .. } => "TaskDone",
         ToNode::ActorReady { .. } => "ActorReady",
         ToNode::NoSharedMemory => "NoSharedMemory",
+        ToNode::CreatePlacementGroup { .. } => "CreatePlacementGroup",
+        ToNode::RemovePlacementGroup { .. } => "RemovePlacementGroup",
     }
 }

@@ -27,7 +27,9 @@ use crate::engine::actor as engine;
 use crate::objects::ObjState;
 use p2p::PeerId;
 use raynode_proto::meta::SystemErrorKind;
-use raynode_proto::{ActorId, JobId, NodeId, ObjectId, Resources, TaskId, TaskKind, TaskSpec};
+use raynode_proto::{
+    ActorId, JobId, NodeId, ObjectId, Resources, SchedulingStrategy, TaskId, TaskKind, TaskSpec,
+};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -242,6 +244,7 @@ impl Core {
                         t.origin.is_none()
                             && t.hops < MAX_HOPS
                             && matches!(t.spec.kind, TaskKind::Normal)
+                            && t.spec.strategy == SchedulingStrategy::Default
                     })
             });
             match stolen {
@@ -366,12 +369,16 @@ impl Core {
 
     // ---- placement ----
 
-    /// Where a ready task runs (the engine's placement decision over this
-    /// node's resources and the peers' gossiped load).
+    /// Where a ready task runs (the engine's placement decision, by the
+    /// task's scheduling strategy, over this node's resources and the
+    /// peers' gossiped load).
     pub(super) fn place(&mut self, spec: &TaskSpec, hops: u8, foreign: bool) -> Place {
-        let demand = &spec.resources;
+        let demand = spec.demand();
+        let demand = demand.as_ref();
         let sched = self.ledger.sched();
         let here = placement::Here {
+            node: self.node_id,
+            score: sched.available().get("CPU") - sched.queued() as f64,
             feasible: sched.feasible(demand),
             fits_now: sched.fits(demand),
             queue_empty: sched.queued() == 0,
@@ -393,9 +400,55 @@ impl Core {
                 holds_args: holders.contains(id),
             })
             .collect();
-        placement::place(here, kind, hops, foreign, &peers, |n| {
+        let bundle_nodes;
+        let rule = match &spec.strategy {
+            SchedulingStrategy::Default => placement::Rule::Default,
+            SchedulingStrategy::Spread => placement::Rule::Spread,
+            SchedulingStrategy::NodeAffinity { node, soft } => placement::Rule::Affinity {
+                node: *node,
+                soft: *soft,
+            },
+            SchedulingStrategy::PlacementGroup { group, bundle, .. } => {
+                bundle_nodes = self.bundle_nodes(*group, *bundle);
+                placement::Rule::Bundle {
+                    nodes: &bundle_nodes,
+                }
+            }
+        };
+        placement::place_with(rule, here, kind, hops, foreign, &peers, |n| {
             rand::random::<usize>() % n
         })
+    }
+
+    /// A task whose strategy forbids every node that could run it fails
+    /// (an actor's constructor: the actor is dead), as Ray's
+    /// `TaskUnschedulableError` and `ActorUnschedulableError`.
+    pub(super) fn unschedulable(&mut self, task_id: TaskId) {
+        let Some(task) = self.tasks.get(&task_id) else {
+            return;
+        };
+        let actor = match &task.spec.kind {
+            TaskKind::ActorCreate(opts) => Some(opts.actor),
+            _ => None,
+        };
+        let why = "The node specified via NodeAffinitySchedulingStrategy doesn't exist any \
+                   more or is infeasible, and soft=False was specified.";
+        match actor {
+            Some(actor) if self.actors.contains_key(&actor) => {
+                let cause = format!("The actor is not schedulable: {why}");
+                self.fail_task(task_id, SystemErrorKind::ActorUnschedulableError, &cause);
+                self.declare_dead_as(actor, cause, SystemErrorKind::ActorUnschedulableError);
+            }
+            _ => {
+                let cause = format!("The task is not schedulable: {why} name={}", task.spec.name);
+                let kind = if actor.is_some() {
+                    SystemErrorKind::ActorUnschedulableError
+                } else {
+                    SystemErrorKind::TaskUnschedulableError
+                };
+                self.fail_task(task_id, kind, &cause);
+            }
+        }
     }
 
     /// Nodes that own one of these arguments stored (large) there.
@@ -415,7 +468,7 @@ impl Core {
             .collect()
     }
 
-    fn place_unplaced(&mut self) {
+    pub(super) fn place_unplaced(&mut self) {
         let tasks = std::mem::take(&mut self.remote.unplaced);
         for task_id in tasks {
             let Some(task) = self.tasks.get(&task_id) else {
@@ -426,9 +479,10 @@ impl Core {
                 Place::Remote(node) => self.forward(task_id, node),
                 Place::SpillBack => self.spill_back(task_id),
                 Place::Local => {
-                    let _ = self.ledger.queue().enqueue(task_id, &spec.resources);
+                    let _ = self.ledger.queue().enqueue(task_id, &spec.demand());
                     self.dispatch();
                 }
+                Place::Unschedulable => self.unschedulable(task_id),
                 Place::Wait | Place::Nowhere => self.remote.unplaced.push(task_id),
             }
         }
@@ -481,7 +535,7 @@ impl Core {
         };
         if let Some(p) = self.remote.peers.get_mut(&node) {
             p.sent_functions.insert(spec.function);
-            take(&mut p.load.available, &spec.resources);
+            take(&mut p.load.available, &spec.demand());
             p.load.queued += 1;
         }
         if let TaskKind::ActorCreate(opts) = &spec.kind {
@@ -618,7 +672,7 @@ impl Core {
             return;
         }
         if matches!(task.spec.kind, TaskKind::Normal) {
-            let demand = task.spec.resources.clone();
+            let demand = task.spec.demand().into_owned();
             if let Some(p) = self.remote.peers.get_mut(&from) {
                 for (name, v) in &demand.0 {
                     let now = p.load.available.get(name) + v;

@@ -123,6 +123,7 @@ impl Core {
                     super::remote::Place::Local => {}
                     super::remote::Place::Remote(node) => return self.forward(task_id, node),
                     super::remote::Place::SpillBack => return self.spill_back(task_id),
+                    super::remote::Place::Unschedulable => return self.unschedulable(task_id),
                     super::remote::Place::Wait => {
                         tracing::debug!(task = %task_id, "no peer has room for a task now; it waits");
                         self.remote.unplaced.push(task_id);
@@ -139,7 +140,7 @@ impl Core {
                         return;
                     }
                 }
-                let demand = spec.resources.clone();
+                let demand = spec.demand().into_owned();
                 if let Err(infeasible) = self.ledger.queue().enqueue(task_id, &demand) {
                     tracing::warn!(
                         task = %spec.name,
@@ -249,6 +250,7 @@ impl Core {
             function_body,
             args,
             attempt,
+            gpu_ids: self.ledger.gpu_ids(worker),
         };
         self.send(conn, FromNode::Execute(Box::new(exec)));
     }

@@ -3,10 +3,22 @@
 
 use super::*;
 use proptest::prelude::*;
-use raynode_proto::{ActorId, Resources, TaskId, WorkerId};
+use raynode_proto::{ActorId, PlacementGroupId, Resources, TaskId, WorkerId};
 
 fn cpus(n: f64) -> Resources {
     Resources(vec![("CPU".into(), n)])
+}
+
+fn key(i: u8) -> BundleKey {
+    (PlacementGroupId([i; 16]), 0)
+}
+
+/// What a bundle of one CPU and half a GPU provides.
+fn provides(i: u8) -> Resources {
+    Resources(vec![
+        (format!("CPU_group_0_{i}"), 1.0),
+        (format!("GPU_group_0_{i}"), 0.5),
+    ])
 }
 
 fn task(n: u32) -> TaskId {
@@ -22,7 +34,13 @@ enum Step {
     WorkerReady(usize),
     Submit {
         cpus: u8,
+        /// In halves of a GPU.
+        gpus: u8,
     },
+    /// A task in bundle i (if it is reserved).
+    SubmitInBundle(u8),
+    Reserve(u8),
+    Unreserve(u8),
     Dispatch,
     /// The running task of the i-th busy worker finishes (or cannot start).
     TaskEnds(usize),
@@ -38,7 +56,10 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         Just(Step::StartWorker),
         (0..8usize).prop_map(Step::WorkerReady),
-        (0..3u8).prop_map(|cpus| Step::Submit { cpus }),
+        (0..3u8, 0..3u8).prop_map(|(cpus, gpus)| Step::Submit { cpus, gpus }),
+        (0..2u8).prop_map(Step::SubmitInBundle),
+        (0..2u8).prop_map(Step::Reserve),
+        (0..2u8).prop_map(Step::Unreserve),
         Just(Step::Dispatch),
         (0..8usize).prop_map(Step::TaskEnds),
         (0..8usize).prop_map(Step::Block),
@@ -57,17 +78,23 @@ struct Run {
     submitted: Vec<TaskId>,
     /// Tasks that ran to an end (finished, or their worker died).
     ended: Vec<TaskId>,
+    /// Tasks placed in a bundle, by bundle.
+    in_bundle: Vec<(u8, TaskId)>,
 }
 
 impl Run {
     fn new(total: f64) -> Run {
         Run {
-            ledger: Ledger::new(cpus(total)),
+            ledger: Ledger::new(Resources(vec![
+                ("CPU".into(), total),
+                ("GPU".into(), 2.0),
+            ])),
             workers: Vec::new(),
             next_worker: 1,
             next_task: 1,
             submitted: Vec::new(),
             ended: Vec::new(),
+            in_bundle: Vec::new(),
         }
     }
 
@@ -94,11 +121,45 @@ impl Run {
                     self.ledger.worker_ready(w);
                 }
             }
-            Step::Submit { cpus: n } => {
+            Step::Submit { cpus: n, gpus } => {
                 let t = task(self.next_task);
                 self.next_task += 1;
-                let _ = self.ledger.queue().enqueue(t, &cpus(f64::from(n)));
+                let mut demand = cpus(f64::from(n));
+                if gpus > 0 {
+                    demand.set("GPU", f64::from(gpus) / 2.0);
+                }
+                let _ = self.ledger.queue().enqueue(t, &demand);
                 self.submitted.push(t);
+            }
+            Step::SubmitInBundle(i) => {
+                if self.ledger.reserved().any(|k| *k == key(i)) {
+                    let t = task(self.next_task);
+                    self.next_task += 1;
+                    let demand = Resources(vec![
+                        (format!("CPU_group_0_{i}"), 1.0),
+                        (format!("GPU_group_0_{i}"), 0.5),
+                    ]);
+                    let _ = self.ledger.queue().enqueue(t, &demand);
+                    self.submitted.push(t);
+                    self.in_bundle.push((i, t));
+                }
+            }
+            Step::Reserve(i) => {
+                let holds = Resources(vec![("CPU".into(), 1.0), ("GPU".into(), 0.5)]);
+                self.ledger.reserve(key(i), holds, provides(i));
+            }
+            Step::Unreserve(i) => {
+                for w in self.ledger.unreserve(&key(i)) {
+                    assert_eq!(self.ledger.slot(w), Some(&Slot::Retiring));
+                }
+                // What was queued in the bundle fails (the core does it).
+                for (b, t) in self.in_bundle.clone() {
+                    if b == i {
+                        self.ledger.queue().remove(t);
+                        self.ended.push(t);
+                    }
+                }
+                self.in_bundle.retain(|(b, _)| *b != i);
             }
             Step::Dispatch => {
                 let free_before = self.ledger.sched().available().get("CPU");
@@ -202,9 +263,15 @@ proptest! {
         for s in &steps {
             run.apply(s);
         }
+        for i in 0..2 {
+            run.apply(&Step::Unreserve(i));
+        }
         run.drain();
         prop_assert!(run.ledger.check().is_ok(), "{:?}", run.ledger.check());
         prop_assert_eq!(run.ledger.sched().available().get("CPU"), 2.0);
+        prop_assert_eq!(run.ledger.sched().available().get("GPU"), 2.0);
+        prop_assert!(run.ledger.sched().available().0.iter().all(|(n, _)| !n.contains("_group_")),
+            "a bundle's resources leave with it");
         prop_assert_eq!(run.ledger.busy(), 0);
         let mut ended = run.ended.clone();
         ended.sort();
@@ -255,5 +322,50 @@ fn a_blocked_worker_lends_its_cpu_and_takes_it_back() {
     ledger.unblock(outer);
     ledger.task_ended(outer).unwrap();
     assert_eq!(ledger.sched().available().get("CPU"), 1.0);
+    ledger.check().unwrap();
+}
+
+#[test]
+fn gpus_are_handed_out_by_index_and_come_back() {
+    let mut ledger = Ledger::new(Resources(vec![("CPU".into(), 4.0), ("GPU".into(), 2.0)]));
+    for w in 1..=4 {
+        ledger.add_worker(WorkerId(w));
+        ledger.worker_ready(WorkerId(w));
+    }
+    let gpu = |n: f64| Resources(vec![("GPU".into(), n)]);
+    ledger.queue().enqueue(task(1), &gpu(1.0)).unwrap();
+    ledger.queue().enqueue(task(2), &gpu(0.5)).unwrap();
+    ledger.queue().enqueue(task(3), &gpu(0.5)).unwrap();
+    let (_, a, _) = ledger.dispatch_next().unwrap();
+    let (_, b, _) = ledger.dispatch_next().unwrap();
+    let (_, c, _) = ledger.dispatch_next().unwrap();
+    assert_eq!(ledger.gpu_ids(a), vec![0]);
+    assert_eq!(ledger.gpu_ids(b), vec![1]);
+    assert_eq!(ledger.gpu_ids(c), vec![1], "two halves share one GPU");
+    ledger.check().unwrap();
+    ledger.task_ended(a).unwrap();
+    assert!(ledger.gpu_ids(a).is_empty());
+    ledger.queue().enqueue(task(4), &gpu(1.0)).unwrap();
+    let (_, d, _) = ledger.dispatch_next().unwrap();
+    assert_eq!(ledger.gpu_ids(d), vec![0]);
+    ledger.check().unwrap();
+}
+
+#[test]
+fn a_bundle_holds_its_resources_until_it_is_freed() {
+    let mut ledger = Ledger::new(cpus(2.0));
+    ledger.add_worker(WorkerId(1));
+    ledger.worker_ready(WorkerId(1));
+    let holds = cpus(1.0);
+    assert!(ledger.reserve(key(1), holds.clone(), provides(1)));
+    assert!(!ledger.reserve(key(1), holds, provides(1)), "reserved once");
+    assert_eq!(ledger.sched().available().get("CPU"), 1.0);
+    let demand = Resources(vec![("CPU_group_0_1".into(), 1.0)]);
+    ledger.queue().enqueue(task(1), &demand).unwrap();
+    let (_, w, _) = ledger.dispatch_next().unwrap();
+    ledger.check().unwrap();
+    assert_eq!(ledger.unreserve(&key(1)), vec![w], "its task ends with it");
+    assert_eq!(ledger.sched().available().get("CPU"), 2.0);
+    assert!(!ledger.sched().feasible(&demand));
     ledger.check().unwrap();
 }

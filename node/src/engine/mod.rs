@@ -5,11 +5,14 @@
 //!
 //! - [`ledger`]: the workers, what each does, and the resources each holds
 //!   (with the scheduler's queue of ready tasks);
-//! - [`placement`]: where a ready task runs (randomness passed in);
+//! - [`placement`]: where a ready task runs, by its scheduling strategy
+//!   (randomness passed in);
+//! - [`bundles`]: which node each bundle of a placement group goes to;
 //! - [`actor`]: what follows an actor's loss of its worker or node (one
 //!   restart budget wherever it lives).
 
 pub mod actor;
+pub mod bundles;
 pub mod ledger;
 pub mod placement;
 

@@ -15,6 +15,16 @@
 //!
 //! A task run for another node runs here if it fits now, is sent back once
 //! (plain tasks below [`MAX_HOPS`]), or queues here if it ever can.
+//!
+//! A scheduling strategy ([`Rule`]) changes this:
+//! - `Spread`: among the nodes with room now (this one included), the
+//!   most idle, ties broken at random; with no room anywhere, as above;
+//! - node affinity: on that node, waiting there for room; when it is gone
+//!   or could never run the task, elsewhere as above if soft, else the
+//!   task cannot be scheduled ([`Place::Unschedulable`]);
+//! - a placement group's bundle: only on the nodes holding the bundle
+//!   (those whose resources include the bundle's), waiting while the group
+//!   is not placed yet; never unschedulable.
 
 use raynode_proto::NodeId;
 
@@ -28,9 +38,23 @@ pub enum Kind {
     ActorCreate,
 }
 
+/// Where a task may run: its scheduling strategy, as the engine sees it.
+#[derive(Clone, Copy, Debug)]
+pub enum Rule<'a> {
+    Default,
+    Spread,
+    Affinity { node: NodeId, soft: bool },
+    /// The nodes holding the task's bundle (empty: the group is not
+    /// placed, or was removed).
+    Bundle { nodes: &'a [NodeId] },
+}
+
 /// This node, for one task.
 #[derive(Clone, Copy, Debug)]
 pub struct Here {
+    pub node: NodeId,
+    /// How idle it is (free CPUs less its queue); higher is better.
+    pub score: f64,
     /// Its total resources could ever run the task.
     pub feasible: bool,
     /// Its free resources fit the task now.
@@ -63,10 +87,87 @@ pub enum Place {
     Wait,
     /// No node of the cluster can run it.
     Nowhere,
+    /// Its strategy forbids every node that could run it (a hard node
+    /// affinity to a node that is gone or too small).
+    Unschedulable,
 }
 
-/// The decision for one ready task. `pick(n)` returns a random index below
-/// `n` (it is called at most twice).
+/// The decision for one ready task under its strategy. `pick(n)` returns a
+/// random index below `n` (it is called at most twice).
+#[allow(clippy::too_many_arguments)]
+pub fn place_with(
+    rule: Rule<'_>,
+    here: Here,
+    kind: Kind,
+    hops: u8,
+    foreign: bool,
+    peers: &[Peer],
+    mut pick: impl FnMut(usize) -> usize,
+) -> Place {
+    match rule {
+        Rule::Default => place(here, kind, hops, foreign, peers, pick),
+        Rule::Spread => {
+            if foreign {
+                return place(here, kind, hops, foreign, peers, pick);
+            }
+            let mut best: Vec<(Option<NodeId>, f64)> = Vec::new();
+            if here.feasible && here.fits_now {
+                best.push((None, here.score));
+            }
+            for p in peers.iter().filter(|p| p.feasible && p.free) {
+                best.push((Some(p.node), p.score));
+            }
+            let top = best.iter().map(|b| b.1).fold(f64::NEG_INFINITY, f64::max);
+            best.retain(|b| b.1 >= top);
+            if best.is_empty() {
+                return place(here, kind, hops, foreign, peers, pick);
+            }
+            match best[pick(best.len()) % best.len()].0 {
+                None => Place::Local,
+                Some(node) => Place::Remote(node),
+            }
+        }
+        Rule::Affinity { node, soft } => {
+            let fallback = |pick| {
+                if soft {
+                    place(here, kind, hops, foreign, peers, pick)
+                } else {
+                    Place::Unschedulable
+                }
+            };
+            if node == here.node {
+                return if here.feasible { Place::Local } else { fallback(pick) };
+            }
+            if foreign {
+                // Sent here as the fallback of a soft affinity.
+                return place(here, kind, hops, foreign, peers, pick);
+            }
+            match peers.iter().find(|p| p.node == node) {
+                Some(p) if p.feasible => Place::Remote(node),
+                _ => fallback(pick),
+            }
+        }
+        Rule::Bundle { nodes } => {
+            if nodes.contains(&here.node) && here.feasible {
+                return Place::Local;
+            }
+            if foreign {
+                return if hops < MAX_HOPS { Place::SpillBack } else { Place::Wait };
+            }
+            let holders: Vec<&Peer> = peers
+                .iter()
+                .filter(|p| p.feasible && nodes.contains(&p.node))
+                .collect();
+            let free: Vec<&Peer> = holders.iter().copied().filter(|p| p.free).collect();
+            best_of_two(&free, &mut pick)
+                .or_else(|| best_of_two(&holders, &mut pick))
+                .map_or(Place::Wait, Place::Remote)
+        }
+    }
+}
+
+/// The decision for one ready task with the default strategy. `pick(n)`
+/// returns a random index below `n` (it is called at most twice).
 pub fn place(
     here: Here,
     kind: Kind,
@@ -142,6 +243,8 @@ mod tests {
     }
 
     const NOT_HERE: Here = Here {
+        node: NodeId([0; 16]),
+        score: 0.0,
         feasible: false,
         fits_now: false,
         queue_empty: true,
@@ -214,7 +317,7 @@ mod tests {
             peers in peers(),
             seed in any::<u64>(),
         ) {
-            let here = Here { feasible, fits_now: fits_now && feasible, queue_empty };
+            let here = Here { node: node(0), score: 0.0, feasible, fits_now: fits_now && feasible, queue_empty };
             let kind = if actor { Kind::ActorCreate } else { Kind::Normal };
             let mut state = seed;
             let got = place(here, kind, hops, foreign, &peers, |n| {
@@ -241,9 +344,130 @@ mod tests {
                     prop_assert!(!feasible);
                     prop_assert!(foreign || !peers.iter().any(|p| p.feasible));
                 }
+                Place::Unschedulable => prop_assert!(false, "the default strategy always schedules"),
             }
             if !foreign && peers.iter().any(|p| p.free) && !(feasible && fits_now && queue_empty) {
                 prop_assert!(matches!(got, Place::Remote(_)), "room on a peer is used");
+            }
+        }
+    }
+
+    fn lcg(seed: u64) -> impl FnMut(usize) -> usize {
+        let mut state = seed;
+        move |n| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (state >> 33) as usize % n
+        }
+    }
+
+    #[test]
+    fn spread_goes_to_the_most_idle_node_with_room() {
+        let mut peers = [peer(2, true, true), peer(3, true, true)];
+        peers[0].score = 5.0;
+        peers[1].score = 1.0;
+        let here = Here { node: node(1), score: 2.0, feasible: true, fits_now: true, queue_empty: true };
+        let got = place_with(Rule::Spread, here, Kind::Normal, 0, false, &peers, |_| 0);
+        assert_eq!(got, Place::Remote(node(2)), "the default would keep it here");
+        let idle_here = Here { score: 9.0, ..here };
+        assert_eq!(place_with(Rule::Spread, idle_here, Kind::Normal, 0, false, &peers, |_| 0), Place::Local);
+    }
+
+    #[test]
+    fn hard_affinity_to_a_lost_node_is_unschedulable_and_soft_runs_elsewhere() {
+        let peers = [peer(2, true, true)];
+        let here = Here { node: node(1), score: 0.0, feasible: true, fits_now: true, queue_empty: true };
+        let gone = node(9);
+        let hard = Rule::Affinity { node: gone, soft: false };
+        let soft = Rule::Affinity { node: gone, soft: true };
+        assert_eq!(place_with(hard, here, Kind::Normal, 0, false, &peers, |_| 0), Place::Unschedulable);
+        assert_eq!(place_with(soft, here, Kind::Normal, 0, false, &peers, |_| 0), Place::Local);
+        let busy_peer = [peer(2, true, false)];
+        let to_peer = Rule::Affinity { node: node(2), soft: false };
+        assert_eq!(
+            place_with(to_peer, here, Kind::Normal, 0, false, &busy_peer, |_| 0),
+            Place::Remote(node(2)),
+            "a hard affinity waits on its node, even when it is busy"
+        );
+    }
+
+    #[test]
+    fn a_bundle_task_waits_until_its_group_is_placed() {
+        let peers = [peer(2, true, true)];
+        let here = Here { node: node(1), score: 0.0, feasible: false, fits_now: false, queue_empty: true };
+        assert_eq!(place_with(Rule::Bundle { nodes: &[] }, here, Kind::Normal, 0, false, &peers, |_| 0), Place::Wait);
+        let there = [node(2)];
+        assert_eq!(
+            place_with(Rule::Bundle { nodes: &there }, here, Kind::Normal, 0, false, &peers, |_| 0),
+            Place::Remote(node(2))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn strategies_keep_their_promises(
+            feasible in any::<bool>(),
+            fits_now in any::<bool>(),
+            actor in any::<bool>(),
+            foreign in any::<bool>(),
+            hops in 0u8..4,
+            peers in peers(),
+            rule in 0u8..4,
+            target in 0u8..8,
+            soft in any::<bool>(),
+            bundle_nodes in proptest::collection::vec(0u8..8, 0..4),
+            seed in any::<u64>(),
+        ) {
+            let here = Here { node: node(0), score: 1.5, feasible, fits_now: fits_now && feasible, queue_empty: true };
+            let kind = if actor { Kind::ActorCreate } else { Kind::Normal };
+            let holders: Vec<NodeId> = bundle_nodes.iter().map(|n| node(*n)).collect();
+            let r = match rule {
+                0 => Rule::Default,
+                1 => Rule::Spread,
+                2 => Rule::Affinity { node: node(target), soft },
+                _ => Rule::Bundle { nodes: &holders },
+            };
+            let got = place_with(r, here, kind, hops, foreign, &peers, lcg(seed));
+            let peer_of = |n: NodeId| peers.iter().find(|p| p.node == n);
+            if let Place::Local = got {
+                prop_assert!(feasible, "never queued where it can never run");
+            }
+            if let Place::Remote(n) = got {
+                prop_assert!(!foreign, "a task run for another node is not sent on");
+                prop_assert!(peer_of(n).is_some_and(|p| p.feasible), "sent only to a live peer that can run it");
+            }
+            match r {
+                Rule::Affinity { node: t, soft: false } => {
+                    match got {
+                        Place::Local => prop_assert!(t == here.node || foreign),
+                        Place::Remote(n) => prop_assert_eq!(n, t, "a hard affinity never runs elsewhere"),
+                        Place::Unschedulable => prop_assert!(
+                            !foreign && if t == here.node { !feasible } else { peer_of(t).is_none_or(|p| !p.feasible) },
+                            "unschedulable only when its node is gone or too small"
+                        ),
+                        _ => prop_assert!(foreign, "a hard affinity goes to its node or fails"),
+                    }
+                }
+                Rule::Bundle { nodes } => {
+                    prop_assert!(got != Place::Unschedulable && got != Place::Nowhere);
+                    match got {
+                        Place::Local => prop_assert!(nodes.contains(&here.node)),
+                        Place::Remote(n) => prop_assert!(nodes.contains(&n), "only to a node holding the bundle"),
+                        _ => {}
+                    }
+                }
+                Rule::Spread if !foreign => {
+                    let mut best = f64::NEG_INFINITY;
+                    if feasible && fits_now { best = here.score; }
+                    for p in peers.iter().filter(|p| p.feasible && p.free) { best = best.max(p.score); }
+                    match got {
+                        Place::Local if feasible && fits_now => prop_assert!(here.score >= best),
+                        Place::Remote(n) if peer_of(n).is_some_and(|p| p.free) =>
+                            prop_assert!(peer_of(n).is_some_and(|p| p.score >= best), "spread picks the most idle"),
+                        _ => {}
+                    }
+                    prop_assert!(got != Place::Unschedulable);
+                }
+                _ => prop_assert!(got != Place::Unschedulable, "only a hard affinity is unschedulable"),
             }
         }
     }

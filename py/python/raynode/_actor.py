@@ -11,7 +11,8 @@ import pickle
 
 from . import _runtime
 from ._remote import (
-    ACTOR_OPTIONS, Registration, check_options, check_runtime_env, pack_args, resource_list, task_extras,
+    ACTOR_OPTIONS, Registration, check_options, check_runtime_env, pack_args, resource_list,
+    scheduling_strategy, task_extras,
 )
 
 # Ray's default concurrency for actors with async methods.
@@ -150,8 +151,10 @@ class ActorClass:
         hidden = task_extras(self._runtime_env)
         if hidden:
             kwargs = {**kwargs, **hidden}
+        resources = resource_list(opts, 0)
+        strategy = scheduling_strategy(opts, resources, self.__name__)
         packed, names, nested, keep = pack_args(client, f"actor {self.__name__}", args, kwargs)
-        client.submit(fid, f"{self.__name__}.__init__", packed, names, 0, resource_list(opts, 0), 0, False, nested, kind)
+        client.submit(fid, f"{self.__name__}.__init__", packed, names, 0, resources, 0, False, nested, kind, strategy)
         del keep
         return ActorHandle(actor_id, self.__name__, fid, self._methods, self._params)
 

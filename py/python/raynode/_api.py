@@ -326,6 +326,31 @@ class RuntimeContext:
             env = _job_runtime_env
         return _runtime_env.describe(env)
 
+    def get_assigned_resources(self):
+        """The resources the running task or actor holds, by name
+        (fractions included; in a placement group, Ray's plain names)."""
+        if not _runtime.is_worker():
+            raise AssertionError("get_assigned_resources is only available when the process is a worker")
+        return dict(getattr(_runtime._current, "resources", None) or {})
+
+    def get_task_name(self):
+        """The running task's name (an actor method's `Class.method`), None in a driver."""
+        return getattr(_runtime._current, "task_name", None) if _runtime.is_worker() else None
+
+    def get_actor_name(self):
+        """The actor's name ("" if it has none), None outside an actor."""
+        if not _runtime.is_worker() or getattr(_runtime._current, "actor_id", None) is None:
+            return None
+        return getattr(_runtime._current, "actor_name", None) or ""
+
+    def get_placement_group_id(self):
+        """The hex id of the placement group the task or actor runs in, else None."""
+        group = getattr(_runtime._current, "placement_group", None) if _runtime.is_worker() else None
+        return None if group is None else group[0].hex()
+
+    def get_accelerator_ids(self):
+        return {"GPU": [str(g) for g in get_gpu_ids()]}
+
     @property
     def was_current_actor_reconstructed(self):
         return getattr(_runtime._current, "attempt", 0) > 0
@@ -343,5 +368,13 @@ class RuntimeContext:
 
 def get_runtime_context():
     return RuntimeContext()
+
+
+def get_gpu_ids():
+    """The GPU indexes the running task or actor holds (its
+    CUDA_VISIBLE_DEVICES); [] in a driver or without GPUs."""
+    if not _runtime.is_worker():
+        return []
+    return list(getattr(_runtime._current, "gpu_ids", None) or [])
 
 

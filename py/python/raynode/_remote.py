@@ -109,6 +109,74 @@ def task_extras(spec, retry_on=None):
     return hidden
 
 
+def scheduling_strategy(options, resources, what):
+    """The strategy a task or actor asks for, as `client.submit` takes it:
+    None for the default, ("spread",), ("affinity", node_hex, soft) or
+    ("group", group_id, bundle_index, capture_child_tasks). Checked here,
+    so that a bad one raises at the call (as Ray's). A task with no
+    strategy of its own, started inside a placement group that captures
+    child tasks, runs in that group."""
+    from .util.placement_group import PlacementGroup
+    from .util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
+
+    s = options.get("scheduling_strategy")
+    if s is None and options.get("placement_group") not in (None, "default"):
+        s = PlacementGroupSchedulingStrategy(
+            options["placement_group"],
+            options.get("placement_group_bundle_index", -1),
+            options.get("placement_group_capture_child_tasks"),
+        )
+    if s is None:
+        current = getattr(_runtime._current, "placement_group", None)
+        if current is not None and current[2]:
+            return ("group", current[0], -1, True)
+        return None
+    if s == "DEFAULT":
+        return None
+    if s == "SPREAD":
+        return ("spread",)
+    if isinstance(s, NodeAffinitySchedulingStrategy):
+        try:
+            raw = bytes.fromhex(s.node_id)
+        except ValueError:
+            raw = b""
+        if len(raw) != 16:
+            raise ValueError(f"NodeAffinitySchedulingStrategy: {s.node_id!r} is not a node id (32 hex digits)")
+        return ("affinity", s.node_id, s.soft)
+    if isinstance(s, PlacementGroupSchedulingStrategy):
+        pg = s.placement_group
+        if pg is None or pg == "default":
+            return None
+        if not isinstance(pg, PlacementGroup):
+            raise TypeError(f"placement_group must be a PlacementGroup, got {type(pg).__name__}")
+        index = s.placement_group_bundle_index
+        if index is None:
+            index = -1
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise TypeError(f"placement_group_bundle_index must be an int, got {index!r}")
+        specs = pg.bundle_specs
+        if index < -1 or index >= len(specs):
+            raise ValueError(
+                f"placement group bundle index {index} is invalid. Valid placement group indexes: 0-{len(specs) - 1}"
+            )
+        demand = {k: v for k, v in resources if v > 0}
+        candidates = specs if index == -1 else [specs[index]]
+
+        def fits(bundle):
+            return all(bundle.get(k, 0) + 1e-9 >= v for k, v in demand.items())
+
+        if demand and not any(fits(b) for b in candidates):
+            raise ValueError(
+                f"Cannot schedule {what} with the placement group because the resource request {demand} "
+                f"cannot fit into any bundles for the placement group, {specs}."
+            )
+        return ("group", pg.id.binary(), index, bool(s.placement_group_capture_child_tasks))
+    raise ValueError(
+        f"scheduling_strategy must be None, 'DEFAULT', 'SPREAD', a NodeAffinitySchedulingStrategy or a "
+        f"PlacementGroupSchedulingStrategy, got {s!r}"
+    )
+
+
 def resource_list(options, default_cpus):
     cpus = options.get("num_cpus")
     out = [("CPU", float(default_cpus if cpus is None else cpus))]
@@ -243,9 +311,10 @@ class RemoteFunction:
         if hidden:
             kwargs = {**kwargs, **hidden}
         packed, names, nested, keep = pack_args(client, f"task {self._name}", args, kwargs)
+        strategy = scheduling_strategy(self._options, self._resources, self._name)
         refs = client.submit(
             fid, self._name, packed, names, self._num_returns, self._resources,
-            self._max_retries, self._retry_exceptions, nested,
+            self._max_retries, self._retry_exceptions, nested, None, strategy,
         )
         del keep
         if self._num_returns == 1:

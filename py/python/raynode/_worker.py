@@ -65,6 +65,11 @@ class Worker:
         self.runtime_env = None  # the actor's, applied for its life
         self.running = 0  # method calls started and not yet answered
         self.coroutines = {}  # task id -> future of an async actor's call in progress
+        self.actor_name = None  # "" for an unnamed actor
+        self.actor_resources = {}  # what the actor holds, for its methods
+        self.actor_gpus = []
+        self.actor_group = None
+        self.placed = (None, {}, [], None)  # the running task's name, resources, GPUs, group
         self.idle = threading.Condition()
         self.ending = threading.Event()  # the actor ended itself
 
@@ -79,12 +84,18 @@ class Worker:
             if work[0] == b"cancel":
                 self.cancel(work[1])
                 continue
-            _, task_id, fid, body, name, args, kwnames, num_returns, kind, job, attempt = work
+            _, task_id, fid, body, name, args, kwnames, num_returns, kind, job, attempt, gpus, resources, group = work
             if body is not None and fid not in self.functions:
                 self.bodies[fid] = body
             if kind is None:
+                self.placed = (name, resources, gpus, group)
                 self.run_task(task_id, fid, name, args, kwnames, num_returns, job, attempt)
             elif kind[0] == "create":
+                self.actor_name = kind[4]
+                self.actor_resources, self.actor_gpus, self.actor_group = resources, gpus, group
+                if gpus:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+                self.placed = (name, resources, gpus, group)
                 self.create_actor(task_id, kind, fid, name, args, kwnames, job, attempt)
             else:
                 self.call_method(task_id, kind[2], name, args, kwnames, num_returns, job, attempt)
@@ -109,6 +120,8 @@ class Worker:
         self.set_current(task_id, job, attempt)
         retry_on = None
         applied = None
+        gpus = self.placed[2]
+        saved_gpus = set_visible_gpus(gpus) if gpus else None
         try:
             env, args, kwnames = take_env(args, kwnames)
             if env:
@@ -129,6 +142,8 @@ class Worker:
         finally:
             if applied is not None:
                 applied.leave()
+            if saved_gpus is not None:
+                restore_visible_gpus(saved_gpus)
             self.set_current(None, job, 0)
 
     def report(self, task_id, name, num_returns, result):
@@ -175,18 +190,25 @@ class Worker:
         s.write_to(path)
         return (None, s.nested)
 
-    def set_current(self, task_id, job, attempt):
+    def set_current(self, task_id, job, attempt, name=None):
         cur = _runtime._current
         cur.task_id = task_id
         cur.job_id = job
         cur.actor_id = self.actor_id
         cur.attempt = attempt
         cur.runtime_env = self.runtime_env
+        cur.actor_name = self.actor_name
+        if self.actor_id is not None and self.actor is not None:
+            cur.task_name = name
+            cur.resources, cur.gpu_ids, cur.placement_group = self.actor_resources, self.actor_gpus, self.actor_group
+        else:
+            cur.task_name = self.placed[0] if task_id is not None else None
+            cur.resources, cur.gpu_ids, cur.placement_group = self.placed[1], self.placed[2], self.placed[3]
 
     # -- actors -------------------------------------------------------------
 
     def create_actor(self, task_id, kind, fid, name, args, kwnames, job, attempt):
-        _, actor_id, max_concurrency, is_async = kind
+        _, actor_id, max_concurrency, is_async = kind[:4]
         self.actor_id = actor_id
         self.class_name = name.rsplit(".", 1)[0]
         self.set_current(task_id, job, attempt)
@@ -254,7 +276,7 @@ class Worker:
             fut.cancel()
 
     def run_method(self, task_id, method, name, args, kwnames, num_returns, job, attempt):
-        self.set_current(task_id, job, attempt)
+        self.set_current(task_id, job, attempt, name)
         try:
             if self.client.is_cancelled(task_id):
                 raise KeyboardInterrupt
@@ -275,7 +297,7 @@ class Worker:
     async def run_async(self, task_id, method, name, args, kwnames, num_returns, job, attempt):
         try:
             async with self.async_slots:
-                self.set_current(task_id, job, attempt)
+                self.set_current(task_id, job, attempt, name)
                 try:
                     if self.client.is_cancelled(task_id):
                         raise asyncio.CancelledError
@@ -333,6 +355,21 @@ def is_canceled():
         raise RuntimeError("This method is not supported in an async actor.")
     task_id = getattr(_runtime._current, "task_id", None)
     return task_id is not None and _worker.client.is_cancelled(task_id)
+
+
+def set_visible_gpus(gpus):
+    """Sets CUDA_VISIBLE_DEVICES to the GPUs a task holds; returns what it
+    replaced (a list, so that an unset variable is told from an empty one)."""
+    saved = [os.environ.get("CUDA_VISIBLE_DEVICES")]
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+    return saved
+
+
+def restore_visible_gpus(saved):
+    if saved[0] is None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = saved[0]
 
 
 def end_process(exit):

@@ -176,6 +176,15 @@ class OutOfMemoryError(RayError):
     """The task was stopped because memory ran out."""
 
 
+class TaskUnschedulableError(RayError):
+    """No node may run the task: its strategy pins it to a node that is
+    gone or can never run it (`NodeAffinitySchedulingStrategy(soft=False)`)."""
+
+
+class ActorUnschedulableError(RayError):
+    """No node may host the actor (as `TaskUnschedulableError`)."""
+
+
 class ObjectStoreFullError(RayError):
     """The object store has no room for the object."""
 
@@ -199,5 +208,7 @@ __all__ = [
     "ObjectLostError",
     "OutOfMemoryError",
     "ObjectStoreFullError",
+    "TaskUnschedulableError",
+    "ActorUnschedulableError",
     "ControlStoreUnavailableError",
 ]

@@ -1,4 +1,5 @@
-"""get_node_ip_address: the IP address of the node this process runs on."""
+"""get_node_ip_address: the IP address of the node this process runs on;
+list_named_actors: the live named actors, from the cluster's control store."""
 
 import socket
 from typing import Optional
@@ -29,3 +30,17 @@ def get_node_ip_address(address: Optional[str] = None) -> str:
         except OSError:
             return "127.0.0.1"
         return s.getsockname()[0]
+
+
+def list_named_actors(all_namespaces: bool = False):
+    """The names of the live named actors of this namespace, or with
+    `all_namespaces=True` a `{"name", "namespace"}` dict for every one."""
+    import json
+
+    from .. import _runtime
+
+    actors = json.loads(_runtime.client().info("named_actors"))
+    if all_namespaces:
+        return [{"name": a["name"], "namespace": a["namespace"]} for a in actors]
+    ns = _runtime.namespace()
+    return [a["name"] for a in actors if a["namespace"] == ns]
