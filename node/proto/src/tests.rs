@@ -56,7 +56,7 @@ fn scheduling_strategy() -> impl Strategy<Value = SchedulingStrategy> {
                 soft,
             }
         }),
-        (any::<[u8; 16]>(), any::<Option<u32>>(), any::<bool>()).prop_map(
+        (any::<[u8; 16]>(), proptest::option::of(0u32..1024), any::<bool>()).prop_map(
             |(group, bundle, capture_child_tasks)| SchedulingStrategy::PlacementGroup {
                 group: PlacementGroupId(group),
                 bundle,

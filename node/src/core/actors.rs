@@ -18,6 +18,9 @@ pub(super) enum ActorState {
     },
     Dead {
         cause: String,
+        /// What its calls raise: `ActorDiedError`, or
+        /// `ActorUnschedulableError` for one no node may host.
+        kind: SystemErrorKind,
     },
 }
 
@@ -210,9 +213,13 @@ impl Core {
             let worker = match &actor.state {
                 ActorState::Running { worker, .. } => *worker,
                 ActorState::Pending => return,
-                ActorState::Dead { cause } => {
-                    let why = format!("The actor died: {cause}");
-                    self.fail_task(next, SystemErrorKind::ActorDiedError, &why);
+                ActorState::Dead { cause, kind } => {
+                    let why = match kind {
+                        SystemErrorKind::ActorDiedError => format!("The actor died: {cause}"),
+                        _ => cause.clone(),
+                    };
+                    let kind = *kind;
+                    self.fail_task(next, kind, &why);
                     continue;
                 }
             };
@@ -350,6 +357,7 @@ impl Core {
             &mut actor.state,
             ActorState::Dead {
                 cause: cause.clone(),
+                kind,
             },
         );
         let calls: Vec<TaskId> = actor

@@ -77,6 +77,9 @@ pub(super) struct Remote {
     /// Tasks waiting here for room on a peer, or for a node that can run
     /// them at all; placed again with every load report.
     pub unplaced: Vec<TaskId>,
+    /// Work placed by `SPREAD` on each node since the last gossip tick:
+    /// it counts against the node until its load report shows it.
+    spread: HashMap<NodeId, f64>,
 }
 
 impl Remote {
@@ -124,6 +127,7 @@ impl Core {
                 tracing::trace!("publishing load: {e}");
             }
         });
+        self.remote.spread.clear();
         let now = Instant::now();
         let silent: Vec<NodeId> = self
             .remote
@@ -376,9 +380,10 @@ impl Core {
         let demand = spec.demand();
         let demand = demand.as_ref();
         let sched = self.ledger.sched();
+        let spread = |node: &NodeId| self.remote.spread.get(node).copied().unwrap_or(0.0);
         let here = placement::Here {
             node: self.node_id,
-            score: sched.available().get("CPU") - sched.queued() as f64,
+            score: sched.available().get("CPU") - sched.queued() as f64 - spread(&self.node_id),
             feasible: sched.feasible(demand),
             fits_now: sched.fits(demand),
             queue_empty: sched.queued() == 0,
@@ -396,7 +401,7 @@ impl Core {
                 node: *id,
                 feasible: fits(&p.load.total, demand),
                 free: fits(&p.load.available, demand),
-                score: p.load.available.get("CPU") - f64::from(p.load.queued),
+                score: p.load.available.get("CPU") - f64::from(p.load.queued) - spread(id),
                 holds_args: holders.contains(id),
             })
             .collect();
@@ -415,9 +420,21 @@ impl Core {
                 }
             }
         };
-        placement::place_with(rule, here, kind, hops, foreign, &peers, |n| {
+        let spreads = matches!(rule, placement::Rule::Spread);
+        let place = placement::place_with(rule, here, kind, hops, foreign, &peers, |n| {
             rand::random::<usize>() % n
-        })
+        });
+        if spreads {
+            let node = match place {
+                Place::Local => Some(self.node_id),
+                Place::Remote(n) => Some(n),
+                _ => None,
+            };
+            if let Some(node) = node {
+                *self.remote.spread.entry(node).or_default() += 1.0;
+            }
+        }
+        place
     }
 
     /// A task whose strategy forbids every node that could run it fails

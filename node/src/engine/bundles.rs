@@ -194,7 +194,7 @@ mod tests {
     #[test]
     fn spread_shares_nodes_only_when_it_must() {
         let n = nodes(&[4.0, 4.0]);
-        let got = assign(&[cpu(1.0); 4], GroupStrategy::Spread, &n).expect("fits");
+        let got = assign(&vec![cpu(1.0); 4], GroupStrategy::Spread, &n).expect("fits");
         assert_eq!(distinct_count(&got), 2);
         let counts = got.iter().fold(HashMap::new(), |mut m, x| {
             *m.entry(*x).or_insert(0) += 1;
