@@ -3,7 +3,8 @@
 //! - Creating: the node a driver asks records the group in the control
 //!   store as pending ([`Core::on_create_group`]), then decides where its
 //!   bundles go ([`crate::engine::bundles`]) over the live nodes' room (what
-//!   they registered less the bundles of created groups) and proposes that
+//!   they registered less the bundles of created groups, and no more than
+//!   they have free now) and proposes that
 //!   placement ([`raft_gcs::Command::PlacePlacementGroup`]). The store takes
 //!   it only if it still fits, so a reservation is all or nothing even when
 //!   two nodes decide at once; a group no set of nodes can hold stays
@@ -225,6 +226,15 @@ impl Core {
                     for (name, v) in &bundle.0 {
                         room.set(name, room.get(name) - v);
                     }
+                }
+                // Only what is free now: work running there is not moved.
+                let free = if node == self.node_id {
+                    self.ledger.sched().available()
+                } else {
+                    self.remote.peers.get(&node)?.load.available.clone()
+                };
+                for (name, v) in room.0.iter_mut() {
+                    *v = v.min(free.get(name));
                 }
                 Some((id, bundles::Room { node, room }))
             })
