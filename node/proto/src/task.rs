@@ -95,6 +95,7 @@ pub enum Arg {
 
 /// Where a task or actor may run: Ray's `scheduling_strategy`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum SchedulingStrategy {
     /// Where it fits, preferring the node it was submitted to.
     #[default]
@@ -115,6 +116,7 @@ pub enum SchedulingStrategy {
 
 /// How a placement group's bundles are spread over nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum GroupStrategy {
     /// As few nodes as possible (best effort).
     Pack,
@@ -153,6 +155,7 @@ pub type Bundles = Vec<Resources>;
 
 /// A placement group as its creator asks for it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct PlacementGroupSpec {
     pub id: PlacementGroupId,
     pub name: Option<String>,
