@@ -441,7 +441,7 @@ mod tests {
                         Place::Local => prop_assert!(t == here.node || foreign),
                         Place::Remote(n) => prop_assert_eq!(n, t, "a hard affinity never runs elsewhere"),
                         Place::Unschedulable => prop_assert!(
-                            !foreign && if t == here.node { !feasible } else { peer_of(t).is_none_or(|p| !p.feasible) },
+                            if t == here.node { !feasible } else { !foreign && peer_of(t).is_none_or(|p| !p.feasible) },
                             "unschedulable only when its node is gone or too small"
                         ),
                         _ => prop_assert!(foreign, "a hard affinity goes to its node or fails"),
