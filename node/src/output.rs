@@ -1,5 +1,7 @@
 //! Worker output: every byte a worker writes to stdout or stderr goes to
-//! its log file under `<data-dir>/logs/`, and whole lines go to the core
+//! its log file under `<data-dir>/logs/`, and whole lines go to the core,
+//! each with the task the worker last marked ([`OUTPUT_MARK`]) in the same
+//! stream, so that late lines still find their task's driver
 //! (which passes them to the driver whose work the worker runs), at most
 //! [`FORWARD_BYTES_PER_SEC`] per stream. Lines over that are dropped from
 //! forwarding with a note naming the log file; the pipe is always read at
@@ -7,7 +9,7 @@
 //! the core is never sent more than its queue takes.
 
 use crate::core::Event;
-use raynode_proto::WorkerId;
+use raynode_proto::{TaskId, WorkerId, OUTPUT_MARK};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -74,6 +76,7 @@ pub async fn pump<R: AsyncRead + Unpin>(
     let mut partial: Vec<u8> = Vec::new();
     let mut dropped = 0u64;
     let mut noted = Instant::now();
+    let mut task: Option<TaskId> = None;
     loop {
         // A quiet second still lets a note about dropped lines out.
         let n = match tokio::time::timeout(Duration::from_secs(1), pipe.read(&mut buf)).await {
@@ -87,7 +90,8 @@ pub async fn pump<R: AsyncRead + Unpin>(
                 file = None;
             }
         }
-        let mut lines = Vec::new();
+        // Runs of lines, each run with the task it belongs to.
+        let mut runs: Vec<(Option<TaskId>, Vec<String>)> = Vec::new();
         for piece in chunk.split_inclusive(|&b| b == b'\n') {
             partial.extend_from_slice(piece);
             let ended = partial.last() == Some(&b'\n');
@@ -95,26 +99,42 @@ pub async fn pump<R: AsyncRead + Unpin>(
                 continue;
             }
             let line = std::mem::take(&mut partial);
+            if let Some(marked) = marked_task(&line) {
+                task = Some(marked);
+                continue;
+            }
             if budget.take(line.len()) {
                 let text = String::from_utf8_lossy(&line);
-                lines.push(text.trim_end_matches(['\n', '\r']).to_string());
+                let text = text.trim_end_matches(['\n', '\r']).to_string();
+                match runs.last_mut() {
+                    Some((t, lines)) if *t == task => lines.push(text),
+                    _ => runs.push((task, vec![text])),
+                }
             } else {
                 dropped += 1;
             }
         }
         if dropped > 0 && noted.elapsed() >= Duration::from_secs(1) {
-            lines.push(format!(
+            let note = format!(
                 "[raynode: {dropped} lines of output were not forwarded (over {} KiB/s); \
                  all of it is in {}]",
                 FORWARD_BYTES_PER_SEC / 1024,
                 log.display()
-            ));
+            );
+            runs.push((task, vec![note]));
             dropped = 0;
             noted = Instant::now();
         }
-        for batch in lines.chunks(BATCH_LINES) {
+        let batches = runs
+            .iter()
+            .flat_map(|(task, lines)| lines.chunks(BATCH_LINES).map(move |b| (*task, b)));
+        for (task, batch) in batches {
+            let Some(task) = task else {
+                continue; // printed before any work: the log file has it
+            };
             let event = Event::WorkerOutput {
                 worker,
+                task,
                 stderr,
                 lines: batch.to_vec(),
             };
@@ -129,5 +149,34 @@ pub async fn pump<R: AsyncRead + Unpin>(
     }
     if let Some(f) = &mut file {
         let _ = f.flush().await;
+    }
+}
+
+/// The task a marker line names, if `line` is one.
+fn marked_task(line: &[u8]) -> Option<TaskId> {
+    let rest = line.strip_prefix(OUTPUT_MARK.as_bytes())?;
+    let hex = std::str::from_utf8(rest).ok()?.trim_end();
+    let mut id = [0u8; 16];
+    if hex.len() != 2 * id.len() {
+        return None;
+    }
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(TaskId(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_lines_name_their_task_and_others_do_not() {
+        let id = TaskId([0xab; 16]);
+        let line = format!("{OUTPUT_MARK}{}\n", "ab".repeat(16));
+        assert_eq!(marked_task(line.as_bytes()), Some(id));
+        assert_eq!(marked_task(b"hello\n"), None);
+        let short = format!("{OUTPUT_MARK}abcd\n");
+        assert_eq!(marked_task(short.as_bytes()), None);
     }
 }

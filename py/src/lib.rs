@@ -26,6 +26,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     m.add("NodeError", m.py().get_type::<errors::NodeError>())?;
     m.add("PROTOCOL_VERSION", raynode_proto::PROTOCOL_VERSION)?;
+    m.add("OUTPUT_MARK", raynode_proto::OUTPUT_MARK)?;
     m.add("MAX_FRAME_BYTES", raynode_proto::MAX_FRAME_BYTES)?;
     Ok(())
 }

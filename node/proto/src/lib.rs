@@ -21,7 +21,7 @@ pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, Ta
 pub use msg::{
     AckError, Execute, FromNode, InfoKind, Output, PutView, ReturnValue, Role, StoreError, ToNode,
     Value,
-    PROTOCOL_VERSION,
+    OUTPUT_MARK, PROTOCOL_VERSION,
 };
 pub use task::{
     ActorOptions, Arg, Bundles, GroupStrategy, PlacementGroupSpec, Resources, SchedulingStrategy, SpecError,

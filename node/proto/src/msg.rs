@@ -234,6 +234,11 @@ pub enum FromNode {
     Output(Output),
 }
 
+/// A worker writes this, then the task's id in hex and a newline, to its
+/// stdout and stderr before each piece of work: the node gives the lines
+/// that follow to that work's driver, however late they arrive.
+pub const OUTPUT_MARK: &str = "\u{1e}raynode-task ";
+
 /// Lines a worker wrote to its stdout or stderr, for the driver whose work
 /// it ran.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

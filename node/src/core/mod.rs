@@ -74,9 +74,10 @@ pub enum Event {
         worker: WorkerId,
         status: String,
     },
-    /// Whole lines a worker wrote to stdout (or stderr).
+    /// Whole lines a worker wrote to stdout (or stderr) for `task`.
     WorkerOutput {
         worker: WorkerId,
+        task: TaskId,
         stderr: bool,
         lines: Vec<String>,
     },
@@ -153,8 +154,8 @@ struct Client {
 
 struct Worker {
     process: WorkerProcess,
-    /// Where what it prints goes: the work it runs (or last ran).
-    output_to: Option<output::Route>,
+    /// Where what it prints goes: its latest pieces of work, newest last.
+    output_to: VecDeque<(TaskId, output::Route)>,
     conn: Option<ConnId>,
     /// The job whose work it is doing, for the tasks it submits.
     job: JobId,
@@ -300,9 +301,10 @@ impl Core {
                 Event::WorkerExited { worker, status } => self.on_worker_exited(worker, &status),
                 Event::WorkerOutput {
                     worker,
+                    task,
                     stderr,
                     lines,
-                } => self.on_worker_output(worker, stderr, lines),
+                } => self.on_worker_output(worker, task, stderr, lines),
                 Event::Timeout { waiter } => self.on_timeout(waiter),
                 Event::Peer { from, peer, msgs } => self.on_peer_msgs(from, peer, msgs),
                 Event::Load(load) => self.on_load(*load),

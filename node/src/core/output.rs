@@ -1,11 +1,23 @@
-//! Worker output to drivers: lines a worker wrote go to the driver whose
-//! work the worker runs (or last ran: lines can arrive after the task
-//! ended), prefixed as Ray does (`(f pid=12, ip=10.0.0.5)`); for work a
-//! peer owns, to that peer, which passes them to its driver.
+//! Worker output to drivers: lines a worker wrote for a task (the worker
+//! marks each in its pipes, and lines can arrive after the task ended) go
+//! to that task's driver, prefixed as Ray does (`(f pid=12, ip=10.0.0.5)`);
+//! for work a peer owns, to that peer, which passes them to its driver.
 
-use super::Core;
+use super::{Core, Worker};
 use crate::cluster::wire::PeerMsg;
 use raynode_proto::{FromNode, JobId, NodeId, Output, Role, TaskId, WorkerId};
+
+/// The pieces of work a worker remembers the route of.
+const ROUTES_KEPT: usize = 16;
+
+impl Worker {
+    pub(super) fn remember_output_route(&mut self, task: TaskId, route: Route) {
+        if self.output_to.len() == ROUTES_KEPT {
+            self.output_to.pop_front();
+        }
+        self.output_to.push_back((task, route));
+    }
+}
 
 /// Where a worker's output goes while it runs one piece of work.
 #[derive(Clone, Debug)]
@@ -39,14 +51,21 @@ impl Core {
         Some(Route { name, to })
     }
 
-    pub(super) fn on_worker_output(&mut self, worker: WorkerId, stderr: bool, lines: Vec<String>) {
+    pub(super) fn on_worker_output(
+        &mut self,
+        worker: WorkerId,
+        task: TaskId,
+        stderr: bool,
+        lines: Vec<String>,
+    ) {
         let Some(w) = self.workers.get(&worker) else {
             return;
         };
-        // Output before its first work stays in the worker's log file.
-        let Some(route) = w.output_to.clone() else {
+        // Lines of work long gone stay in the worker's log file only.
+        let Some(route) = w.output_to.iter().rev().find(|(t, _)| *t == task) else {
             return;
         };
+        let route = route.1.clone();
         let source = format!("{} pid={}, ip={}", route.name, w.process.pid, self.node_ip());
         let output = Output {
             source,

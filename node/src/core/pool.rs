@@ -5,7 +5,7 @@ use super::{Core, Worker};
 use crate::engine::Slot;
 use raynode_proto::meta::SystemErrorKind;
 use raynode_proto::{TaskKind, WorkerId};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
 impl Core {
@@ -16,7 +16,7 @@ impl Core {
             Ok(process) => {
                 let worker = Worker {
                     process,
-                    output_to: None,
+                    output_to: VecDeque::new(),
                     conn: None,
                     job: raynode_proto::JobId(0),
                     functions: HashSet::new(),

@@ -192,7 +192,9 @@ impl Core {
         let needs_body = match self.workers.get_mut(&worker) {
             Some(w) => {
                 w.job = job;
-                w.output_to = route;
+                if let Some(route) = route {
+                    w.remember_output_route(task_id, route);
+                }
                 !w.functions.contains(&spec.function)
             }
             None => {

@@ -39,6 +39,17 @@ EXIT_GRACE_S = 10.0
 _worker = None  # this process's Worker
 
 
+
+def mark_output(task_id):
+    """Tells the node, through the pipes it reads, that what this process
+    prints from here on belongs to `task_id`."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.write(f"{_core.OUTPUT_MARK}{task_id.hex()}\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+
 class ActorExit(BaseException):
     """Raised by `exit_actor()` to leave the running method. A BaseException
     so that user code catching Exception does not stop it; it never leaves
@@ -85,6 +96,7 @@ class Worker:
                 self.cancel(work[1])
                 continue
             _, task_id, fid, body, name, args, kwnames, num_returns, kind, job, attempt, gpus, resources, group = work
+            mark_output(task_id)
             if body is not None and fid not in self.functions:
                 self.bodies[fid] = body
             if kind is None:
