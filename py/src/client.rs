@@ -392,6 +392,18 @@ impl Client {
         Ok(out)
     }
 
+    /// Worker: the id of a task a `ray.cancel` reached, waiting up to
+    /// `timeout` seconds; `None` if none did. Raises `ConnectionError` once
+    /// the node is gone.
+    fn next_cancel<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let conn = self.conn.clone();
+        let slice = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
+        let got = py
+            .detach(|| conn.wait_cancel(slice))
+            .map_err(errors::connection)?;
+        Ok(got.map(|task| PyBytes::new(py, &task.0)))
+    }
+
     /// Worker: whether a `ray.cancel` reached the running task `task_id`.
     fn is_cancelled(&self, task_id: &[u8]) -> PyResult<bool> {
         Ok(self.conn.is_cancelled(id16(task_id, TaskId)?))

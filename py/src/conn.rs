@@ -127,6 +127,9 @@ struct Inbox {
     watch_done: Vec<FromNode>,
     /// This worker's tasks that a `ray.cancel` reached, until they end.
     cancelled: HashSet<TaskId>,
+    /// Cancellations not yet taken by `wait_cancel` (at most one per task
+    /// sent to this worker).
+    cancel_news: VecDeque<TaskId>,
 }
 
 pub struct Conn {
@@ -135,6 +138,7 @@ pub struct Conn {
     replied: Condvar,
     work_ready: Condvar,
     watch_ready: Condvar,
+    cancel_ready: Condvar,
     next_req: AtomicU64,
     pub refs: Arc<RefTable>,
     stopping: AtomicBool,
@@ -173,6 +177,7 @@ impl Conn {
             replied: Condvar::new(),
             work_ready: Condvar::new(),
             watch_ready: Condvar::new(),
+            cancel_ready: Condvar::new(),
             next_req: AtomicU64::new(1),
             refs,
             stopping: AtomicBool::new(false),
@@ -215,6 +220,7 @@ impl Conn {
         self.replied.notify_all();
         self.work_ready.notify_all();
         self.watch_ready.notify_all();
+        self.cancel_ready.notify_all();
     }
 
     fn lock_inbox(&self) -> std::sync::MutexGuard<'_, Inbox> {
@@ -273,12 +279,19 @@ impl Conn {
                 self.replied.notify_all();
             }
             None => {
-                if let FromNode::Cancel { task } = &msg {
+                let cancel = if let FromNode::Cancel { task } = &msg {
                     inbox.cancelled.insert(*task);
-                }
+                    inbox.cancel_news.push_back(*task);
+                    true
+                } else {
+                    false
+                };
                 inbox.work.push_back(msg);
                 drop(inbox);
                 self.work_ready.notify_one();
+                if cancel {
+                    self.cancel_ready.notify_all();
+                }
             }
         }
     }
@@ -363,6 +376,29 @@ impl Conn {
     /// Whether a `ray.cancel` reached `task` (a worker's running task).
     pub fn is_cancelled(&self, task: TaskId) -> bool {
         self.lock_inbox().cancelled.contains(&task)
+    }
+
+    /// Waits up to `slice` for a `ray.cancel` to reach this worker.
+    pub fn wait_cancel(&self, slice: Duration) -> Result<Option<TaskId>, String> {
+        let mut inbox = self.lock_inbox();
+        let deadline = std::time::Instant::now() + slice;
+        loop {
+            if let Some(task) = inbox.cancel_news.pop_front() {
+                return Ok(Some(task));
+            }
+            if let Some(why) = &inbox.closed {
+                return Err(why.clone());
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            inbox = self
+                .cancel_ready
+                .wait_timeout(inbox, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
     }
 
     pub fn forget_cancelled(&self, task: TaskId) {

@@ -4,6 +4,7 @@ refs made from their id bytes."""
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 
 import numpy as np
@@ -375,3 +376,75 @@ def test_is_canceled_outside_a_task(ray):
 
     assert ray.get(task.remote(), timeout=WAIT_S) is False
     assert "async actor" in ray.get(Async.remote().check.remote(), timeout=WAIT_S)
+
+
+# -- cancelling tasks --------------------------------------------------------------
+
+
+def test_cancel_interrupts_a_running_task_which_sees_is_canceled(ray):
+    from raynode.exceptions import TaskCancelledError
+
+    gate = _gate(ray)
+
+    @ray.remote
+    class Notes:
+        def __init__(self):
+            self.notes = []
+
+        def add(self, note):
+            self.notes.append(note)
+
+        def all(self):
+            return self.notes
+
+    notes = Notes.remote()
+
+    @ray.remote(max_retries=3)
+    def slow(gate, notes):
+        ray.get(notes.add.remote(("before", ray.get_runtime_context().is_canceled(), os.getpid())))
+        ray.get(gate.open.remote())
+        try:
+            threading.Event().wait(WAIT_S)
+        except KeyboardInterrupt:
+            ray.get(notes.add.remote(("interrupted", ray.get_runtime_context().is_canceled(), os.getpid())))
+            raise
+        return "finished"
+
+    ref = slow.remote(gate, notes)
+    ray.get(gate.wait.remote(), timeout=WAIT_S)
+    ray.cancel(ref)
+    with pytest.raises(TaskCancelledError):
+        ray.get(ref, timeout=WAIT_S)
+    got = ray.get(notes.all.remote(), timeout=WAIT_S)
+    assert [(what, seen) for what, seen, _ in got] == [("before", False), ("interrupted", True)]
+    pid = got[0][2]
+
+    # Not retried, and the worker lives on to run more tasks.
+    @ray.remote
+    def pid_of():
+        return os.getpid()
+
+    ray.get([pid_of.remote() for _ in range(8)], timeout=WAIT_S)
+    assert os.path.exists(f"/proc/{pid}")
+    assert len(ray.get(notes.all.remote(), timeout=WAIT_S)) == 2
+
+
+def test_a_task_that_swallows_the_interrupt_is_still_cancelled(ray):
+    from raynode.exceptions import TaskCancelledError
+
+    gate = _gate(ray)
+
+    @ray.remote
+    def stubborn(gate):
+        ray.get(gate.open.remote())
+        try:
+            threading.Event().wait(WAIT_S)
+        except KeyboardInterrupt:
+            pass
+        return "finished anyway"
+
+    ref = stubborn.remote(gate)
+    ray.get(gate.wait.remote(), timeout=WAIT_S)
+    ray.cancel(ref)
+    with pytest.raises(TaskCancelledError):
+        ray.get(ref, timeout=WAIT_S)

@@ -375,7 +375,7 @@ impl Core {
                 timeout_ms,
             } => self.on_wait(conn, req, ids, num_returns, timeout_ms),
             ToNode::Refs { add, remove } => self.on_refs(conn, add, remove),
-            ToNode::Cancel { id, .. } => self.on_cancel(id),
+            ToNode::Cancel { id, force } => self.on_cancel(id, force),
             ToNode::KillActor { actor, no_restart } => {
                 if !self.kill_remote_actor(actor, no_restart) {
                     self.kill_actor(actor, no_restart, "killed by ray.kill")

@@ -611,7 +611,8 @@ impl Core {
                     }
                 }
                 PeerMsg::SpillBack { task } => self.on_spilled_back(from, task),
-                PeerMsg::Cancel { task } => self.on_cancel(ObjectId::for_return(task, 0)),
+                // The peer message carries no force flag: its worker is ended.
+                PeerMsg::Cancel { task } => self.on_cancel(ObjectId::for_return(task, 0), true),
                 PeerMsg::ActorRestarted { actor, restarts } => {
                     self.on_remote_actor_restarted(actor, restarts)
                 }

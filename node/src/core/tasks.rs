@@ -481,7 +481,11 @@ impl Core {
     /// Cancels the task making `id`. A queued task fails at once; a running
     /// one is stopped by ending its worker (with or without `force`: Python
     /// code cannot be interrupted safely from outside), and is not retried.
-    pub(super) fn on_cancel(&mut self, id: ObjectId) {
+    /// `ray.cancel`: a task not started yet fails with TaskCancelledError;
+    /// a running one is interrupted by its worker (KeyboardInterrupt), or
+    /// with `force` its worker is ended; an actor's call is left to its
+    /// worker (see `_worker.py`).
+    pub(super) fn on_cancel(&mut self, id: ObjectId, force: bool) {
         let task_id = id.task();
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return;
@@ -507,10 +511,11 @@ impl Core {
             }
             TaskState::Running { worker, .. } => {
                 let worker = *worker;
-                if matches!(task.spec.kind, TaskKind::ActorMethod { .. }) {
-                    // An actor keeps its state: its worker is told, and
-                    // cancels the call if it has not started, or is a
-                    // coroutine; else the call may check `is_canceled()`.
+                if !force || matches!(task.spec.kind, TaskKind::ActorMethod { .. }) {
+                    // The worker is told. A task gets KeyboardInterrupt; an
+                    // actor keeps its state: its worker cancels the call if
+                    // it has not started or is a coroutine, else the call
+                    // may check `is_canceled()`.
                     if let Some(conn) = self.workers.get(&worker).and_then(|w| w.conn) {
                         self.send(conn, FromNode::Cancel { task: task_id });
                     }

@@ -5,6 +5,8 @@ import fcntl
 import mmap
 import os
 import pickle
+import threading
+import weakref
 
 import cloudpickle
 
@@ -116,13 +118,42 @@ def _serialize_in_band(value, meta):
     return Serialized(meta, data, [], nested)
 
 
-def _sections(value):
-    """(meta, data view, buffer views) of a value from the node."""
-    if type(value) is bytes:
-        (ms, me), (ds, de), bufs = _core.parse(value)
-        view = memoryview(value)
-        return value[ms:me], view[ds:de], [view[s:e] for s, e in bufs]
-    path, size, key = value
+# The read mappings of stored objects, one per object while any value read
+# from it lives: (path, object key) -> weak reference to the mmap. Values
+# (numpy arrays) hold the mapping through their buffers; the last one to go
+# unmaps it, and with it goes the shared lock that kept the file from reuse.
+_read_maps = {}
+_read_maps_lock = threading.Lock()
+
+
+def _read_map(path, size, key):
+    """The mapping of the stored object `key` in `path`: the one this
+    process has, else a new one (StalePath if the file holds it no more)."""
+    k = (path, key)
+    with _read_maps_lock:
+        ref = _read_maps.get(k)
+        mm = ref() if ref is not None else None
+    if mm is not None and not mm.closed and len(mm) == size:
+        return mm
+    mm = _map_object(path, size, key)
+    with _read_maps_lock:
+        ref = _read_maps.get(k)
+        other = ref() if ref is not None else None
+        if other is not None and not other.closed and len(other) == size:
+            mm.close()  # another thread mapped it meanwhile
+            return other
+        _read_maps[k] = weakref.ref(mm, lambda r, k=k: _forget_map(k, r))
+    return mm
+
+
+def _forget_map(k, r):
+    # Runs when the mapping is freed, maybe inside a locked section of this
+    # thread: a plain dict operation, no lock.
+    if _read_maps.get(k) is r:
+        _read_maps.pop(k, None)
+
+
+def _map_object(path, size, key):
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -135,12 +166,21 @@ def _sections(value):
         except BlockingIOError:
             raise StalePath(f"object file {path} is being written for another object") from None
         mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
-    view = memoryview(mm)
     # The store reuses freed files: the header names the object a file holds.
-    if view[_core.KEY_AT[0] : _core.KEY_AT[1]] != key:
-        view.release()
+    if mm[_core.KEY_AT[0] : _core.KEY_AT[1]] != key:
         mm.close()
         raise StalePath(f"object file {path} no longer holds the object")
+    return mm
+
+
+def _sections(value):
+    """(meta, data view, buffer views) of a value from the node."""
+    if type(value) is bytes:
+        (ms, me), (ds, de), bufs = _core.parse(value)
+        view = memoryview(value)
+        return value[ms:me], view[ds:de], [view[s:e] for s, e in bufs]
+    path, size, key = value
+    view = memoryview(_read_map(path, size, key))
     count = int.from_bytes(view[12:16], "little")
     header = bytes(view[: _core.HEADER_PREFIX + 8 * count])
     (ms, me), (ds, de), bufs = _core.parse_header(header, size)

@@ -23,6 +23,7 @@ import asyncio
 import concurrent.futures
 import os
 import pickle
+import signal
 import socket
 import sys
 import threading
@@ -33,6 +34,8 @@ from . import _core, _runtime, _runtime_env, _serialization, exceptions
 from ._remote import TASK_ENV, TASK_EXTRAS
 
 WORK_POLL_S = 1.0
+# How long the cancel listener waits before it checks that the node is still there.
+CANCEL_POLL_S = 60.0
 # How long an actor that ended itself waits for its node to stop it.
 EXIT_GRACE_S = 10.0
 
@@ -81,6 +84,7 @@ class Worker:
         self.actor_gpus = []
         self.actor_group = None
         self.placed = (None, {}, [], None)  # the running task's name, resources, GPUs, group
+        self.interruptible = None  # the task whose function runs now, which a cancel interrupts
         self.idle = threading.Condition()
         self.ending = threading.Event()  # the actor ended itself
 
@@ -144,7 +148,16 @@ class Worker:
             pos, kw = unpack_args(args, kwnames)
             extras = kw.pop(TASK_EXTRAS, None) or {}
             retry_on = extras.get("retry_on")
-            result = function(*pos, **kw)
+            if self.client.is_cancelled(task_id):
+                raise KeyboardInterrupt
+            self.interruptible = task_id
+            try:
+                result = function(*pos, **kw)
+            finally:
+                self.interruptible = None
+            if self.client.is_cancelled(task_id):
+                # The task went on after the interrupt: as in Ray, it was cancelled.
+                raise KeyboardInterrupt
         except SystemExit as e:
             end_process(e)
         except BaseException as e:  # noqa: BLE001 - everything a task raises goes to its caller
@@ -384,6 +397,31 @@ def restore_visible_gpus(saved):
         os.environ["CUDA_VISIBLE_DEVICES"] = saved[0]
 
 
+def on_sigint(signum, frame):
+    """SIGINT comes from `listen_for_cancels`: it stops the running task if
+    a `ray.cancel` reached it. Any other is ignored: the node stops its
+    workers itself."""
+    w = _worker
+    if w is None:
+        return
+    task = w.interruptible
+    if task is not None and task == getattr(_runtime._current, "task_id", None) and w.client.is_cancelled(task):
+        w.interruptible = None
+        raise KeyboardInterrupt
+
+
+def listen_for_cancels(worker, main_thread):
+    """Interrupts the main thread (SIGINT, which also ends a blocking sleep
+    or read) when a `ray.cancel` reaches the task it runs."""
+    while True:
+        try:
+            task = worker.client.next_cancel(CANCEL_POLL_S)
+        except ConnectionError:
+            return
+        if task is not None and task == worker.interruptible:
+            signal.pthread_kill(main_thread, signal.SIGINT)
+
+
 def end_process(exit):
     """Ends this worker as `sys.exit` would, with the status it asked for."""
     code = exit.code
@@ -490,6 +528,10 @@ def main():
     _runtime.set_client(client, worker=True)
     global _worker
     _worker = Worker(client)
+    signal.signal(signal.SIGINT, on_sigint)
+    threading.Thread(
+        target=listen_for_cancels, args=(_worker, threading.get_ident()), name="raynode-cancels", daemon=True
+    ).start()
     _worker.run()
     os._exit(0)
 
