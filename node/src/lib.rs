@@ -70,8 +70,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let client_addr = listeners.tcp_addr().map(|a| a.to_string());
-    let accept =
-        tokio::spawn(listeners.run(
+    let accept = tokio::spawn(listeners.run(
         events_tx.clone(),
         store.shared(),
         config.inline_limit,

@@ -24,7 +24,11 @@ const BATCH_LINES: usize = 256;
 
 /// The log file of one stream of a worker.
 pub fn log_path(logs: &Path, worker: WorkerId, stderr: bool) -> PathBuf {
-    logs.join(format!("worker-{}.{}", worker.0, if stderr { "err" } else { "out" }))
+    logs.join(format!(
+        "worker-{}.{}",
+        worker.0,
+        if stderr { "err" } else { "out" }
+    ))
 }
 
 /// How much may still be forwarded this second.

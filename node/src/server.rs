@@ -262,13 +262,8 @@ impl LargePuts {
 
 /// Serves one connection whose hello has arrived: registers it with the
 /// core, then reads frames until it closes.
-async fn pump<R, W>(
-    reader: R,
-    writer: W,
-    sealer: Option<Sealer>,
-    hello: ToNode,
-    shared: Shared,
-) where
+async fn pump<R, W>(reader: R, writer: W, sealer: Option<Sealer>, hello: ToNode, shared: Shared)
+where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -276,11 +271,7 @@ async fn pump<R, W>(
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let span = tracing::debug_span!("conn", conn = conn.0);
     let (tx, rx) = mpsc::unbounded_channel();
-    if events
-        .send(Event::Connected { conn, tx })
-        .await
-        .is_err()
-    {
+    if events.send(Event::Connected { conn, tx }).await.is_err() {
         return;
     }
     let write = tokio::spawn(write_loop(writer, rx, sealer));

@@ -157,7 +157,10 @@ pub(crate) const PRIVATE_FILE: u32 = 0o600;
 /// Creates `dir` (and missing parents) if need be, and makes it the owner's
 /// alone (0700) even if it existed.
 fn private_dir(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 

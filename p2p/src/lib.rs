@@ -55,8 +55,8 @@ pub use error::{
 };
 pub use handle::{Event, Handle, Responder};
 pub use keys::{
-    default_cluster_key_path, load_cluster_key, load_or_create_cluster_key, load_or_create_identity,
-    ClusterKey,
+    default_cluster_key_path, load_cluster_key, load_or_create_cluster_key,
+    load_or_create_identity, ClusterKey,
 };
 pub use start::{spawn, ObjectStreams, Started};
 pub use transport::ClusterKeyMismatch;

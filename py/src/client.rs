@@ -80,8 +80,7 @@ impl Client {
     ) -> PyResult<Client> {
         let cluster_key = match cluster_key {
             Some(k) => Some(
-                <[u8; 32]>::try_from(k)
-                    .map_err(|_| errors::value("a cluster key is 32 bytes"))?,
+                <[u8; 32]>::try_from(k).map_err(|_| errors::value("a cluster key is 32 bytes"))?,
             ),
             None => None,
         };
@@ -94,7 +93,9 @@ impl Client {
             },
         };
         if !timeout.is_finite() {
-            return Err(errors::value("the connect timeout must be a finite number of seconds"));
+            return Err(errors::value(
+                "the connect timeout must be a finite number of seconds",
+            ));
         }
         let timeout = Duration::from_secs_f64(timeout.max(0.01));
         let (stream, welcome) = py
@@ -395,7 +396,11 @@ impl Client {
     /// Worker: the id of a task a `ray.cancel` reached, waiting up to
     /// `timeout` seconds; `None` if none did. Raises `ConnectionError` once
     /// the node is gone.
-    fn next_cancel<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn next_cancel<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: f64,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let conn = self.conn.clone();
         let slice = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
         let got = py
@@ -503,8 +508,9 @@ impl Client {
         namespace: String,
         detached: bool,
     ) -> PyResult<()> {
-        let strategy = GroupStrategy::from_name(strategy)
-            .ok_or_else(|| errors::value(format!("Invalid placement group strategy {strategy}.")))?;
+        let strategy = GroupStrategy::from_name(strategy).ok_or_else(|| {
+            errors::value(format!("Invalid placement group strategy {strategy}."))
+        })?;
         let group = PlacementGroupSpec {
             id: id16(group_id, PlacementGroupId)?,
             name,
@@ -761,7 +767,9 @@ fn parse_strategy(t: &Bound<'_, PyTuple>) -> PyResult<SchedulingStrategy> {
         "affinity" => {
             let hex: String = t.get_item(1)?.extract()?;
             let node = NodeId::from_hex(&hex).ok_or_else(|| {
-                errors::value(format!("NodeAffinitySchedulingStrategy: {hex:?} is not a node id"))
+                errors::value(format!(
+                    "NodeAffinitySchedulingStrategy: {hex:?} is not a node id"
+                ))
             })?;
             Ok(SchedulingStrategy::NodeAffinity {
                 node,
@@ -782,7 +790,9 @@ fn parse_strategy(t: &Bound<'_, PyTuple>) -> PyResult<SchedulingStrategy> {
                 capture_child_tasks: t.get_item(3)?.extract()?,
             })
         }
-        other => Err(errors::value(format!("unknown scheduling strategy {other:?}"))),
+        other => Err(errors::value(format!(
+            "unknown scheduling strategy {other:?}"
+        ))),
     }
 }
 

@@ -71,7 +71,10 @@ impl Stream {
     fn try_clone(&self) -> std::io::Result<Stream> {
         match self {
             Stream::Unix(s) => s.try_clone().map(Stream::Unix),
-            Stream::Tcp(s) => s.get_ref().try_clone().map(|t| Stream::Tcp(s.with_inner(t))),
+            Stream::Tcp(s) => s
+                .get_ref()
+                .try_clone()
+                .map(|t| Stream::Tcp(s.with_inner(t))),
         }
     }
 

@@ -170,9 +170,7 @@ impl ObjectRef {
     /// A ref to `id` made from its bytes: counted by this process's
     /// connection when it has one (as any ref it holds), else uncounted.
     fn from_id(py: Python<'_>, id: ObjectId) -> PyResult<ObjectRef> {
-        let counted = hooks()?
-            .counted
-            .call1(py, (PyBytes::new(py, &id.0),))?;
+        let counted = hooks()?.counted.call1(py, (PyBytes::new(py, &id.0),))?;
         let table = match counted.bind(py).cast::<ObjectRef>() {
             Ok(r) => r.get().table.clone(),
             Err(_) => None,

@@ -196,7 +196,10 @@ mod tests {
             info: group(Some(name), vec![1.0]),
         };
         assert_eq!(apply(&mut s, create(1, "a")), Response::Ok);
-        assert!(matches!(apply(&mut s, create(2, "a")), Response::Conflict(_)));
+        assert!(matches!(
+            apply(&mut s, create(2, "a")),
+            Response::Conflict(_)
+        ));
         assert_eq!(
             apply(&mut s, Command::RemovePlacementGroup { id: pg(1) }),
             Response::Ok

@@ -36,10 +36,10 @@ mod db;
 mod driver;
 mod error;
 mod gcs;
+mod groups;
 pub mod inproc;
 mod log_store;
 pub mod membership;
-mod groups;
 mod network;
 mod state;
 mod state_machine;
@@ -57,8 +57,9 @@ pub use state::{node_key, State};
 pub use state_machine::StateMachine;
 pub use types::{
     ActorId, ActorInfo, ActorState, Batch, BatchResponse, Change, ChangeKind, Command, Event,
-    FunctionId, JobId, JobInfo, JobState, NodeId, NodeInfo, ObjectId, ObjectInfo,
-    PlacementGroupId, PlacementGroupInfo, PlacementGroupState, RaftRole, Response, Table, TypeConfig, COMMAND_VERSION,
+    FunctionId, JobId, JobInfo, JobState, NodeId, NodeInfo, ObjectId, ObjectInfo, PlacementGroupId,
+    PlacementGroupInfo, PlacementGroupState, RaftRole, Response, Table, TypeConfig,
+    COMMAND_VERSION,
 };
 
 /// Open a bare log store and state machine on `dir` (for openraft's storage

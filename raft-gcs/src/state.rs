@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{
     ActorId, ActorInfo, Batch, Change, Command, Event, FunctionId, JobId, JobInfo, NodeId,
-    NodeInfo, ObjectId, ObjectInfo, PlacementGroupId, PlacementGroupInfo, RaftRole, Response, Table,
-    COMMAND_VERSION,
+    NodeInfo, ObjectId, ObjectInfo, PlacementGroupId, PlacementGroupInfo, RaftRole, Response,
+    Table, COMMAND_VERSION,
 };
 
 /// The control state: every table of the store.

@@ -230,14 +230,25 @@ pub enum Command {
         resources: BTreeMap<String, f64>,
     },
     /// Record a node's liveness.
-    SetNodeAlive { id: NodeId, alive: bool },
+    SetNodeAlive {
+        id: NodeId,
+        alive: bool,
+    },
     /// Remove a node; its object locations go with it.
-    RemoveNode { id: NodeId },
+    RemoveNode {
+        id: NodeId,
+    },
     /// Register a function. Functions are immutable: the same id with other
     /// bytes is refused with [`Response::Conflict`].
-    RegisterFunction { id: FunctionId, body: Vec<u8> },
+    RegisterFunction {
+        id: FunctionId,
+        body: Vec<u8>,
+    },
     /// Create an actor. Refused if the id exists or the name is taken.
-    CreateActor { id: ActorId, info: ActorInfo },
+    CreateActor {
+        id: ActorId,
+        info: ActorInfo,
+    },
     /// Update an actor's placement, state and restart count.
     UpdateActor {
         id: ActorId,
@@ -246,9 +257,14 @@ pub enum Command {
         restarts: u32,
     },
     /// Remove an actor and free its name.
-    RemoveActor { id: ActorId },
+    RemoveActor {
+        id: ActorId,
+    },
     /// Insert or replace a job.
-    PutJob { id: JobId, info: JobInfo },
+    PutJob {
+        id: JobId,
+        info: JobInfo,
+    },
     /// Record a copy of a large object on a node.
     AddObjectLocation {
         id: ObjectId,
@@ -257,9 +273,14 @@ pub enum Command {
         owner: Vec<u8>,
     },
     /// Forget one copy; the entry goes when no copy is left.
-    RemoveObjectLocation { id: ObjectId, node: NodeId },
+    RemoveObjectLocation {
+        id: ObjectId,
+        node: NodeId,
+    },
     /// Forget an object entirely.
-    RemoveObject { id: ObjectId },
+    RemoveObject {
+        id: ObjectId,
+    },
     /// Append to the bounded event log (`seq` is assigned by the store).
     AppendEvent {
         time_ms: u64,
@@ -277,8 +298,13 @@ pub enum Command {
     /// [`Response::Conflict`] (and nothing changed) when a node is unknown
     /// or dead, or its registered resources cannot hold its bundles on top
     /// of those of the created groups already there.
-    PlacePlacementGroup { id: PlacementGroupId, nodes: Vec<NodeId> },
-    RemovePlacementGroup { id: PlacementGroupId },
+    PlacePlacementGroup {
+        id: PlacementGroupId,
+        nodes: Vec<NodeId>,
+    },
+    RemovePlacementGroup {
+        id: PlacementGroupId,
+    },
 }
 
 /// The outcome of one command.

@@ -33,7 +33,14 @@ fn mutate(rng: &mut TestRng, bytes: &mut Vec<u8>) {
         if bytes.is_empty() || choice == 0 {
             let at = rng.random_range(0..=bytes.len());
             let extreme = [0u8, 0x7f, 0x80, 0xff][rng.random_range(0..4)];
-            bytes.insert(at, if rng.random_bool(0.5) { extreme } else { rng.random() });
+            bytes.insert(
+                at,
+                if rng.random_bool(0.5) {
+                    extreme
+                } else {
+                    rng.random()
+                },
+            );
             continue;
         }
         let at = rng.random_range(0..bytes.len());
@@ -73,32 +80,49 @@ fn values<T: std::fmt::Debug>(
 /// Client frames, both ways, and the in-place put reader.
 pub fn client_frames(seed: u64, count: u64) -> Tally {
     let mut tally = Tally::default();
-    values(any::<(ToNode, FromNode)>(), seed, count, |(to, from), rng| {
-        for mut body in [
-            postcard::to_allocvec(&to).expect("encodes"),
-            postcard::to_allocvec(&from).expect("encodes"),
-        ] {
-            let to_ok = frame::decode::<ToNode>(&body).is_ok();
-            let from_ok = frame::decode::<FromNode>(&body).is_ok();
-            assert!(to_ok || from_ok, "an encoding did not decode");
-            mutate(rng, &mut body);
-            let decoded = frame::decode::<ToNode>(&body).is_ok() | frame::decode::<FromNode>(&body).is_ok();
-            let _ = PutView::of(&body);
-            let header = [body.first(), body.get(1), body.get(2), body.get(3)].map(|b| b.copied().unwrap_or(0));
-            let _ = frame::body_len(header);
-            tally.inputs += 1;
-            tally.decoded += u64::from(decoded);
-        }
-    });
+    values(
+        any::<(ToNode, FromNode)>(),
+        seed,
+        count,
+        |(to, from), rng| {
+            for mut body in [
+                postcard::to_allocvec(&to).expect("encodes"),
+                postcard::to_allocvec(&from).expect("encodes"),
+            ] {
+                let to_ok = frame::decode::<ToNode>(&body).is_ok();
+                let from_ok = frame::decode::<FromNode>(&body).is_ok();
+                assert!(to_ok || from_ok, "an encoding did not decode");
+                mutate(rng, &mut body);
+                let decoded = frame::decode::<ToNode>(&body).is_ok()
+                    | frame::decode::<FromNode>(&body).is_ok();
+                let _ = PutView::of(&body);
+                let header = [body.first(), body.get(1), body.get(2), body.get(3)]
+                    .map(|b| b.copied().unwrap_or(0));
+                let _ = frame::body_len(header);
+                tally.inputs += 1;
+                tally.decoded += u64::from(decoded);
+            }
+        },
+    );
     tally
 }
 
 /// Peer requests, messages, load reports and pull requests.
 pub fn peer_messages(seed: u64, count: u64) -> Tally {
     let mut tally = Tally::default();
-    let strategy = any::<(peer::PeerRequest, peer::PeerMsg, peer::Load, peer::PullRequest)>();
+    let strategy = any::<(
+        peer::PeerRequest,
+        peer::PeerMsg,
+        peer::Load,
+        peer::PullRequest,
+    )>();
     values(strategy, seed, count, |(request, msg, load, pull), rng| {
-        for mut bytes in [peer::encode(&request), peer::encode(&msg), peer::encode(&load), peer::encode(&pull)] {
+        for mut bytes in [
+            peer::encode(&request),
+            peer::encode(&msg),
+            peer::encode(&load),
+            peer::encode(&pull),
+        ] {
             mutate(rng, &mut bytes);
             let decoded = peer::decode::<peer::PeerRequest>(&bytes).is_ok()
                 | peer::decode::<peer::PeerMsg>(&bytes).is_ok()
@@ -124,10 +148,15 @@ pub fn handshake(seed: u64, count: u64) -> Tally {
         let original = changed.clone();
         mutate(rng, &mut changed);
         let accepted = secure::respond(&psk, &changed).is_ok();
-        assert!(!accepted || changed == original, "a changed first message was accepted");
+        assert!(
+            !accepted || changed == original,
+            "a changed first message was accepted"
+        );
 
         let (reply, mut node) = secure::respond(&psk, &original).expect("responds");
-        let mut client = initiator.finish(&reply[secure::LENGTH_BYTES..]).expect("finishes");
+        let mut client = initiator
+            .finish(&reply[secure::LENGTH_BYTES..])
+            .expect("finishes");
         let mut sealed = Vec::new();
         client.sealer.seal(&plain, &mut sealed).expect("seals");
         let mut message = sealed[secure::LENGTH_BYTES..].to_vec();
@@ -135,7 +164,10 @@ pub fn handshake(seed: u64, count: u64) -> Tally {
         mutate(rng, &mut message);
         let mut out = vec![0u8; message.len().max(intact.len())];
         let opened = node.opener.open(&message, &mut out).is_ok();
-        assert!(!opened || message == intact, "a changed sealed message opened");
+        assert!(
+            !opened || message == intact,
+            "a changed sealed message opened"
+        );
         let prefix = [sealed[0], sealed[1]];
         let _ = secure::message_len(prefix, secure::MAX_SEALED_HELLO);
         tally.inputs += 2;

@@ -20,12 +20,12 @@ pub use frame::{FrameError, MAX_FRAME_BYTES};
 pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, WorkerId};
 pub use msg::{
     AckError, Execute, FromNode, InfoKind, Output, PutView, ReturnValue, Role, StoreError, ToNode,
-    Value,
-    OUTPUT_MARK, PROTOCOL_VERSION,
+    Value, OUTPUT_MARK, PROTOCOL_VERSION,
 };
 pub use task::{
-    ActorOptions, Arg, Bundles, GroupStrategy, PlacementGroupSpec, Resources, SchedulingStrategy, SpecError,
-    TaskKind, TaskSpec, MAX_BUNDLES, BUNDLE_MARKER_TOTAL, group_resource, is_group_resource,
+    group_resource, is_group_resource, ActorOptions, Arg, Bundles, GroupStrategy,
+    PlacementGroupSpec, Resources, SchedulingStrategy, SpecError, TaskKind, TaskSpec,
+    BUNDLE_MARKER_TOTAL, MAX_BUNDLES,
 };
 
 #[cfg(test)]

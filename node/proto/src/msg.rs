@@ -4,7 +4,9 @@
 //! stream (Unix socket or TCP). Requests that need an answer carry a `req`
 //! number chosen by the client; everything else is pipelined with no reply.
 
-use crate::ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, WorkerId};
+use crate::ids::{
+    ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, WorkerId,
+};
 use crate::task::{PlacementGroupSpec, TaskSpec};
 use serde::{Deserialize, Serialize};
 
@@ -53,7 +55,10 @@ pub enum ToNode {
     /// A connection's first frame. Over TCP it is the first message of
     /// the client channel (`secure`), which proved the cluster key already;
     /// the Unix socket is owner-only.
-    Hello { version: u32, role: Role },
+    Hello {
+        version: u32,
+        role: Role,
+    },
     RegisterFunction {
         id: FunctionId,
         #[serde(with = "serde_bytes")]

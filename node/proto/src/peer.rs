@@ -77,18 +77,12 @@ pub enum PeerMsg {
     Cancel { task: TaskId },
     /// An actor of the receiver's that lives on the sender restarted there:
     /// it has used `restarts` of its budget.
-    ActorRestarted {
-        actor: ActorId,
-        restarts: u32,
-    },
+    ActorRestarted { actor: ActorId, restarts: u32 },
     /// Lines a worker on the sender wrote while running work of the
     /// receiver's job `job` (as the receiver named it in [`RunTask`]).
     Output { job: JobId, output: crate::Output },
     /// Kill an actor that lives on the receiver.
-    KillActor {
-        actor: ActorId,
-        no_restart: bool,
-    },
+    KillActor { actor: ActorId, no_restart: bool },
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]

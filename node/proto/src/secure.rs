@@ -347,7 +347,10 @@ impl<S: Write> Write for Stream<S> {
 mod tests {
     use super::*;
 
-    fn session_pair(client_key: &[u8; 32], node_key: &[u8; 32]) -> Result<(Session, Session), SecureError> {
+    fn session_pair(
+        client_key: &[u8; 32],
+        node_key: &[u8; 32],
+    ) -> Result<(Session, Session), SecureError> {
         let (initiator, first) = Initiator::start(&psk(client_key))?;
         let (reply, node) = respond(&psk(node_key), &first[LENGTH_BYTES..])?;
         let client = initiator.finish(&reply[LENGTH_BYTES..])?;
@@ -422,10 +425,16 @@ mod tests {
         assert_eq!(sealed_len(0), 0);
         assert_eq!(sealed_len(1), 1 + LENGTH_BYTES + TAG);
         assert_eq!(sealed_len(MAX_PLAIN), MAX_MESSAGE + LENGTH_BYTES);
-        assert_eq!(sealed_len(MAX_PLAIN + 1), MAX_PLAIN + 1 + 2 * (LENGTH_BYTES + TAG));
+        assert_eq!(
+            sealed_len(MAX_PLAIN + 1),
+            MAX_PLAIN + 1 + 2 * (LENGTH_BYTES + TAG)
+        );
         let (mut client, _) = session_pair(&[1; 32], &[1; 32]).expect("handshake");
         let mut out = vec![0xee; sealed_len(MAX_PLAIN + 1) + 7];
-        let n = client.sealer.seal_to(&[0u8; MAX_PLAIN + 1], &mut out).expect("seal");
+        let n = client
+            .sealer
+            .seal_to(&[0u8; MAX_PLAIN + 1], &mut out)
+            .expect("seal");
         assert_eq!(n, sealed_len(MAX_PLAIN + 1));
     }
 
@@ -433,7 +442,10 @@ mod tests {
     fn lengths_above_the_limit_or_below_a_tag_are_refused() {
         assert!(message_len(5000u16.to_be_bytes(), MAX_SEALED_HELLO).is_err());
         assert!(message_len(3u16.to_be_bytes(), MAX_MESSAGE).is_err());
-        assert_eq!(message_len(100u16.to_be_bytes(), MAX_MESSAGE).expect("fits"), 100);
+        assert_eq!(
+            message_len(100u16.to_be_bytes(), MAX_MESSAGE).expect("fits"),
+            100
+        );
         assert!(respond(&[0; 32], &[0u8; 300]).is_err());
     }
 

@@ -363,7 +363,10 @@ mod tests {
         let s = spec(vec![("CPU", 1.0), ("GPU", 0.0)], pg);
         let demand = s.demand();
         assert_eq!(demand.get(&format!("CPU_group_1_{group}")), 1.0);
-        assert_eq!(demand.get(&format!("bundle_group_1_{group}")), BUNDLE_MARKER_DEMAND);
+        assert_eq!(
+            demand.get(&format!("bundle_group_1_{group}")),
+            BUNDLE_MARKER_DEMAND
+        );
         assert_eq!(demand.0.len(), 2, "nothing asked for nothing");
         let any = SchedulingStrategy::PlacementGroup {
             group,
@@ -371,7 +374,10 @@ mod tests {
             capture_child_tasks: false,
         };
         let s = spec(vec![], any);
-        assert_eq!(s.demand().get(&format!("bundle_group_{group}")), BUNDLE_MARKER_DEMAND);
+        assert_eq!(
+            s.demand().get(&format!("bundle_group_{group}")),
+            BUNDLE_MARKER_DEMAND
+        );
         let plain = spec(vec![("CPU", 1.0)], SchedulingStrategy::Spread);
         assert_eq!(*plain.demand(), plain.resources);
     }
@@ -393,7 +399,10 @@ mod tests {
         assert!(g.validate().is_err());
         g.bundles = vec![Resources(vec![("CPU".into(), 1.0)])];
         assert_eq!(g.validate(), Ok(()));
-        assert_eq!(GroupStrategy::from_name("STRICT_SPREAD"), Some(GroupStrategy::StrictSpread));
+        assert_eq!(
+            GroupStrategy::from_name("STRICT_SPREAD"),
+            Some(GroupStrategy::StrictSpread)
+        );
         assert_eq!(GroupStrategy::from_name("spread"), None);
     }
 }

@@ -23,27 +23,29 @@ fn spec() -> impl Strategy<Value = TaskSpec> {
         any::<bool>(),
         scheduling_strategy(),
     )
-        .prop_map(|(task, args, num_returns, nested_refs, actor, strategy)| TaskSpec {
-            task_id: TaskId(task),
-            function: FunctionId([1; 16]),
-            name: "f".into(),
-            args,
-            kwargs: vec![],
-            num_returns,
-            resources: Resources(vec![("CPU".into(), 1.0)]),
-            max_retries: 3,
-            retry_exceptions: false,
-            nested_refs,
-            kind: if actor {
-                TaskKind::ActorMethod {
-                    actor: ActorId(task),
-                    method: "m".into(),
-                }
-            } else {
-                TaskKind::Normal
+        .prop_map(
+            |(task, args, num_returns, nested_refs, actor, strategy)| TaskSpec {
+                task_id: TaskId(task),
+                function: FunctionId([1; 16]),
+                name: "f".into(),
+                args,
+                kwargs: vec![],
+                num_returns,
+                resources: Resources(vec![("CPU".into(), 1.0)]),
+                max_retries: 3,
+                retry_exceptions: false,
+                nested_refs,
+                kind: if actor {
+                    TaskKind::ActorMethod {
+                        actor: ActorId(task),
+                        method: "m".into(),
+                    }
+                } else {
+                    TaskKind::Normal
+                },
+                strategy,
             },
-            strategy,
-        })
+        )
 }
 
 fn scheduling_strategy() -> impl Strategy<Value = SchedulingStrategy> {
@@ -56,13 +58,18 @@ fn scheduling_strategy() -> impl Strategy<Value = SchedulingStrategy> {
                 soft,
             }
         }),
-        (any::<[u8; 16]>(), proptest::option::of(0u32..1024), any::<bool>()).prop_map(
-            |(group, bundle, capture_child_tasks)| SchedulingStrategy::PlacementGroup {
-                group: PlacementGroupId(group),
-                bundle,
-                capture_child_tasks,
-            }
-        ),
+        (
+            any::<[u8; 16]>(),
+            proptest::option::of(0u32..1024),
+            any::<bool>()
+        )
+            .prop_map(|(group, bundle, capture_child_tasks)| {
+                SchedulingStrategy::PlacementGroup {
+                    group: PlacementGroupId(group),
+                    bundle,
+                    capture_child_tasks,
+                }
+            }),
     ]
 }
 

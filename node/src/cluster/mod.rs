@@ -349,10 +349,11 @@ async fn dispatch(
                 Ok(PeerRequest::GcsWrite(commands)) => {
                     let c = cluster.clone();
                     tokio::spawn(async move {
-                        let reply: WriteReply = match wire::decode::<Vec<raft_gcs::Command>>(&commands) {
-                            Ok(commands) => c.write_once(&commands, false).await,
-                            Err(e) => Err(format!("an undecodable control-store write: {e}")),
-                        };
+                        let reply: WriteReply =
+                            match wire::decode::<Vec<raft_gcs::Command>>(&commands) {
+                                Ok(commands) => c.write_once(&commands, false).await,
+                                Err(e) => Err(format!("an undecodable control-store write: {e}")),
+                            };
                         let _ = c.p2p.respond(responder, wire::encode(&reply)).await;
                     });
                 }

@@ -129,7 +129,9 @@ fn find_chunk(
 
 /// Writes `frame` with its length prefix (see [`read_frame`]).
 async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, frame: &[u8]) -> std::io::Result<()> {
-    stream.write_all(&raynode_proto::frame::header(frame.len())).await?;
+    stream
+        .write_all(&raynode_proto::frame::header(frame.len()))
+        .await?;
     stream.write_all(frame).await
 }
 

@@ -13,9 +13,7 @@ pub(super) enum ActorState {
     Pending,
     /// Its constructor was sent to `worker`, which holds the actor's
     /// resources (in the ledger); calls may follow it.
-    Running {
-        worker: WorkerId,
-    },
+    Running { worker: WorkerId },
     Dead {
         cause: String,
         /// What its calls raise: `ActorDiedError`, or
@@ -349,7 +347,12 @@ impl Core {
     }
 
     /// As [`Core::declare_dead`], its calls failing with `kind`.
-    pub(super) fn declare_dead_as(&mut self, actor_id: ActorId, cause: String, kind: SystemErrorKind) {
+    pub(super) fn declare_dead_as(
+        &mut self,
+        actor_id: ActorId,
+        cause: String,
+        kind: SystemErrorKind,
+    ) {
         let Some(actor) = self.actors.get_mut(&actor_id) else {
             return;
         };

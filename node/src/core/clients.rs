@@ -20,12 +20,7 @@ impl Core {
         self.clients.insert(conn, client);
     }
 
-    pub(super) fn on_hello(
-        &mut self,
-        conn: ConnId,
-        version: u32,
-        role: Role,
-    ) {
+    pub(super) fn on_hello(&mut self, conn: ConnId, version: u32, role: Role) {
         if version != PROTOCOL_VERSION {
             let why = format!(
                 "protocol version {version} is not supported (this node speaks {PROTOCOL_VERSION})"

@@ -57,7 +57,10 @@ pub(super) fn provided(group: PlacementGroupId, index: u32, bundle: &Resources) 
         out.set(&group_resource(name, Some(index), &group), *amount);
         out.set(&group_resource(name, None, &group), *amount);
     }
-    out.set(&group_resource("bundle", Some(index), &group), BUNDLE_MARKER_TOTAL);
+    out.set(
+        &group_resource("bundle", Some(index), &group),
+        BUNDLE_MARKER_TOTAL,
+    );
     out.set(&group_resource("bundle", None, &group), BUNDLE_MARKER_TOTAL);
     out
 }
@@ -71,7 +74,9 @@ impl Core {
     /// recorded, and starts placing it.
     pub(super) fn on_create_group(&mut self, conn: ConnId, req: u64, group: PlacementGroupSpec) {
         if let Err(e) = group.validate() {
-            let error = Some(AckError::Refused(format!("the placement group was refused: {e}")));
+            let error = Some(AckError::Refused(format!(
+                "the placement group was refused: {e}"
+            )));
             return self.send(conn, FromNode::Acked { req, error });
         }
         let job = self.job_of_conn(conn);
@@ -282,24 +287,26 @@ impl Core {
     /// Brings this node's reservations in line with the store's table.
     pub(super) fn sync_groups(&mut self) {
         let me = crate::cluster::raft_id(self.node_id);
-        let (wanted, live): (Vec<(PlacementGroupId, u32, Resources)>, HashSet<PlacementGroupId>) =
-            self.gcs.read_local(|s| {
-                let mut wanted = Vec::new();
-                let mut live = HashSet::new();
-                for (id, g) in &s.placement_groups {
-                    let Some(pg) = proto_id(id) else { continue };
-                    if g.state != raft_gcs::PlacementGroupState::Created {
-                        continue;
-                    }
-                    live.insert(pg);
-                    for (i, (bundle, node)) in g.bundles.iter().zip(&g.nodes).enumerate() {
-                        if *node == me {
-                            wanted.push((pg, i as u32, to_resources(bundle)));
-                        }
+        let (wanted, live): (
+            Vec<(PlacementGroupId, u32, Resources)>,
+            HashSet<PlacementGroupId>,
+        ) = self.gcs.read_local(|s| {
+            let mut wanted = Vec::new();
+            let mut live = HashSet::new();
+            for (id, g) in &s.placement_groups {
+                let Some(pg) = proto_id(id) else { continue };
+                if g.state != raft_gcs::PlacementGroupState::Created {
+                    continue;
+                }
+                live.insert(pg);
+                for (i, (bundle, node)) in g.bundles.iter().zip(&g.nodes).enumerate() {
+                    if *node == me {
+                        wanted.push((pg, i as u32, to_resources(bundle)));
                     }
                 }
-                (wanted, live)
-            });
+            }
+            (wanted, live)
+        });
         let mut changed = false;
         for (pg, index, bundle) in wanted {
             let provides = provided(pg, index, &bundle);
@@ -357,15 +364,15 @@ impl Core {
     /// The nodes holding a task's bundle (any bundle when `bundle` is
     /// none); empty while the group is not placed, or once it is removed.
     pub(super) fn bundle_nodes(&self, group: PlacementGroupId, bundle: Option<u32>) -> Vec<NodeId> {
-        let nodes: Vec<raft_gcs::NodeId> = self.gcs.read_local(|s| {
-            match s.placement_groups.get(&gcs_id(group)) {
-                Some(g) if g.state == raft_gcs::PlacementGroupState::Created => match bundle {
-                    Some(i) => g.nodes.get(i as usize).copied().into_iter().collect(),
-                    None => g.nodes.clone(),
-                },
-                _ => Vec::new(),
-            }
-        });
+        let nodes: Vec<raft_gcs::NodeId> =
+            self.gcs
+                .read_local(|s| match s.placement_groups.get(&gcs_id(group)) {
+                    Some(g) if g.state == raft_gcs::PlacementGroupState::Created => match bundle {
+                        Some(i) => g.nodes.get(i as usize).copied().into_iter().collect(),
+                        None => g.nodes.clone(),
+                    },
+                    _ => Vec::new(),
+                });
         let mut out: Vec<NodeId> = nodes
             .into_iter()
             .filter_map(|n| self.node_of_raft(n))

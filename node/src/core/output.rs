@@ -42,7 +42,13 @@ impl Core {
         // An actor's calls are named `Class.method`: Ray shows the class.
         let name = match t.spec.kind {
             raynode_proto::TaskKind::Normal => t.spec.name.clone(),
-            _ => t.spec.name.split('.').next().unwrap_or_default().to_string(),
+            _ => t
+                .spec
+                .name
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
         };
         let to = match t.origin {
             Some(owner) => Destination::Peer(owner, t.origin_job),
@@ -66,7 +72,12 @@ impl Core {
             return;
         };
         let route = route.1.clone();
-        let source = format!("{} pid={}, ip={}", route.name, w.process.pid, self.node_ip());
+        let source = format!(
+            "{} pid={}, ip={}",
+            route.name,
+            w.process.pid,
+            self.node_ip()
+        );
         let output = Output {
             source,
             stderr,

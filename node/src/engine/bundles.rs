@@ -53,7 +53,11 @@ fn sum(bundles: &[Resources]) -> Resources {
 
 /// The node of each bundle, in order; `None` if the nodes have no room for
 /// the group as its strategy asks (it stays pending).
-pub fn assign(bundles: &[Resources], strategy: GroupStrategy, nodes: &[Room]) -> Option<Vec<NodeId>> {
+pub fn assign(
+    bundles: &[Resources],
+    strategy: GroupStrategy,
+    nodes: &[Room],
+) -> Option<Vec<NodeId>> {
     if bundles.is_empty() {
         return Some(Vec::new());
     }
@@ -102,7 +106,11 @@ fn distinct(bundles: &[Resources], nodes: &[Room]) -> Option<Vec<NodeId>> {
     }
     let fit: Vec<Vec<usize>> = bundles
         .iter()
-        .map(|b| (0..nodes.len()).filter(|j| fits(&nodes[*j].room, b)).collect())
+        .map(|b| {
+            (0..nodes.len())
+                .filter(|j| fits(&nodes[*j].room, b))
+                .collect()
+        })
         .collect();
     let mut owner: Vec<Option<usize>> = vec![None; nodes.len()];
     for i in 0..bundles.len() {
@@ -167,16 +175,28 @@ mod tests {
 
     #[test]
     fn strict_spread_puts_three_bundles_on_three_nodes() {
-        let got = assign(&[cpu(1.0), cpu(1.0), cpu(1.0)], GroupStrategy::StrictSpread, &nodes(&[2.0, 2.0, 2.0]));
+        let got = assign(
+            &[cpu(1.0), cpu(1.0), cpu(1.0)],
+            GroupStrategy::StrictSpread,
+            &nodes(&[2.0, 2.0, 2.0]),
+        );
         assert_eq!(got.map(|v| distinct_count(&v)), Some(3));
-        let two = assign(&[cpu(1.0), cpu(1.0), cpu(1.0)], GroupStrategy::StrictSpread, &nodes(&[8.0, 8.0]));
+        let two = assign(
+            &[cpu(1.0), cpu(1.0), cpu(1.0)],
+            GroupStrategy::StrictSpread,
+            &nodes(&[8.0, 8.0]),
+        );
         assert_eq!(two, None, "three bundles never share two nodes");
     }
 
     #[test]
     fn strict_spread_finds_the_matching_a_greedy_pick_misses() {
         // The small bundle fits either node, the big one only the first.
-        let got = assign(&[cpu(1.0), cpu(3.0)], GroupStrategy::StrictSpread, &nodes(&[4.0, 1.0]));
+        let got = assign(
+            &[cpu(1.0), cpu(3.0)],
+            GroupStrategy::StrictSpread,
+            &nodes(&[4.0, 1.0]),
+        );
         let n = nodes(&[4.0, 1.0]);
         assert_eq!(got, Some(vec![n[1].node, n[0].node]));
     }
@@ -184,11 +204,21 @@ mod tests {
     #[test]
     fn pack_prefers_one_node_and_spills_when_it_must() {
         let n = nodes(&[2.0, 2.0]);
-        assert_eq!(assign(&[cpu(1.0), cpu(1.0)], GroupStrategy::Pack, &n), Some(vec![n[0].node; 2]));
+        assert_eq!(
+            assign(&[cpu(1.0), cpu(1.0)], GroupStrategy::Pack, &n),
+            Some(vec![n[0].node; 2])
+        );
         let got = assign(&[cpu(2.0), cpu(2.0)], GroupStrategy::Pack, &n).expect("fits on two");
         assert_eq!(distinct_count(&got), 2);
-        assert_eq!(assign(&[cpu(2.0), cpu(2.0)], GroupStrategy::StrictPack, &n), None);
-        assert_eq!(assign(&[cpu(3.0)], GroupStrategy::Pack, &n), None, "infeasible stays pending");
+        assert_eq!(
+            assign(&[cpu(2.0), cpu(2.0)], GroupStrategy::StrictPack, &n),
+            None
+        );
+        assert_eq!(
+            assign(&[cpu(3.0)], GroupStrategy::Pack, &n),
+            None,
+            "infeasible stays pending"
+        );
     }
 
     #[test]

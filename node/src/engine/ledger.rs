@@ -395,7 +395,11 @@ impl Ledger {
                     _ => 0.0,
                 })
                 .sum::<f64>()
-                + self.reserved.values().map(|r| r.holds.get(name)).sum::<f64>();
+                + self
+                    .reserved
+                    .values()
+                    .map(|r| r.holds.get(name))
+                    .sum::<f64>();
             let sum = available.get(name) + held;
             if (sum - total.get(name)).abs() > 1e-6 {
                 return Err(format!(

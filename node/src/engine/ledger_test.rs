@@ -85,10 +85,7 @@ struct Run {
 impl Run {
     fn new(total: f64) -> Run {
         Run {
-            ledger: Ledger::new(Resources(vec![
-                ("CPU".into(), total),
-                ("GPU".into(), 2.0),
-            ])),
+            ledger: Ledger::new(Resources(vec![("CPU".into(), total), ("GPU".into(), 2.0)])),
             workers: Vec::new(),
             next_worker: 1,
             next_task: 1,

@@ -43,10 +43,15 @@ pub enum Kind {
 pub enum Rule<'a> {
     Default,
     Spread,
-    Affinity { node: NodeId, soft: bool },
+    Affinity {
+        node: NodeId,
+        soft: bool,
+    },
     /// The nodes holding the task's bundle (empty: the group is not
     /// placed, or was removed).
-    Bundle { nodes: &'a [NodeId] },
+    Bundle {
+        nodes: &'a [NodeId],
+    },
 }
 
 /// This node, for one task.
@@ -136,7 +141,11 @@ pub fn place_with(
                 }
             };
             if node == here.node {
-                return if here.feasible { Place::Local } else { fallback(pick) };
+                return if here.feasible {
+                    Place::Local
+                } else {
+                    fallback(pick)
+                };
             }
             if foreign {
                 // Sent here as the fallback of a soft affinity.
@@ -152,7 +161,11 @@ pub fn place_with(
                 return Place::Local;
             }
             if foreign {
-                return if hops < MAX_HOPS { Place::SpillBack } else { Place::Wait };
+                return if hops < MAX_HOPS {
+                    Place::SpillBack
+                } else {
+                    Place::Wait
+                };
             }
             let holders: Vec<&Peer> = peers
                 .iter()
@@ -365,24 +378,66 @@ mod tests {
         let mut peers = [peer(2, true, true), peer(3, true, true)];
         peers[0].score = 5.0;
         peers[1].score = 1.0;
-        let here = Here { node: node(1), score: 2.0, feasible: true, fits_now: true, queue_empty: true };
+        let here = Here {
+            node: node(1),
+            score: 2.0,
+            feasible: true,
+            fits_now: true,
+            queue_empty: true,
+        };
         let got = place_with(Rule::Spread, here, Kind::Normal, 0, false, &peers, |_| 0);
-        assert_eq!(got, Place::Remote(node(2)), "the default would keep it here");
+        assert_eq!(
+            got,
+            Place::Remote(node(2)),
+            "the default would keep it here"
+        );
         let idle_here = Here { score: 9.0, ..here };
-        assert_eq!(place_with(Rule::Spread, idle_here, Kind::Normal, 0, false, &peers, |_| 0), Place::Local);
+        assert_eq!(
+            place_with(
+                Rule::Spread,
+                idle_here,
+                Kind::Normal,
+                0,
+                false,
+                &peers,
+                |_| 0
+            ),
+            Place::Local
+        );
     }
 
     #[test]
     fn hard_affinity_to_a_lost_node_is_unschedulable_and_soft_runs_elsewhere() {
         let peers = [peer(2, true, true)];
-        let here = Here { node: node(1), score: 0.0, feasible: true, fits_now: true, queue_empty: true };
+        let here = Here {
+            node: node(1),
+            score: 0.0,
+            feasible: true,
+            fits_now: true,
+            queue_empty: true,
+        };
         let gone = node(9);
-        let hard = Rule::Affinity { node: gone, soft: false };
-        let soft = Rule::Affinity { node: gone, soft: true };
-        assert_eq!(place_with(hard, here, Kind::Normal, 0, false, &peers, |_| 0), Place::Unschedulable);
-        assert_eq!(place_with(soft, here, Kind::Normal, 0, false, &peers, |_| 0), Place::Local);
+        let hard = Rule::Affinity {
+            node: gone,
+            soft: false,
+        };
+        let soft = Rule::Affinity {
+            node: gone,
+            soft: true,
+        };
+        assert_eq!(
+            place_with(hard, here, Kind::Normal, 0, false, &peers, |_| 0),
+            Place::Unschedulable
+        );
+        assert_eq!(
+            place_with(soft, here, Kind::Normal, 0, false, &peers, |_| 0),
+            Place::Local
+        );
         let busy_peer = [peer(2, true, false)];
-        let to_peer = Rule::Affinity { node: node(2), soft: false };
+        let to_peer = Rule::Affinity {
+            node: node(2),
+            soft: false,
+        };
         assert_eq!(
             place_with(to_peer, here, Kind::Normal, 0, false, &busy_peer, |_| 0),
             Place::Remote(node(2)),
@@ -393,11 +448,36 @@ mod tests {
     #[test]
     fn a_bundle_task_waits_until_its_group_is_placed() {
         let peers = [peer(2, true, true)];
-        let here = Here { node: node(1), score: 0.0, feasible: false, fits_now: false, queue_empty: true };
-        assert_eq!(place_with(Rule::Bundle { nodes: &[] }, here, Kind::Normal, 0, false, &peers, |_| 0), Place::Wait);
+        let here = Here {
+            node: node(1),
+            score: 0.0,
+            feasible: false,
+            fits_now: false,
+            queue_empty: true,
+        };
+        assert_eq!(
+            place_with(
+                Rule::Bundle { nodes: &[] },
+                here,
+                Kind::Normal,
+                0,
+                false,
+                &peers,
+                |_| 0
+            ),
+            Place::Wait
+        );
         let there = [node(2)];
         assert_eq!(
-            place_with(Rule::Bundle { nodes: &there }, here, Kind::Normal, 0, false, &peers, |_| 0),
+            place_with(
+                Rule::Bundle { nodes: &there },
+                here,
+                Kind::Normal,
+                0,
+                false,
+                &peers,
+                |_| 0
+            ),
             Place::Remote(node(2))
         );
     }
