@@ -9,7 +9,20 @@ stands for the arguments as a whole: `inp[i]` is the i-th positional one,
 from .dag_node import DAGNode
 
 
-class InputNode(DAGNode):
+
+class _Parts:
+    """`node.name` and `node[key]`: a part of what the node gives."""
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return InputAttributeNode(self, name, "attr")
+
+    def __getitem__(self, key):
+        return InputAttributeNode(self, key, "item")
+
+
+class InputNode(_Parts, DAGNode):
     """The DAG's input. Build the graph inside `with InputNode() as inp:`.
 
     A graph has at most one InputNode.
@@ -27,19 +40,11 @@ class InputNode(DAGNode):
     def __exit__(self, *exc):
         return False
 
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return InputAttributeNode(self, name, "attr")
-
-    def __getitem__(self, key):
-        return InputAttributeNode(self, key, "item")
-
     def _run(self, execution):
         return _Input(execution.args, execution.kwargs)
 
 
-class InputAttributeNode(DAGNode):
+class InputAttributeNode(_Parts, DAGNode):
     """`inp[key]` or `inp.name`: part of the input, resolved at execute."""
 
     def __init__(self, parent, key, how):
@@ -50,14 +55,6 @@ class InputAttributeNode(DAGNode):
 
     def _ordering_upstream(self):
         return (self._parent,)
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return InputAttributeNode(self, name, "attr")
-
-    def __getitem__(self, key):
-        return InputAttributeNode(self, key, "item")
 
     def _run(self, execution):
         parent = execution.values[id(self._parent)]
