@@ -9,7 +9,6 @@ stands for the arguments as a whole: `inp[i]` is the i-th positional one,
 from .dag_node import DAGNode
 
 
-
 class _Parts:
     """`node.name` and `node[key]`: a part of what the node gives."""
 
