@@ -31,7 +31,7 @@ import workloads  # noqa: E402  (standard library only at import time)
 SYSTEMS = ("raynode", "ray")
 LABELS = {"raynode": "raynode", "ray": "Ray"}
 GROUP_ORDER = ("startup", "memory", "objects", "tasks", "actors",
-               "multinode")
+               "generators", "multinode")
 # Seconds without progress (no workload finished) before a subprocess is
 # killed and the workload reported as "timeout".
 DEFAULT_TIMEOUT = workloads.DEFAULT_TIMEOUT

@@ -229,6 +229,18 @@ class Defs:
                 ray.get(results)
 
         @ray.remote
+        def stream_items(n):
+            for _ in range(n):
+                yield b"ok"
+
+        @ray.remote
+        def paced_items(n, pause):
+            import time
+            for _ in range(n):
+                time.sleep(pause)
+                yield time.time()
+
+        @ray.remote
         def actor_work(actors, n):
             k = len(actors)
             ray.get([actors[i % k].small_value.remote() for i in range(n)])
@@ -242,6 +254,8 @@ class Defs:
         self.AsyncActor = AsyncActor
         self.Client = Client
         self.actor_work = actor_work
+        self.stream_items = stream_items
+        self.paced_items = paced_items
 
 
 def kill_actors(ray, actors):
@@ -428,6 +442,31 @@ def w_async_actor_async(ray, d, p):
         kill_actors(ray, [a])
 
 
+def w_generator_items(ray, d, p):
+    n = p["batch"]
+    return timeit(
+        lambda: [ray.get(r) for r in d.stream_items.remote(n)], n, p)
+
+
+# Items per run of the latency workload, and the pause before each.
+LATENCY_ITEMS = 20
+LATENCY_PAUSE_S = 0.005
+
+
+def w_generator_latency(ray, d, p):
+    """Mean ms from an item's yield (its value is the time) to the driver
+    holding its value, over items yielded while the driver waits."""
+    means = []
+    ray.get(list(d.paced_items.remote(1, 0)))  # a warm worker
+    for _ in range(p["reps"]):
+        lags = []
+        for ref in d.paced_items.remote(LATENCY_ITEMS, LATENCY_PAUSE_S):
+            made = ray.get(ref)
+            lags.append(time.time() - made)
+        means.append(1000 * statistics.fmean(lags))
+    return means
+
+
 OPS = "ops/s"
 GBS = "GB/s"
 
@@ -459,6 +498,10 @@ GROUPS = {
         ("n:n actor calls with arg async", w_n_to_n_arg, OPS, True),
         ("1:1 async-actor calls sync", w_async_actor_sync, OPS, True),
         ("1:1 async-actor calls async", w_async_actor_async, OPS, True),
+    ],
+    "generators": [
+        ("generator items streamed", w_generator_items, OPS, True),
+        ("generator item latency", w_generator_latency, "ms", False),
     ],
     # Special groups, each handled by its own function below.
     "startup": [

@@ -57,6 +57,10 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let node_id = cluster.node_id;
     let listeners = server::Listeners::bind(&config).await?;
     let socket_path = config.socket_path();
+    // Watched before "ready" is printed: a node stopped as soon as it says
+    // so still stops cleanly (and removes its store directory).
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("watching SIGTERM")?;
     println!("raynode node {node_id} ready");
     println!("  socket: {}", socket_path.display());
     println!("  store: {}", core_store_root.display());
@@ -82,7 +86,7 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     let mut core_task = tokio::spawn(core.run(events_rx));
 
     let core_failed = tokio::select! {
-        _ = wait_for_stop(&config) => None,
+        _ = wait_for_stop(&config, term) => None,
         ended = &mut core_task => Some(match ended {
             Ok(()) => "it returned".to_string(),
             Err(e) => e.to_string(),
@@ -123,15 +127,7 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
-async fn wait_for_stop(config: &NodeConfig) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot watch SIGTERM: {e}");
-            return;
-        }
-    };
+async fn wait_for_stop(config: &NodeConfig, mut term: tokio::signal::unix::Signal) {
     let parent = std::os::unix::process::parent_id();
     let watch_parent = config.exit_with_parent;
     let orphaned = async move {

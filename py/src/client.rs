@@ -8,9 +8,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use raynode_proto::frame;
 use raynode_proto::{
-    AckError, ActorId, ActorOptions, Arg, FromNode, FunctionId, GroupStrategy, InfoKind, NodeId,
-    ObjectId, PlacementGroupId, PlacementGroupSpec, Resources, ReturnValue, Role,
-    SchedulingStrategy, TaskId, TaskKind, TaskSpec, ToNode, Value, WorkerId, PROTOCOL_VERSION,
+    AckError, ActorId, ActorOptions, Arg, FromNode, FunctionId, Generator, GroupStrategy, InfoKind,
+    NodeId, ObjectId, PlacementGroupId, PlacementGroupSpec, Resources, ReturnValue, Role,
+    SchedulingStrategy, StreamItem, TaskId, TaskKind, TaskSpec, ToNode, Value, WorkerId,
+    PROTOCOL_VERSION,
 };
 use std::io::Write;
 use std::path::Path;
@@ -178,8 +179,9 @@ impl Client {
     /// max_restarts, max_task_retries, max_concurrency, is_async, meta)`.
     /// `strategy` is `None` (the default), `("spread",)`, `("affinity",
     /// node_id_hex, soft)` or `("group", group_id, bundle_index, capture)`
-    /// (index -1: any bundle).
-    #[pyo3(signature = (function_id, name, args, kwargs, num_returns, resources, max_retries, retry_exceptions, nested, kind=None, strategy=None))]
+    /// (index -1: any bundle). `generator` is `None`, `"streaming"` or
+    /// `"dynamic"`; a generator task has one return, its end.
+    #[pyo3(signature = (function_id, name, args, kwargs, num_returns, resources, max_retries, retry_exceptions, nested, kind=None, strategy=None, generator=None))]
     #[allow(clippy::too_many_arguments)]
     fn submit<'py>(
         &self,
@@ -195,7 +197,18 @@ impl Client {
         nested: Vec<Vec<u8>>,
         kind: Option<&Bound<'py, PyTuple>>,
         strategy: Option<&Bound<'py, PyTuple>>,
+        generator: Option<&str>,
     ) -> PyResult<Vec<ObjectRef>> {
+        let (generator, num_returns) = match generator {
+            None => (Generator::No, num_returns),
+            Some("streaming") => (Generator::Streaming, 1),
+            Some("dynamic") => (Generator::Dynamic, 1),
+            Some(other) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "generator must be 'streaming' or 'dynamic', got {other:?}"
+                )))
+            }
+        };
         let mut spec_args = Vec::with_capacity(args.len());
         for a in args.iter() {
             if let Ok(r) = a.cast::<ObjectRef>() {
@@ -226,6 +239,7 @@ impl Client {
             retry_exceptions,
             nested_refs,
             kind,
+            generator,
         };
         let ids: Vec<ObjectId> = spec.return_ids().collect();
         if acked {
@@ -383,6 +397,10 @@ impl Client {
                     (req, Some(values), None)
                 }
                 FromNode::Error { req, message } => (req, None, Some(message)),
+                FromNode::Item { req, item } => {
+                    let item = vec![self.item_to_py(py, item)?];
+                    (req, Some(item), None)
+                }
                 other => match other.req() {
                     Some(req) => (req, None, Some(format!("unexpected reply: {other:?}"))),
                     None => continue,
@@ -642,7 +660,11 @@ impl Client {
                     spec.name.into_pyobject(py)?.into_any(),
                     args.into_any(),
                     spec.kwargs.into_pyobject(py)?.into_any(),
-                    spec.num_returns.into_pyobject(py)?.into_any(),
+                    match spec.generator {
+                        Generator::No => spec.num_returns.into_pyobject(py)?.into_any(),
+                        Generator::Streaming => "streaming".into_pyobject(py)?.into_any(),
+                        Generator::Dynamic => "dynamic".into_pyobject(py)?.into_any(),
+                    },
                     kind,
                     ex.job.to_string().into_pyobject(py)?.into_any(),
                     ex.attempt.into_pyobject(py)?.into_any(),
@@ -688,6 +710,72 @@ impl Client {
         )
     }
 
+    /// Worker: item `index` (from 1) of the running generator task, inline
+    /// `bytes` or `None` when written to the store object made by
+    /// `create_return`.
+    fn yield_item(
+        &self,
+        py: Python<'_>,
+        task_id: &[u8],
+        index: u32,
+        bytes: Option<Bound<'_, PyAny>>,
+        nested: Vec<Vec<u8>>,
+    ) -> PyResult<()> {
+        let nested = ids20(&nested)?;
+        let value = match bytes {
+            Some(bytes) => ReturnValue::Inline {
+                bytes: owned_bytes(&bytes)?,
+                nested,
+            },
+            None => ReturnValue::Stored { nested },
+        };
+        let task = id16(task_id, TaskId)?;
+        self.send(py, ToNode::Yield { task, index, value })
+    }
+
+    /// Item `index` of the generator whose end is `end`, waiting up to
+    /// `timeout` seconds (`None`: for ever): an `ObjectRef`, `None` once
+    /// the generator has no more items, or `False` if the time passed first.
+    #[pyo3(signature = (end, index, timeout=None))]
+    fn next_item<'py>(
+        &self,
+        py: Python<'py>,
+        end: &Bound<'py, ObjectRef>,
+        index: u32,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let req = self.conn.next_req();
+        let msg = ToNode::NextItem {
+            req,
+            task: end.get().id.task(),
+            index,
+            timeout_ms: timeout.map(|t| (t.max(0.0) * 1000.0) as u64),
+        };
+        self.send(py, msg)?;
+        match self.reply(py, req)? {
+            FromNode::Item { item, .. } => self.item_to_py(py, item),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Like `next_item` with no timeout, but the reply comes out of
+    /// `next_watched` under the request number returned.
+    fn watch_item(&self, py: Python<'_>, end: &Bound<'_, ObjectRef>, index: u32) -> PyResult<u64> {
+        let req = self.conn.next_req();
+        self.conn.watch(req);
+        let msg = ToNode::NextItem {
+            req,
+            task: end.get().id.task(),
+            index,
+            timeout_ms: None,
+        };
+        let sent = self.send(py, msg);
+        if sent.is_err() {
+            self.conn.unwatch(req);
+        }
+        sent.map(|()| req)
+    }
+
     #[pyo3(signature = (actor_id, error=None))]
     fn actor_ready(&self, py: Python<'_>, actor_id: &[u8], error: Option<String>) -> PyResult<()> {
         self.send(
@@ -720,6 +808,17 @@ impl Client {
 }
 
 impl Client {
+    /// A stream item as `next_item` returns it.
+    fn item_to_py<'py>(&self, py: Python<'py>, item: StreamItem) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match item {
+            StreamItem::Ready(id) => ObjectRef::new(id, self.conn.refs.clone(), true)
+                .into_pyobject(py)?
+                .into_any(),
+            StreamItem::End => py.None().into_bound(py),
+            StreamItem::Pending => false.into_pyobject(py)?.to_owned().into_any(),
+        })
+    }
+
     fn fresh_id(&self) -> [u8; 16] {
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&self.prefix);

@@ -11,7 +11,7 @@ use crate::task::{PlacementGroupSpec, TaskSpec};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to these frames.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -123,6 +123,21 @@ pub enum ToNode {
         results: Vec<ReturnValue>,
         app_error: bool,
     },
+    /// Worker only: a generator task made its item `index` (from 1), ahead
+    /// of the `TaskDone` that ends it.
+    Yield {
+        task: TaskId,
+        index: u32,
+        value: ReturnValue,
+    },
+    /// Takes item `index` of the generator task `task` this client
+    /// submitted, waiting up to `timeout_ms` for it; answered by `Item`.
+    NextItem {
+        req: u64,
+        task: TaskId,
+        index: u32,
+        timeout_ms: Option<u64>,
+    },
     /// Worker only: an actor's constructor finished; `error` is the traceback if it raised.
     ActorReady {
         actor: ActorId,
@@ -229,6 +244,11 @@ pub enum FromNode {
     Cancel {
         task: TaskId,
     },
+    /// The answer to `NextItem`.
+    Item {
+        req: u64,
+        item: StreamItem,
+    },
     /// A request could not be served.
     Error {
         req: u64,
@@ -237,6 +257,19 @@ pub enum FromNode {
     /// Driver only: lines that a worker running this driver's work wrote,
     /// on this node or another.
     Output(Output),
+}
+
+/// What a generator's next item is, as `NextItem` asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum StreamItem {
+    /// The item's object (or, after a task that failed as a whole, its
+    /// end, which holds the error): the asking client now holds it.
+    Ready(ObjectId),
+    /// The task ended with no item at this index.
+    End,
+    /// Not made within the timeout.
+    Pending,
 }
 
 /// A worker writes this, then the task's id in hex and a newline, to its
@@ -268,6 +301,7 @@ impl FromNode {
             | FromNode::ActorFound { req, .. }
             | FromNode::Info { req, .. }
             | FromNode::Acked { req, .. }
+            | FromNode::Item { req, .. }
             | FromNode::Error { req, .. } => Some(*req),
             FromNode::Welcome { .. }
             | FromNode::Execute(_)

@@ -60,6 +60,14 @@ pub enum PeerMsg {
         task: TaskId,
         results: Vec<(WireValue, Vec<ObjectId>)>,
     },
+    /// Item `index` of a generator task run for the receiver, made before
+    /// the task's `Done`.
+    Item {
+        task: TaskId,
+        index: u32,
+        value: WireValue,
+        nested: Vec<ObjectId>,
+    },
     /// Send me the value of this object you own once it is ready.
     Subscribe { id: ObjectId },
     /// The value of an object the receiver subscribed to.

@@ -252,6 +252,25 @@ pub struct TaskSpec {
     pub kind: TaskKind,
     /// Where it may run.
     pub strategy: SchedulingStrategy,
+    /// Whether its function yields its results one by one.
+    pub generator: Generator,
+}
+
+/// How a generator task's items reach its caller. Either way the task has
+/// one return, its *end* (return 0), set when it ends, and each item `i`
+/// (from 1) is an object of its own, id [`ObjectId::for_return`]`(task, i)`,
+/// held by the owner's node until the caller takes it or drops the
+/// generator (see the node's `core/streams.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Generator {
+    /// A plain task: its returns are set when it ends.
+    #[default]
+    No,
+    /// `ObjectRefGenerator`: the caller takes items as they are made.
+    Streaming,
+    /// `num_returns="dynamic"`: the end's value lists every item.
+    Dynamic,
 }
 
 fn check_name(name: &str) -> Result<(), SpecError> {
@@ -349,6 +368,7 @@ mod tests {
             nested_refs: vec![],
             kind: TaskKind::Normal,
             strategy,
+            generator: Generator::No,
         }
     }
 

@@ -22,9 +22,10 @@ fn spec() -> impl Strategy<Value = TaskSpec> {
         proptest::collection::vec(object_id(), 0..3),
         any::<bool>(),
         scheduling_strategy(),
+        any::<Generator>(),
     )
         .prop_map(
-            |(task, args, num_returns, nested_refs, actor, strategy)| TaskSpec {
+            |(task, args, num_returns, nested_refs, actor, strategy, generator)| TaskSpec {
                 task_id: TaskId(task),
                 function: FunctionId([1; 16]),
                 name: "f".into(),
@@ -44,6 +45,7 @@ fn spec() -> impl Strategy<Value = TaskSpec> {
                     TaskKind::Normal
                 },
                 strategy,
+                generator,
             },
         )
 }

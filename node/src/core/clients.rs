@@ -109,6 +109,11 @@ impl Core {
             }
             ids.push(freed);
         }
+        if !self.streams.is_empty() {
+            for id in &ids {
+                self.stream_freed(*id);
+            }
+        }
         if !self.remote.peers.is_empty() {
             self.freed_here(&ids);
         }

@@ -10,6 +10,7 @@
 //! - `pool.rs`: worker processes coming and going;
 //! - `actors.rs`: actor creation, ordered method calls, restarts, kills;
 //! - `waiters.rs`: `get` and `wait` requests;
+//! - `streams.rs`: generator tasks' items, held until their caller takes them;
 //! - `info.rs`: cluster information and the timeline;
 //! - `groups.rs`: placement groups: created, placed, reserved, removed;
 //! - `pulls.rs`: objects pulled from other nodes' stores, within the room
@@ -25,6 +26,7 @@ mod output;
 mod pool;
 mod pulls;
 mod remote;
+mod streams;
 mod tasks;
 mod waiters;
 
@@ -222,6 +224,8 @@ pub struct Core {
     /// The TCP address drivers reach this node at, if it serves one.
     pub client_addr: Option<String>,
     groups: groups::Groups,
+    /// Generator tasks this node owns, by task.
+    streams: HashMap<TaskId, streams::Stream>,
 }
 
 impl Core {
@@ -258,6 +262,7 @@ impl Core {
             remote: remote::Remote::default(),
             client_addr: None,
             groups: groups::Groups::default(),
+            streams: HashMap::new(),
         }
     }
 
@@ -396,6 +401,13 @@ impl Core {
                 app_error,
             } => self.on_task_done(conn, task, results, app_error),
             ToNode::ActorReady { actor, error } => self.on_actor_ready(actor, error),
+            ToNode::Yield { task, index, value } => self.on_yield(conn, task, index, value),
+            ToNode::NextItem {
+                req,
+                task,
+                index,
+                timeout_ms,
+            } => self.on_next_item(conn, req, task, index, timeout_ms),
             ToNode::NoSharedMemory => {
                 if let Some(c) = self.clients.get_mut(&conn) {
                     c.inline_only = true;
@@ -507,6 +519,8 @@ fn frame_name(msg: &ToNode) -> &'static str {
         ToNode::Info { .. } => "Info",
         ToNode::TaskDone { .. } => "TaskDone",
         ToNode::ActorReady { .. } => "ActorReady",
+        ToNode::Yield { .. } => "Yield",
+        ToNode::NextItem { .. } => "NextItem",
         ToNode::NoSharedMemory => "NoSharedMemory",
         ToNode::CreatePlacementGroup { .. } => "CreatePlacementGroup",
         ToNode::RemovePlacementGroup { .. } => "RemovePlacementGroup",

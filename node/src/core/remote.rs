@@ -595,6 +595,12 @@ impl Core {
             match msg {
                 PeerMsg::Run(run) => self.on_run(from, *run),
                 PeerMsg::Done { task, results } => self.on_remote_done(from, task, results),
+                PeerMsg::Item {
+                    task,
+                    index,
+                    value,
+                    nested,
+                } => self.on_remote_item(from, task, index, value, nested),
                 PeerMsg::Subscribe { id } => self.on_subscribe(from, id),
                 PeerMsg::Value { id, value, nested } => self.receive_value(id, value, nested, None),
                 PeerMsg::Free { ids } => {
@@ -750,34 +756,10 @@ impl Core {
         task_id: TaskId,
         values: Vec<(ObjectId, ObjState, Vec<ObjectId>)>,
     ) {
-        let mut results = Vec::with_capacity(values.len());
-        for (id, state, nested) in values {
-            let value = match &state {
-                ObjState::Inline { bytes, error } => WireValue::Inline {
-                    bytes: bytes.as_ref().clone(),
-                    error: *error,
-                },
-                ObjState::Stored { size } => {
-                    let size = *size;
-                    if self.remote.lent.insert(id) {
-                        self.objects.add_ref(id);
-                        self.objects.set_value(id, state, nested.clone());
-                    }
-                    WireValue::Stored {
-                        holder: self.node_id,
-                        size,
-                    }
-                }
-                ObjState::Pending => continue,
-            };
-            for inner in &nested {
-                if self.objects.get(inner).is_some() {
-                    self.objects.add_ref(*inner);
-                    *self.remote.lent_nested.entry(*inner).or_default() += 1;
-                }
-            }
-            results.push((value, nested));
-        }
+        let results = values
+            .into_iter()
+            .filter_map(|(id, state, nested)| self.lend_result(id, state, nested))
+            .collect();
         if !self.send_peer(
             owner,
             PeerMsg::Done {
@@ -787,6 +769,72 @@ impl Core {
         ) {
             tracing::warn!(task = %task_id, %owner, "the results of a task are lost: its owner cannot be reached");
         }
+    }
+
+    /// A result made here for another node, as it travels there. A stored
+    /// one stays here, lent to the owner until it has pulled its copy, and
+    /// so do the references inside it.
+    pub(super) fn lend_result(
+        &mut self,
+        id: ObjectId,
+        state: ObjState,
+        nested: Vec<ObjectId>,
+    ) -> Option<(WireValue, Vec<ObjectId>)> {
+        let value = match &state {
+            ObjState::Inline { bytes, error } => WireValue::Inline {
+                bytes: bytes.as_ref().clone(),
+                error: *error,
+            },
+            ObjState::Stored { size } => {
+                let size = *size;
+                if self.remote.lent.insert(id) {
+                    self.objects.add_ref(id);
+                    self.objects.set_value(id, state, nested.clone());
+                }
+                WireValue::Stored {
+                    holder: self.node_id,
+                    size,
+                }
+            }
+            ObjState::Pending => return None,
+        };
+        for inner in &nested {
+            if self.objects.get(inner).is_some() {
+                self.objects.add_ref(*inner);
+                *self.remote.lent_nested.entry(*inner).or_default() += 1;
+            }
+        }
+        Some((value, nested))
+    }
+
+    /// Item `index` of a generator task run for us on `from` (or relayed
+    /// through us to its owner).
+    fn on_remote_item(
+        &mut self,
+        from: NodeId,
+        task: TaskId,
+        index: u32,
+        value: WireValue,
+        nested: Vec<ObjectId>,
+    ) {
+        let id = ObjectId::for_return(task, index);
+        if let Some(owner) = self.tasks.get(&task).and_then(|t| t.origin) {
+            let msg = PeerMsg::Item {
+                task,
+                index,
+                value,
+                nested,
+            };
+            self.send_peer(owner, msg);
+            return;
+        }
+        if index == 0 || !self.hold_item(task, index) {
+            if let WireValue::Stored { .. } = value {
+                self.send_peer(from, PeerMsg::Free { ids: vec![id] });
+            }
+            return;
+        }
+        self.receive_value(id, value, nested, Some((from, task)));
     }
 
     /// Drops the copy of a result an earlier run of its task made here

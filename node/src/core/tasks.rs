@@ -28,6 +28,9 @@ impl Core {
         for id in spec.return_ids() {
             self.hold(conn, id);
         }
+        if spec.generator != raynode_proto::Generator::No {
+            self.open_stream(spec.task_id);
+        }
         self.submit(spec, job, None, 0, 0);
     }
 
@@ -458,6 +461,9 @@ impl Core {
             return;
         };
         self.answer_subscribers(id);
+        if !self.streams.is_empty() {
+            self.stream_progress(id);
+        }
         for task_id in readied.dependents {
             let ready = match self.tasks.get_mut(&task_id) {
                 Some(Task {

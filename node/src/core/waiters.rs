@@ -170,6 +170,8 @@ impl Core {
     pub(super) fn on_timeout(&mut self, waiter_id: WaiterId) {
         if self.waiters.contains_key(&waiter_id) {
             self.answer(waiter_id, true);
+        } else if !self.streams.is_empty() {
+            self.stream_timeout(waiter_id);
         }
     }
 
@@ -255,6 +257,7 @@ impl Core {
             if let crate::objects::ObjState::Stored { .. } = state {
                 self.store.delete(id);
             }
+            self.stream_freed(id);
         }
     }
 }

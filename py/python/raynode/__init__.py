@@ -26,6 +26,7 @@ from ._api import (
     wait,
 )
 from ._core import ObjectRef
+from ._generators import DynamicObjectRefGenerator, ObjectRefGenerator
 from ._remote import method, remote
 
 __version__ = "0.1.0"
@@ -33,7 +34,9 @@ __version__ = "0.1.0"
 __all__ = [
     "ActorClass",
     "ActorHandle",
+    "DynamicObjectRefGenerator",
     "ObjectRef",
+    "ObjectRefGenerator",
     "actor",
     "available_resources",
     "cancel",

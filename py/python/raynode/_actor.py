@@ -11,8 +11,8 @@ import pickle
 
 from . import _runtime
 from ._remote import (
-    ACTOR_OPTIONS, Registration, check_options, check_runtime_env, pack_args, resource_list,
-    scheduling_strategy, task_extras,
+    ACTOR_OPTIONS, Registration, call_result, check_options, check_runtime_env, pack_args, resource_list,
+    returns_of, scheduling_strategy, task_extras,
 )
 
 # Ray's default concurrency for actors with async methods.
@@ -36,7 +36,8 @@ _DEFAULT = _Default()
 
 def _method_table(cls):
     """{method name: num_returns} and {method name: parameters or None} of
-    the public methods of `cls`. Parameters are (name, kind, has default)
+    the public methods of `cls` (num_returns "streaming" for a method that
+    yields, unless it says otherwise, as in Ray). Parameters are (name, kind, has default)
     after `self`: what checking a call's arguments needs, and picklable."""
     table = {}
     params = {}
@@ -44,7 +45,11 @@ def _method_table(cls):
         if name.startswith("__") and name != "__call__":
             continue
         opts = getattr(fn, "__raynode_method_options__", {})
-        table[name] = opts.get("num_returns", 1)
+        n = opts.get("num_returns")
+        if n is None:
+            yields = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+            n = "streaming" if yields else 1
+        table[name] = n
         params[name] = _parameters(cls, name, fn)
     return table, params
 
@@ -241,12 +246,9 @@ class ActorMethod:
         self._check_args(args, kwargs)
         client = _runtime.client()
         packed, names, nested, keep = pack_args(client, f"actor method {self._label}", args, kwargs)
+        n, generator = returns_of(self._num_returns, None)
         refs = client.submit(
-            self._handle._fid, self._label, packed, names, self._num_returns, [], 0, False, nested, self._kind
+            self._handle._fid, self._label, packed, names, n, [], 0, False, nested, self._kind, None, generator
         )
         del keep
-        if self._num_returns == 1:
-            return refs[0]
-        if self._num_returns == 0:
-            return None
-        return refs
+        return call_result(client, refs, n, generator)

@@ -217,28 +217,45 @@ def _put_serialized(client, s):
 
 
 def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
-    """Splits refs into (ready, not ready) once `num_returns` are ready or at `timeout`."""
+    """Splits refs (and ObjectRefGenerators, ready when their next item is
+    or they have no more) into (ready, not ready) once `num_returns` are
+    ready or at `timeout`."""
+    from . import _generators
+
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expected a list of ObjectRefs, got {type(object_refs).__name__}")
-    refs, _ = _refs_of(object_refs, "wait()")
-    if not refs:
+    items = list(object_refs)
+    if not items:
         return [], []
-    if len(set(refs)) != len(refs):
+    keys = set()
+    for x in items:
+        if not isinstance(x, (ObjectRef, _generators.ObjectRefGenerator)):
+            raise TypeError(f"wait() expected a list of ObjectRefs, but the list holds a {type(x).__name__}")
+        keys.add(x if isinstance(x, ObjectRef) else id(x))
+    if len(keys) != len(items):
         raise ValueError("Wait requires a list of unique object refs.")
     if num_returns <= 0:
         raise ValueError(f"Invalid number of objects to return {num_returns}.")
-    if num_returns > len(refs):
+    if num_returns > len(items):
         raise ValueError("num_returns cannot be greater than the number of objects provided to ray.wait.")
     if timeout is not None and timeout < 0:
         raise ValueError("timeout must be None or >= 0")
-    ready_idx = set(_runtime.client().wait(refs, num_returns, timeout))
-    ready = [r for i, r in enumerate(refs) if i in ready_idx]
-    rest = [r for i, r in enumerate(refs) if i not in ready_idx]
+    if any(isinstance(x, _generators.ObjectRefGenerator) for x in items):
+        ready_idx = set(_generators.wait(items, num_returns, timeout))
+    else:
+        ready_idx = set(_runtime.client().wait(items, num_returns, timeout))
+    ready = [x for i, x in enumerate(items) if i in ready_idx]
+    rest = [x for i, x in enumerate(items) if i not in ready_idx]
     return ready, rest
 
 
 def cancel(object_ref, *, force=False, recursive=True):
-    """Cancels the task that makes `object_ref`; `get` on it raises TaskCancelledError."""
+    """Cancels the task that makes `object_ref` (or runs a generator); `get`
+    on it raises TaskCancelledError."""
+    from ._generators import ObjectRefGenerator
+
+    if isinstance(object_ref, ObjectRefGenerator):
+        object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"ray.cancel() only supports an ObjectRef, got {type(object_ref).__name__}")
     _runtime.client().cancel(object_ref, force)

@@ -10,6 +10,9 @@ thread. The thread runs only while some future is pending.
 
 Futures of the same object share one request. Cancelling a future does not
 cancel the task (as in Ray); its reply is then dropped.
+
+A generator's next item (`async for` over an `ObjectRefGenerator`) comes
+the same way: `next_item` watches the node's answer to that request.
 """
 
 import asyncio
@@ -48,6 +51,18 @@ class _Watcher:
                 self.thread.start()
         return fut
 
+    def item(self, end, index):
+        """A future of item `index` of the generator whose end is `end`:
+        its ref, None when there is none, as `Client.next_item` answers."""
+        fut = concurrent.futures.Future()
+        with self.lock:
+            req = self.client.watch_item(end, index)
+            self.pending[req] = (None, [fut])
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="raynode-futures", daemon=True)
+                self.thread.start()
+        return fut
+
     def _watch(self, ref, futures):
         req = self.client.watch([ref])
         self.pending[req] = (ref, futures)
@@ -74,9 +89,12 @@ class _Watcher:
             if entry is None:
                 return
             ref, futures = entry
-            self.by_id.pop(ref.binary(), None)
+            if ref is not None:
+                self.by_id.pop(ref.binary(), None)
         if error is not None:
             return _settle(futures, exc=_core.NodeError(error))
+        if ref is None:
+            return _settle(futures, value=values[0])
         try:
             value = _serialization.deserialize(values[0])
         except _serialization.StalePath:
@@ -118,13 +136,21 @@ _watcher_lock = threading.Lock()
 
 def future(ref):
     """A concurrent.futures.Future of `ref`'s value."""
+    return _watcher_of(_runtime.client()).future(ref)
+
+
+def next_item(end, index):
+    """A concurrent.futures.Future of a generator's item `index`."""
+    return _watcher_of(_runtime.client()).item(end, index)
+
+
+def _watcher_of(client):
     global _watcher
-    client = _runtime.client()
     with _watcher_lock:
         w = _watcher
         if w is None or w.client is not client:
             w = _watcher = _Watcher(client)
-    return w.future(ref)
+    return w
 
 
 def awaiter(ref):

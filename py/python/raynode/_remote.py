@@ -61,12 +61,40 @@ def check_options(options, allowed, what):
             if not is_amount(v):
                 raise ValueError(f"Resource quantities must be finite non-negative numbers, got {k}={v!r}")
     n = options.get("num_returns")
-    if n is not None and (not isinstance(n, int) or n < 0):
-        raise ValueError(f"num_returns must be a non-negative integer, got {n!r}")
+    if n is not None and n not in GENERATOR_MODES and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+        raise ValueError(f"num_returns must be a non-negative integer, 'streaming' or 'dynamic', got {n!r}")
     if "retry_exceptions" in options:
         retry_types(options["retry_exceptions"])
     if "runtime_env" in options:
         check_runtime_env(options["runtime_env"])
+
+
+GENERATOR_MODES = ("streaming", "dynamic")
+
+
+def returns_of(num_returns, function):
+    """(returns the node makes, generator mode or None) for a call of
+    `function` asking for `num_returns` (None: the default, which for a
+    function that yields is "streaming", as in Ray)."""
+    if num_returns is None:
+        yields = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
+        num_returns = "streaming" if yields else 1
+    if num_returns in GENERATOR_MODES:
+        return 1, num_returns
+    return num_returns, None
+
+
+def call_result(client, refs, num_returns, generator):
+    """What `.remote()` gives for the refs of a call."""
+    if generator == "streaming":
+        from ._generators import ObjectRefGenerator
+
+        return ObjectRefGenerator(refs[0], client)
+    if num_returns == 1:
+        return refs[0]
+    if num_returns == 0:
+        return None
+    return refs
 
 
 def retry_types(value):
@@ -279,7 +307,7 @@ class RemoteFunction:
         self._registration = Registration(function)
         self._name = options.get("name") or getattr(function, "__qualname__", function.__name__)
         self._resources = resource_list(options, 1)
-        self._num_returns = options.get("num_returns", 1)
+        self._num_returns, self._generator = returns_of(options.get("num_returns"), function)
         self._max_retries = options.get("max_retries", 3)
         self._retry_exceptions, self._retry_on = retry_types(options.get("retry_exceptions", False))
         self._runtime_env = check_runtime_env(options.get("runtime_env"))
@@ -314,14 +342,10 @@ class RemoteFunction:
         strategy = scheduling_strategy(self._options, self._resources, self._name)
         refs = client.submit(
             fid, self._name, packed, names, self._num_returns, self._resources,
-            self._max_retries, self._retry_exceptions, nested, None, strategy,
+            self._max_retries, self._retry_exceptions, nested, None, strategy, self._generator,
         )
         del keep
-        if self._num_returns == 1:
-            return refs[0]
-        if self._num_returns == 0:
-            return None
-        return refs
+        return call_result(client, refs, self._num_returns, self._generator)
 
     def bind(self, *args, **kwargs):
         """A DAG node that runs this function when the DAG is executed."""

@@ -21,6 +21,7 @@ it may. In a task, `sys.exit` ends the worker, as in Ray.
 
 import asyncio
 import concurrent.futures
+import inspect
 import os
 import pickle
 import signal
@@ -30,7 +31,7 @@ import threading
 import time
 import traceback
 
-from . import _core, _runtime, _runtime_env, _serialization, exceptions
+from . import _core, _generators, _runtime, _runtime_env, _serialization, exceptions
 from ._remote import TASK_ENV, TASK_EXTRAS
 
 WORK_POLL_S = 1.0
@@ -153,6 +154,9 @@ class Worker:
             self.interruptible = task_id
             try:
                 result = function(*pos, **kw)
+                if isinstance(num_returns, str):
+                    # A generator's body runs as it is iterated: still interruptible.
+                    return self.stream(task_id, name, num_returns, result)
             finally:
                 self.interruptible = None
             if self.client.is_cancelled(task_id):
@@ -172,6 +176,8 @@ class Worker:
             self.set_current(None, job, 0)
 
     def report(self, task_id, name, num_returns, result):
+        if isinstance(num_returns, str):
+            return self.stream(task_id, name, num_returns, result)
         try:
             values = split_returns(result, num_returns, name)
             results = [self.return_value(task_id, i, v) for i, v in enumerate(values)]
@@ -182,18 +188,78 @@ class Worker:
     def report_error(self, task_id, name, num_returns, exc, retry_on=None):
         """Answers a call that raised. `retry_on`: the exception types the
         task may be retried for (None: any, if its retry_exceptions is set)."""
-        tb = user_traceback(exc)
-        if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
-            err = _serialization.serialize(exceptions.TaskCancelledError(f"{name} was cancelled"), _serialization.META_TASK_ERROR)
-        else:
-            if isinstance(exc, exceptions.RayTaskError):
-                exc = exc.cause if exc.cause is not None else exc
-            err = self.task_error(name, tb, exc)
-        value = err.inline()
+        err = self.error_value(name, exc)
+        if isinstance(exc, exceptions.RayTaskError) and exc.cause is not None:
+            exc = exc.cause
         # The node retries a task that raised when it was submitted with
         # retry_exceptions; a cause not in the listed types is no reason to.
         retryable = retry_on is None or isinstance(exc, retry_on)
-        self.client.task_done(task_id, [(value, err.nested)] * num_returns, retryable)
+        self.client.task_done(task_id, [(err.inline(), err.nested)] * returns_count(num_returns), retryable)
+
+    def error_value(self, name, exc):
+        """What a call that raised `exc` gives its caller: a pickled
+        TaskCancelledError or RayTaskError."""
+        if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+            cancelled = exceptions.TaskCancelledError(f"{name} was cancelled")
+            return _serialization.serialize(cancelled, _serialization.META_TASK_ERROR)
+        tb = user_traceback(exc)
+        if isinstance(exc, exceptions.RayTaskError):
+            exc = exc.cause if exc.cause is not None else exc
+        return self.task_error(name, tb, exc)
+
+    # -- generators ---------------------------------------------------------
+
+    def stream(self, task_id, name, mode, result):
+        """Runs a generator task's body: each item goes to the node as it
+        is made, an exception becomes the last item, then the end."""
+        items = Items(task_id)
+        try:
+            for value in result:
+                self.yield_item(items, value)
+        except SystemExit:
+            raise
+        except BaseException as e:  # noqa: BLE001 - the error is the item where it happened
+            self.yield_error(items, name, e)
+        self.end_stream(items, name, mode)
+
+    async def stream_async(self, task_id, name, mode, result):
+        """`stream` for an async generator (an async actor's method)."""
+        items = Items(task_id)
+        try:
+            async for value in result:
+                self.yield_item(items, value)
+        except SystemExit:
+            raise
+        except BaseException as e:  # noqa: BLE001
+            self.yield_error(items, name, e)
+        self.end_stream(items, name, mode)
+
+    def yield_item(self, items, value):
+        index, object_id = items.next()
+        s = _serialization.serialize(value)
+        if s.size <= self.client.inline_limit:
+            self.client.yield_item(items.task_id, index, s.inline(), s.nested)
+        else:
+            path = self.client.create_return(object_id, s.planned_size())
+            s.write_to(path)
+            self.client.yield_item(items.task_id, index, None, s.nested)
+        if self.client.is_cancelled(items.task_id):
+            raise KeyboardInterrupt
+
+    def yield_error(self, items, name, exc):
+        index, _ = items.next()
+        err = self.error_value(name, exc)
+        self.client.yield_item(items.task_id, index, err.inline(), err.nested)
+
+    def end_stream(self, items, name, mode):
+        """Sets a generator task's end: its item count, or for a dynamic
+        one the list of its items (which the end then holds)."""
+        if mode == "dynamic":
+            s = _serialization.serialize(_generators.dynamic_end(items.ids))
+            s.nested = list(s.nested) + items.ids
+        else:
+            s = _serialization.serialize(len(items.ids))
+        self.client.task_done(items.task_id, [(s.inline(), s.nested)], False)
 
     def task_error(self, name, tb, exc):
         """A pickled RayTaskError for `exc` (its cause travels as its text
@@ -271,7 +337,7 @@ class Worker:
         if self.actor_error is not None:
             err = exceptions.ActorDiedError(f"The actor died because its constructor raised:\n{self.actor_error}")
             s = _serialization.serialize(err, _serialization.META_TASK_ERROR)
-            self.client.task_done(task_id, [(s.inline(), [])] * num_returns, True)
+            self.client.task_done(task_id, [(s.inline(), [])] * returns_count(num_returns), True)
             return
         if method == "__ray_ready__":
             return self.report(task_id, name, num_returns, True)
@@ -328,8 +394,11 @@ class Worker:
                         raise asyncio.CancelledError
                     pos, kw = unpack_args(args, kwnames)
                     result = getattr(self.actor, method)(*pos, **kw)
-                    if asyncio.iscoroutine(result):
+                    if asyncio.iscoroutine(result) and not inspect.isgenerator(result):
                         result = await result
+                    if isinstance(num_returns, str) and inspect.isasyncgen(result):
+                        await self.stream_async(task_id, name, num_returns, result)
+                        return
                 except (ActorExit, SystemExit) as e:
                     self.end_actor(task_id, name, num_returns, e)
                 except BaseException as e:  # noqa: BLE001
@@ -364,7 +433,7 @@ class Worker:
         if task_id is not None:
             err = exceptions.ActorDiedError(f"The actor {self.class_name} exited intentionally: {why}")
             s = _serialization.serialize(err, _serialization.META_TASK_ERROR)
-            self.client.task_done(task_id, [(s.inline(), [])] * num_returns, True)
+            self.client.task_done(task_id, [(s.inline(), [])] * returns_count(num_returns), True)
         # As `ray.kill(actor, no_restart=True)`: later calls raise
         # RayActorError; the node stops this process.
         self.client.kill_actor(self.actor_id, True)
@@ -501,6 +570,26 @@ def unpack_args(values, kwnames):
         return decoded, {}
     split = len(decoded) - len(kwnames)
     return decoded[:split], dict(zip(kwnames, decoded[split:]))
+
+
+class Items:
+    """The items a generator task made so far."""
+
+    def __init__(self, task_id):
+        self.task_id = task_id
+        self.ids = []
+
+    def next(self):
+        """The next item's index (from 1) and object id."""
+        index = len(self.ids) + 1
+        object_id = self.task_id + index.to_bytes(4, "big")
+        self.ids.append(object_id)
+        return index, object_id
+
+
+def returns_count(num_returns):
+    """How many return values a call has: a generator has one, its end."""
+    return 1 if isinstance(num_returns, str) else num_returns
 
 
 def split_returns(result, num_returns, name):

@@ -1,0 +1,200 @@
+"""Generator tasks, as Ray 2.x has them.
+
+A remote function or actor method that `yield`s runs as a generator task.
+Its worker reports each item as soon as it is made; each item is an object
+of its own, owned by the caller like any return value. The task's one
+return, its *end*, is set when it ends.
+
+- By default (`num_returns="streaming"`) the call gives an
+  `ObjectRefGenerator`: `next(gen)` gives the next item's ref as soon as
+  that item exists, before the task has finished. The caller's node holds
+  the items not taken yet; dropping the generator drops them.
+- With `num_returns="dynamic"` the call gives one ref, ready when the task
+  ends, whose value is a `DynamicObjectRefGenerator` over every item.
+
+An exception raised by the generator is the value of the item where it
+happened, and the stream ends after it. A task that fails as a whole (its
+worker died and it has no retries left, or it was cancelled before it
+ran) ends its stream with one more item that holds that error.
+"""
+
+import asyncio
+import threading
+import time
+
+from . import _core, _runtime
+
+# How long `ray.wait` on generators sleeps between looks, at most.
+WAIT_POLL_MAX_S = 0.02
+
+
+class ObjectRefGenerator:
+    """The refs of a streaming generator task's items, in order, as they
+    are made. Iterate it with `for` / `next()`, or `async for`."""
+
+    def __init__(self, end, client):
+        self._end = end
+        self._client = client
+        self._index = 1  # the next item's index
+        self._ahead = None  # an item taken before it was asked for (ray.wait, next_ready)
+        self._finished = False
+        self._lock = threading.Lock()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._next(None)
+
+    def _next_sync(self, timeout_s=None):
+        """The next item's ref, waiting up to `timeout_s` seconds (None or
+        -1: for ever). A nil ref if it is not made in time; raises
+        `StopIteration` once the task ended with no more items."""
+        if timeout_s is not None and timeout_s < 0:
+            timeout_s = None
+        ref = self._next(timeout_s)
+        return _core.ObjectRef.nil() if ref is None else ref
+
+    def _next(self, timeout):
+        with self._lock:
+            if self._ahead is not None:
+                ref, self._ahead = self._ahead, None
+                return ref
+            if self._finished:
+                raise StopIteration
+            got = self._client.next_item(self._end, self._index, timeout)
+            return self._settle(got)
+
+    def _settle(self, got):
+        """What the node answered for the next item: a ref (the item is
+        taken), None (no more) or False (not made yet)."""
+        if got is None:
+            self._finished = True
+            raise StopIteration
+        if got is False:
+            return None
+        if got != self._end:
+            self._index += 1
+        return got
+
+    def _poll(self):
+        """Whether `next()` would return at once: an item is ready (and
+        taken ahead) or the stream has ended."""
+        with self._lock:
+            if self._ahead is not None or self._finished:
+                return True
+            try:
+                ref = self._settle(self._client.next_item(self._end, self._index, 0))
+            except StopIteration:
+                return True
+            if ref is None:
+                return False
+            self._ahead = ref
+            return True
+
+    def next_ready(self):
+        """Whether `next()` gives a ref at once (False when it would raise
+        StopIteration: see `is_finished`)."""
+        return self._poll() and self._ahead is not None
+
+    def is_finished(self):
+        """Whether the task ended and every item was taken."""
+        return self._poll() and self._ahead is None
+
+    def completed(self):
+        """A ref that is ready when the task has ended (its `get` raises if
+        the task failed as a whole)."""
+        return self._end
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        with self._lock:
+            if self._ahead is not None:
+                ref, self._ahead = self._ahead, None
+                return ref
+            if self._finished:
+                raise StopAsyncIteration
+            index = self._index
+        from . import _futures
+
+        got = await asyncio.wrap_future(_futures.next_item(self._end, index))
+        with self._lock:
+            try:
+                return self._settle(got)
+            except StopIteration:
+                raise StopAsyncIteration from None
+
+    def __reduce__(self):
+        raise TypeError(
+            "an ObjectRefGenerator cannot be passed to another task or actor: "
+            "pass the refs it yields, or use num_returns='dynamic'"
+        )
+
+    def __repr__(self):
+        return f"ObjectRefGenerator({self._end.task_id()})"
+
+
+class DynamicObjectRefGenerator:
+    """The value of a `num_returns="dynamic"` task's ref: the refs of every
+    item it yielded, in order."""
+
+    def __init__(self, refs):
+        self._refs = list(refs)
+
+    def __iter__(self):
+        return iter(self._refs)
+
+    def __len__(self):
+        return len(self._refs)
+
+    def __reduce__(self):
+        return (DynamicObjectRefGenerator, (self._refs,))
+
+    def __repr__(self):
+        return f"DynamicObjectRefGenerator({len(self._refs)} items)"
+
+
+def dynamic_end(item_ids):
+    """The end value of a dynamic generator task made of `item_ids`,
+    pickled without counting refs in the worker: the refs are made where
+    the value is read."""
+    return _DynamicIds(item_ids)
+
+
+class _DynamicIds:
+    def __init__(self, ids):
+        self.ids = ids
+
+    def __reduce__(self):
+        return (_dynamic_refs, (self.ids,))
+
+
+def _dynamic_refs(ids):
+    from . import _futures
+
+    return DynamicObjectRefGenerator(_futures.counted(i) for i in ids)
+
+
+def wait(items, num_returns, timeout):
+    """`ray.wait` over refs and generators: indexes of the ready ones. A
+    generator is ready when `next()` would return at once."""
+    client = _runtime.client()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    refs = [(i, x) for i, x in enumerate(items) if not isinstance(x, ObjectRefGenerator)]
+    pause = 0.0005
+    while True:
+        ready = {i for i, g in enumerate(items) if isinstance(g, ObjectRefGenerator) and g._poll()}
+        if refs:
+            pending = [r for _, r in refs]
+            for j in client.wait(pending, len(pending), 0):
+                ready.add(refs[j][0])
+        if len(ready) >= num_returns:
+            break
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        time.sleep(pause if left is None else min(pause, left))
+        pause = min(pause * 2, WAIT_POLL_MAX_S)
+    return sorted(ready)[:num_returns] if len(ready) > num_returns else sorted(ready)
