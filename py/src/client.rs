@@ -733,15 +733,17 @@ impl Client {
         self.send(py, ToNode::Yield { task, index, value })
     }
 
-    /// Item `index` of the generator whose end is `end`, waiting up to
-    /// `timeout` seconds (`None`: for ever): an `ObjectRef`, `None` once
-    /// the generator has no more items, or `False` if the time passed first.
-    #[pyo3(signature = (end, index, timeout=None))]
+    /// Item `index` of the generator whose end is `end`, with up to `max -
+    /// 1` more that are ready after it, waiting up to `timeout` seconds
+    /// (`None`: for ever) for the first: a list of `ObjectRef`s, `None`
+    /// once the generator has no more items, or `False` if the time passed.
+    #[pyo3(signature = (end, index, max, timeout=None))]
     fn next_item<'py>(
         &self,
         py: Python<'py>,
         end: &Bound<'py, ObjectRef>,
         index: u32,
+        max: u32,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let req = self.conn.next_req();
@@ -749,6 +751,7 @@ impl Client {
             req,
             task: end.get().id.task(),
             index,
+            max,
             timeout_ms: timeout.map(|t| (t.max(0.0) * 1000.0) as u64),
         };
         self.send(py, msg)?;
@@ -760,13 +763,20 @@ impl Client {
 
     /// Like `next_item` with no timeout, but the reply comes out of
     /// `next_watched` under the request number returned.
-    fn watch_item(&self, py: Python<'_>, end: &Bound<'_, ObjectRef>, index: u32) -> PyResult<u64> {
+    fn watch_item(
+        &self,
+        py: Python<'_>,
+        end: &Bound<'_, ObjectRef>,
+        index: u32,
+        max: u32,
+    ) -> PyResult<u64> {
         let req = self.conn.next_req();
         self.conn.watch(req);
         let msg = ToNode::NextItem {
             req,
             task: end.get().id.task(),
             index,
+            max,
             timeout_ms: None,
         };
         let sent = self.send(py, msg);
@@ -811,9 +821,12 @@ impl Client {
     /// A stream item as `next_item` returns it.
     fn item_to_py<'py>(&self, py: Python<'py>, item: StreamItem) -> PyResult<Bound<'py, PyAny>> {
         Ok(match item {
-            StreamItem::Ready(id) => ObjectRef::new(id, self.conn.refs.clone(), true)
-                .into_pyobject(py)?
-                .into_any(),
+            StreamItem::Ready(ids) => {
+                let refs = ids
+                    .into_iter()
+                    .map(|id| ObjectRef::new(id, self.conn.refs.clone(), true));
+                PyList::new(py, refs)?.into_any()
+            }
             StreamItem::End => py.None().into_bound(py),
             StreamItem::Pending => false.into_pyobject(py)?.to_owned().into_any(),
         })

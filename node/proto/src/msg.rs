@@ -131,11 +131,13 @@ pub enum ToNode {
         value: ReturnValue,
     },
     /// Takes item `index` of the generator task `task` this client
-    /// submitted, waiting up to `timeout_ms` for it; answered by `Item`.
+    /// submitted, waiting up to `timeout_ms` for it, and with it up to
+    /// `max - 1` more items that are ready after it; answered by `Item`.
     NextItem {
         req: u64,
         task: TaskId,
         index: u32,
+        max: u32,
         timeout_ms: Option<u64>,
     },
     /// Worker only: an actor's constructor finished; `error` is the traceback if it raised.
@@ -260,12 +262,13 @@ pub enum FromNode {
 }
 
 /// What a generator's next item is, as `NextItem` asks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum StreamItem {
-    /// The item's object (or, after a task that failed as a whole, its
-    /// end, which holds the error): the asking client now holds it.
-    Ready(ObjectId),
+    /// The items' objects, in order, from the one asked for (or, after a
+    /// task that failed as a whole, its end, which holds the error): the
+    /// asking client now holds them.
+    Ready(Vec<ObjectId>),
     /// The task ended with no item at this index.
     End,
     /// Not made within the timeout.

@@ -406,8 +406,9 @@ impl Core {
                 req,
                 task,
                 index,
+                max,
                 timeout_ms,
-            } => self.on_next_item(conn, req, task, index, timeout_ms),
+            } => self.on_next_item(conn, req, task, (index, max), timeout_ms),
             ToNode::NoSharedMemory => {
                 if let Some(c) = self.clients.get_mut(&conn) {
                     c.inline_only = true;

@@ -35,6 +35,7 @@ struct Asking {
     conn: ConnId,
     req: u64,
     index: u32,
+    max: u32,
     /// Numbered like a waiter, for its timeout.
     timer: Option<WaiterId>,
 }
@@ -115,13 +116,14 @@ impl Core {
     }
 
     /// `next(generator)`: answers at once if it can, else when the item is
-    /// made, the task ends, or `timeout_ms` passes.
+    /// made, the task ends, or `timeout_ms` passes. Up to `max` items
+    /// ready from `index` on are taken at once.
     pub(super) fn on_next_item(
         &mut self,
         conn: ConnId,
         req: u64,
         task: TaskId,
-        index: u32,
+        (index, max): (u32, u32),
         timeout_ms: Option<u64>,
     ) {
         if !self.streams.contains_key(&task) {
@@ -131,7 +133,7 @@ impl Core {
             );
             return self.send(conn, FromNode::Error { req, message });
         }
-        if let Some(item) = self.next_item(conn, task, index) {
+        if let Some(item) = self.next_items(conn, task, index, max) {
             return self.send(conn, FromNode::Item { req, item });
         }
         if timeout_ms == Some(0) {
@@ -153,42 +155,62 @@ impl Core {
                 conn,
                 req,
                 index,
+                max,
                 timer,
             });
         }
     }
 
-    /// Item `index` if it can be given now: a made item's reference moves
-    /// from the stream to `conn`.
-    fn next_item(&mut self, conn: ConnId, task: TaskId, index: u32) -> Option<StreamItem> {
-        let id = ObjectId::for_return(task, index);
-        let ready = index > 0 && self.objects.get(&id).is_some_and(|e| e.is_ready());
-        let stream = self.streams.get_mut(&task)?;
-        if ready {
-            let was_held = stream.held.remove(&index);
-            let taken = self
-                .clients
-                .get_mut(&conn)
-                .is_some_and(|c| c.held.insert(id));
-            match (was_held, taken) {
-                (true, true) => {}
-                (true, false) => self.release(id),
-                (false, true) => {
-                    self.objects.add_ref(id);
-                }
-                (false, false) => {}
+    /// Items from `index` on (at most `max`) if one can be given now: each
+    /// made item's reference moves from the stream to `conn`.
+    fn next_items(
+        &mut self,
+        conn: ConnId,
+        task: TaskId,
+        index: u32,
+        max: u32,
+    ) -> Option<StreamItem> {
+        let mut ready = Vec::new();
+        for i in index..index.saturating_add(max.max(1)) {
+            match self.take_item(conn, task, i) {
+                Some(id) => ready.push(id),
+                None => break,
             }
-            return Some(StreamItem::Ready(id));
         }
+        if !ready.is_empty() {
+            return Some(StreamItem::Ready(ready));
+        }
+        let stream = self.streams.get_mut(&task)?;
         if !stream.ended || index < stream.made {
             return None;
         }
         if std::mem::take(&mut stream.error_due) {
             let end = ObjectId::for_return(task, 0);
             self.hold(conn, end);
-            return Some(StreamItem::Ready(end));
+            return Some(StreamItem::Ready(vec![end]));
         }
         Some(StreamItem::End)
+    }
+
+    /// Item `index` if it is made: its reference moves from the stream to `conn`.
+    fn take_item(&mut self, conn: ConnId, task: TaskId, index: u32) -> Option<ObjectId> {
+        let id = ObjectId::for_return(task, index);
+        if index == 0 || !self.objects.get(&id).is_some_and(|e| e.is_ready()) {
+            return None;
+        }
+        let was_held = self.streams.get_mut(&task)?.held.remove(&index);
+        let taken = self
+            .clients
+            .get_mut(&conn)
+            .is_some_and(|c| c.held.insert(id));
+        match (was_held, taken) {
+            (true, true) | (false, false) => {}
+            (true, false) => self.release(id),
+            (false, true) => {
+                self.objects.add_ref(id);
+            }
+        }
+        Some(id)
     }
 
     /// An object was set: if it belongs to a stream, answer what waited for it.
@@ -210,7 +232,7 @@ impl Core {
         let asking = std::mem::take(&mut stream.asking);
         let mut still = Vec::new();
         for ask in asking {
-            match self.next_item(ask.conn, task, ask.index) {
+            match self.next_items(ask.conn, task, ask.index, ask.max) {
                 Some(item) => self.send(ask.conn, FromNode::Item { req: ask.req, item }),
                 None => still.push(ask),
             }

@@ -51,12 +51,13 @@ class _Watcher:
                 self.thread.start()
         return fut
 
-    def item(self, end, index):
-        """A future of item `index` of the generator whose end is `end`:
-        its ref, None when there is none, as `Client.next_item` answers."""
+    def item(self, end, index, max_items):
+        """A future of item `index` of the generator whose end is `end`
+        (and up to `max_items - 1` ready after it), as `Client.next_item`
+        answers."""
         fut = concurrent.futures.Future()
         with self.lock:
-            req = self.client.watch_item(end, index)
+            req = self.client.watch_item(end, index, max_items)
             self.pending[req] = (None, [fut])
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="raynode-futures", daemon=True)
@@ -139,9 +140,9 @@ def future(ref):
     return _watcher_of(_runtime.client()).future(ref)
 
 
-def next_item(end, index):
-    """A concurrent.futures.Future of a generator's item `index`."""
-    return _watcher_of(_runtime.client()).item(end, index)
+def next_item(end, index, max_items):
+    """A concurrent.futures.Future of a generator's items from `index`."""
+    return _watcher_of(_runtime.client()).item(end, index, max_items)
 
 
 def _watcher_of(client):

@@ -19,6 +19,7 @@ ran) ends its stream with one more item that holds that error.
 """
 
 import asyncio
+import collections
 import threading
 import time
 
@@ -26,6 +27,9 @@ from . import _core, _runtime
 
 # How long `ray.wait` on generators sleeps between looks, at most.
 WAIT_POLL_MAX_S = 0.02
+
+# Items taken from the node at once when more than one is ready.
+TAKE_AT_ONCE = 64
 
 
 class ObjectRefGenerator:
@@ -35,8 +39,8 @@ class ObjectRefGenerator:
     def __init__(self, end, client):
         self._end = end
         self._client = client
-        self._index = 1  # the next item's index
-        self._ahead = None  # an item taken before it was asked for (ray.wait, next_ready)
+        self._index = 1  # the next index to ask the node for
+        self._ahead = collections.deque()  # items taken and not given yet
         self._finished = False
         self._lock = threading.Lock()
 
@@ -57,49 +61,43 @@ class ObjectRefGenerator:
 
     def _next(self, timeout):
         with self._lock:
-            if self._ahead is not None:
-                ref, self._ahead = self._ahead, None
-                return ref
-            if self._finished:
-                raise StopIteration
-            got = self._client.next_item(self._end, self._index, timeout)
-            return self._settle(got)
+            if not self._ahead:
+                if self._finished:
+                    raise StopIteration
+                self._settle(self._client.next_item(self._end, self._index, TAKE_AT_ONCE, timeout))
+            return self._ahead.popleft() if self._ahead else None
 
     def _settle(self, got):
-        """What the node answered for the next item: a ref (the item is
-        taken), None (no more) or False (not made yet)."""
+        """Files what the node answered for the next items: refs (they are
+        taken), None (no more: StopIteration) or False (not made yet)."""
         if got is None:
             self._finished = True
             raise StopIteration
         if got is False:
-            return None
-        if got != self._end:
-            self._index += 1
-        return got
+            return
+        self._ahead.extend(got)
+        self._index += sum(1 for r in got if r != self._end)
 
     def _poll(self):
         """Whether `next()` would return at once: an item is ready (and
         taken ahead) or the stream has ended."""
         with self._lock:
-            if self._ahead is not None or self._finished:
+            if self._ahead or self._finished:
                 return True
             try:
-                ref = self._settle(self._client.next_item(self._end, self._index, 0))
+                self._settle(self._client.next_item(self._end, self._index, TAKE_AT_ONCE, 0))
             except StopIteration:
                 return True
-            if ref is None:
-                return False
-            self._ahead = ref
-            return True
+            return bool(self._ahead)
 
     def next_ready(self):
         """Whether `next()` gives a ref at once (False when it would raise
         StopIteration: see `is_finished`)."""
-        return self._poll() and self._ahead is not None
+        return self._poll() and bool(self._ahead)
 
     def is_finished(self):
         """Whether the task ended and every item was taken."""
-        return self._poll() and self._ahead is None
+        return self._poll() and not self._ahead
 
     def completed(self):
         """A ref that is ready when the task has ended (its `get` raises if
@@ -110,21 +108,23 @@ class ObjectRefGenerator:
         return self
 
     async def __anext__(self):
-        with self._lock:
-            if self._ahead is not None:
-                ref, self._ahead = self._ahead, None
-                return ref
-            if self._finished:
-                raise StopAsyncIteration
-            index = self._index
         from . import _futures
 
-        got = await asyncio.wrap_future(_futures.next_item(self._end, index))
-        with self._lock:
-            try:
-                return self._settle(got)
-            except StopIteration:
-                raise StopAsyncIteration from None
+        while True:
+            with self._lock:
+                if self._ahead:
+                    return self._ahead.popleft()
+                if self._finished:
+                    raise StopAsyncIteration
+                index = self._index
+            got = await asyncio.wrap_future(_futures.next_item(self._end, index, TAKE_AT_ONCE))
+            with self._lock:
+                if index != self._index:
+                    continue  # another consumer took these items first
+                try:
+                    self._settle(got)
+                except StopIteration:
+                    raise StopAsyncIteration from None
 
     def __reduce__(self):
         raise TypeError(
