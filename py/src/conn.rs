@@ -149,26 +149,6 @@ pub struct Conn {
     pub log_to_driver: AtomicBool,
 }
 
-/// Prints lines a worker wrote, each prefixed with its source as Ray does:
-/// `(f pid=12, ip=10.0.0.5) hello`, to this process's stdout or stderr.
-fn print_output(output: &raynode_proto::Output) {
-    let mut text = String::new();
-    for line in &output.lines {
-        text.push('(');
-        text.push_str(&output.source);
-        text.push_str(") ");
-        text.push_str(line);
-        text.push('\n');
-    }
-    // A closed stdout or stderr loses the lines, nothing else.
-    let _ = if output.stderr {
-        std::io::stderr().lock().write_all(text.as_bytes())
-    } else {
-        let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes()).and_then(|()| out.flush())
-    };
-}
-
 impl Conn {
     /// Wraps a connected stream whose hello is done; starts the reader thread
     /// and the reference flusher.
@@ -233,7 +213,8 @@ impl Conn {
     fn file(&self, msg: FromNode) {
         if let FromNode::Output(output) = msg {
             if self.log_to_driver.load(Ordering::Relaxed) {
-                print_output(&output);
+                // Prefixed with its source as Ray does: `(f pid=12, ip=10.0.0.5) hello`.
+                crate::progress::print(&output.source, &output.lines, output.stderr);
             }
             return;
         }

@@ -5,12 +5,14 @@
 //! - [`client`]: the `Client` class the Python layer drives (submit, get,
 //!   put, wait, actors, and a worker's task loop);
 //! - [`codec`]: the object layout, for values built and read in Python;
-//! - [`errors`]: the mapping of failures to Python exceptions.
+//! - [`errors`]: the mapping of failures to Python exceptions;
+//! - [`progress`]: progress bars of tasks, drawn by the driver.
 
 mod client;
 mod codec;
 mod conn;
 mod errors;
+mod progress;
 mod refs;
 
 use pyo3::prelude::*;
@@ -27,6 +29,15 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NodeError", m.py().get_type::<errors::NodeError>())?;
     m.add("PROTOCOL_VERSION", raynode_proto::PROTOCOL_VERSION)?;
     m.add("OUTPUT_MARK", raynode_proto::OUTPUT_MARK)?;
+    m.add("PROGRESS_MARK", raynode_proto::PROGRESS_MARK)?;
+    m.add_function(wrap_pyfunction!(show_progress, m)?)?;
     m.add("MAX_FRAME_BYTES", raynode_proto::MAX_FRAME_BYTES)?;
     Ok(())
+}
+
+/// Draws progress bar updates made in this process (a driver's own
+/// `tqdm_ray` bars): `lines` as a worker would print them.
+#[pyfunction]
+fn show_progress(source: &str, lines: Vec<String>) {
+    progress::print(source, &lines, false);
 }

@@ -20,7 +20,7 @@ pub use frame::{FrameError, MAX_FRAME_BYTES};
 pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, WorkerId};
 pub use msg::{
     AckError, Execute, FromNode, InfoKind, Output, PutView, ReturnValue, Role, StoreError,
-    StreamItem, ToNode, Value, OUTPUT_MARK, PROTOCOL_VERSION,
+    StreamItem, ToNode, Value, OUTPUT_MARK, PROGRESS_MARK, PROTOCOL_VERSION,
 };
 pub use task::{
     group_resource, is_group_resource, ActorOptions, Arg, Bundles, Generator, GroupStrategy,

@@ -280,6 +280,10 @@ pub enum StreamItem {
 /// that follow to that work's driver, however late they arrive.
 pub const OUTPUT_MARK: &str = "\u{1e}raynode-task ";
 
+/// A line of a task's stdout that starts with this is a progress bar's
+/// state (`raynode.experimental.tqdm_ray`), drawn by the driver as a bar.
+pub const PROGRESS_MARK: &str = "\u{1e}raynode-bar ";
+
 /// Lines a worker wrote to its stdout or stderr, for the driver whose work
 /// it ran.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

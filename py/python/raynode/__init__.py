@@ -6,7 +6,7 @@
 
 import cloudpickle
 
-from . import actor, dag, exceptions, util
+from . import actor, dag, exceptions, experimental, util
 from ._actor import ActorClass, ActorHandle
 from ._api import (
     available_resources,
@@ -44,6 +44,7 @@ __all__ = [
     "cluster_resources",
     "dag",
     "exceptions",
+    "experimental",
     "get",
     "get_actor",
     "get_gpu_ids",
