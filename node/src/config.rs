@@ -15,6 +15,8 @@ pub struct NodeConfig {
     pub socket: Option<PathBuf>,
     /// TCP address for remote drivers; `None` serves the Unix socket only.
     pub client_addr: Option<SocketAddr>,
+    /// Where the Prometheus endpoint (`GET /metrics`) listens; `None`: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
     pub num_cpus: f64,
     pub num_gpus: f64,
     /// Custom resources, besides CPU and GPU.
@@ -47,6 +49,7 @@ impl Default for NodeConfig {
             data_dir: std::env::temp_dir().join("raynode"),
             socket: None,
             client_addr: None,
+            metrics_addr: None,
             num_cpus: 1.0,
             num_gpus: 0.0,
             resources: Resources::default(),

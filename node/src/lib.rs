@@ -13,7 +13,8 @@
 //!   control store's Raft member over it, and the messages between nodes;
 //! - [`store`] wraps the shared-memory object store for values too large to
 //!   travel inline, [`values`] builds the values the node itself makes
-//!   (errors), and [`status`] is the client side of `raynode status`.
+//!   (errors), [`status`] is the client side of `raynode status`, and
+//!   [`metrics`] keeps user metrics and serves them to Prometheus.
 
 pub mod channel;
 pub mod cluster;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod core;
 pub mod engine;
 pub mod gcs;
+pub mod metrics;
 pub mod objects;
 pub mod output;
 pub mod scheduler;
@@ -67,6 +69,26 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     if let Some(addr) = listeners.tcp_addr() {
         println!("  client address: {addr}");
     }
+    let metrics = match config.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
+            println!("  metrics: http://{}/metrics", listener.local_addr()?);
+            let (scrapes, asked) = mpsc::channel(16);
+            let events = events_tx.clone();
+            tokio::spawn(async move {
+                let mut asked = asked;
+                while let Some(reply) = asked.recv().await {
+                    if events.send(core::Event::Scrape(reply)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Some(tokio::spawn(metrics::serve(listener, scrapes)))
+        }
+        None => None,
+    };
     for addr in &cluster.p2p_addrs {
         println!("  p2p: {addr}");
     }
@@ -104,6 +126,9 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     }
     tracing::info!("stopping");
     accept.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     let _ = events_tx.send(core::Event::Shutdown).await;
     match tokio::time::timeout(std::time::Duration::from_secs(5), core_task).await {
         Ok(Ok(())) => {}

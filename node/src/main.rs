@@ -25,6 +25,13 @@ struct Cli {
     /// TCP address serving remote drivers, e.g. 127.0.0.1:7001 (port 0 picks one).
     #[arg(long)]
     client_addr: Option<SocketAddr>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this port of 127.0.0.1,
+    /// as Ray's option of the same name (`--metrics-addr` for another address).
+    #[arg(long)]
+    metrics_export_port: Option<u16>,
+    /// Serve Prometheus metrics on this address, e.g. 0.0.0.0:8080.
+    #[arg(long, conflicts_with = "metrics_export_port")]
+    metrics_addr: Option<SocketAddr>,
     /// CPUs this node offers to tasks [default: the machine's core count].
     #[arg(long)]
     num_cpus: Option<f64>,
@@ -195,6 +202,10 @@ fn main() -> anyhow::Result<()> {
         data_dir: cli.data_dir.unwrap_or_else(default_data_dir),
         socket: cli.socket,
         client_addr: cli.client_addr,
+        metrics_addr: cli.metrics_addr.or_else(|| {
+            cli.metrics_export_port
+                .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+        }),
         num_cpus,
         num_gpus: cli.num_gpus,
         resources: match &cli.resources {

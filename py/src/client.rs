@@ -9,8 +9,8 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use raynode_proto::frame;
 use raynode_proto::{
     AckError, ActorId, ActorOptions, Arg, FromNode, FunctionId, Generator, GroupStrategy, InfoKind,
-    NodeId, ObjectId, PlacementGroupId, PlacementGroupSpec, Resources, ReturnValue, Role,
-    SchedulingStrategy, StreamItem, TaskId, TaskKind, TaskSpec, ToNode, Value, WorkerId,
+    MetricKind, NodeId, ObjectId, PlacementGroupId, PlacementGroupSpec, Resources, ReturnValue,
+    Role, SchedulingStrategy, StreamItem, TaskId, TaskKind, TaskSpec, ToNode, Value, WorkerId,
     PROTOCOL_VERSION,
 };
 use std::io::Write;
@@ -784,6 +784,46 @@ impl Client {
             self.conn.unwatch(req);
         }
         sent.map(|()| req)
+    }
+
+    /// Defines a user metric on this process's node (`kind`: "counter",
+    /// "gauge" or "histogram"); pipelined.
+    fn define_metric(
+        &self,
+        py: Python<'_>,
+        name: String,
+        kind: &str,
+        description: String,
+        boundaries: Vec<f64>,
+    ) -> PyResult<()> {
+        let kind = match kind {
+            "counter" => MetricKind::Counter,
+            "gauge" => MetricKind::Gauge,
+            "histogram" => MetricKind::Histogram,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "unknown metric kind {other:?}"
+                )))
+            }
+        };
+        let msg = ToNode::DefineMetric {
+            name,
+            kind,
+            description,
+            boundaries,
+        };
+        self.send(py, msg)
+    }
+
+    /// Records a value of a user metric under (key, value) tags; pipelined.
+    fn record_metric(
+        &self,
+        py: Python<'_>,
+        name: String,
+        tags: Vec<(String, String)>,
+        value: f64,
+    ) -> PyResult<()> {
+        self.send(py, ToNode::RecordMetric { name, tags, value })
     }
 
     #[pyo3(signature = (actor_id, error=None))]

@@ -140,6 +140,20 @@ pub enum ToNode {
         max: u32,
         timeout_ms: Option<u64>,
     },
+    /// Defines a user metric (`raynode.util.metrics`) on this node, if it
+    /// is not defined yet; pipelined, refused with a warning if bad.
+    DefineMetric {
+        name: String,
+        kind: MetricKind,
+        description: String,
+        boundaries: Vec<f64>,
+    },
+    /// Records a value of a user metric under sorted (key, value) tags.
+    RecordMetric {
+        name: String,
+        tags: Vec<(String, String)>,
+        value: f64,
+    },
     /// Worker only: an actor's constructor finished; `error` is the traceback if it raised.
     ActorReady {
         actor: ActorId,
@@ -168,6 +182,18 @@ pub enum ToNode {
         req: u64,
         id: PlacementGroupId,
     },
+}
+
+/// The kinds of user metrics, as Ray's `ray.util.metrics` has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum MetricKind {
+    /// Adds every value recorded.
+    Counter,
+    /// Keeps the last value recorded.
+    Gauge,
+    /// Counts values into buckets.
+    Histogram,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -186,3 +186,68 @@ fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())
 }
+
+impl Core {
+    /// What the Prometheus endpoint serves: this node's own gauges, then
+    /// the user metrics its clients recorded.
+    pub(super) fn metrics_text(&self) -> String {
+        use std::fmt::Write as _;
+        let store = self.store.shared().stats();
+        let gauges: [(&str, &str, f64); 9] = [
+            (
+                "raynode_workers",
+                "Worker processes of this node",
+                self.workers.len() as f64,
+            ),
+            (
+                "raynode_busy_workers",
+                "Workers running a task or holding an actor",
+                self.ledger.busy() as f64,
+            ),
+            (
+                "raynode_queued_tasks",
+                "Tasks waiting for resources on this node",
+                self.ledger.sched().queued() as f64,
+            ),
+            (
+                "raynode_tasks",
+                "Tasks this node knows of (owned or running here)",
+                self.tasks.len() as f64,
+            ),
+            (
+                "raynode_actors",
+                "Actors living on this node",
+                self.actors.len() as f64,
+            ),
+            (
+                "raynode_objects",
+                "Objects in this node's object table",
+                self.objects.len() as f64,
+            ),
+            (
+                "raynode_object_store_used_bytes",
+                "Bytes of objects in the shared-memory store",
+                store.used as f64,
+            ),
+            (
+                "raynode_object_store_spilled_bytes",
+                "Bytes of objects spilled to disk",
+                store.spilled_bytes as f64,
+            ),
+            (
+                "raynode_peers",
+                "Other nodes this node hears from",
+                self.remote.peers.len() as f64,
+            ),
+        ];
+        let mut out = String::new();
+        let node = self.node_id.to_string();
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
+        }
+        out.push_str(&self.metrics.render());
+        out
+    }
+}

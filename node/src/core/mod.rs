@@ -137,6 +137,8 @@ pub enum Event {
     },
     /// The control store's placement groups changed.
     GroupsChanged,
+    /// A Prometheus scrape: the metrics text, please.
+    Scrape(tokio::sync::oneshot::Sender<String>),
     Tick,
     Shutdown,
 }
@@ -226,6 +228,8 @@ pub struct Core {
     groups: groups::Groups,
     /// Generator tasks this node owns, by task.
     streams: HashMap<TaskId, streams::Stream>,
+    /// User metrics its clients recorded.
+    metrics: crate::metrics::Registry,
 }
 
 impl Core {
@@ -263,6 +267,7 @@ impl Core {
             client_addr: None,
             groups: groups::Groups::default(),
             streams: HashMap::new(),
+            metrics: crate::metrics::Registry::default(),
         }
     }
 
@@ -341,6 +346,9 @@ impl Core {
                 }
                 Event::GroupPlaced { id } => self.on_group_placed(id),
                 Event::GroupsChanged => self.sync_groups(),
+                Event::Scrape(reply) => {
+                    let _ = reply.send(self.metrics_text());
+                }
                 Event::Tick => self.on_tick(),
                 Event::Shutdown => break,
             }
@@ -402,6 +410,21 @@ impl Core {
             } => self.on_task_done(conn, task, results, app_error),
             ToNode::ActorReady { actor, error } => self.on_actor_ready(actor, error),
             ToNode::Yield { task, index, value } => self.on_yield(conn, task, index, value),
+            ToNode::DefineMetric {
+                name,
+                kind,
+                description,
+                boundaries,
+            } => {
+                if let Err(e) = self.metrics.define(&name, kind, &description, &boundaries) {
+                    tracing::warn!("a client's metric was refused: {e}");
+                }
+            }
+            ToNode::RecordMetric { name, tags, value } => {
+                if let Err(e) = self.metrics.record(&name, tags, value) {
+                    tracing::debug!("a client's metric value was refused: {e}");
+                }
+            }
             ToNode::NextItem {
                 req,
                 task,
@@ -521,6 +544,8 @@ fn frame_name(msg: &ToNode) -> &'static str {
         ToNode::TaskDone { .. } => "TaskDone",
         ToNode::ActorReady { .. } => "ActorReady",
         ToNode::Yield { .. } => "Yield",
+        ToNode::DefineMetric { .. } => "DefineMetric",
+        ToNode::RecordMetric { .. } => "RecordMetric",
         ToNode::NextItem { .. } => "NextItem",
         ToNode::NoSharedMemory => "NoSharedMemory",
         ToNode::CreatePlacementGroup { .. } => "CreatePlacementGroup",

@@ -3,11 +3,11 @@
 `ActorPool` (actor_pool.py), `get_node_ip_address` and
 `list_named_actors` (node.py), `inspect_serializability`
 (serializability.py) and the placement-group functions live here;
-`queue`, `multiprocessing`, `joblib`, `placement_group` and
+`queue`, `multiprocessing`, `joblib`, `metrics`, `placement_group` and
 `scheduling_strategies` are submodules, as in Ray.
 """
 
-from . import joblib, multiprocessing, queue, scheduling_strategies
+from . import joblib, metrics, multiprocessing, queue, scheduling_strategies
 from .actor_pool import ActorPool
 from .node import get_node_ip_address, list_named_actors
 # The function shadows its module here, as in Ray; `from
