@@ -264,3 +264,32 @@ def test_actor_resources_route_to_a_node_that_has_them(ray):
     ready, _ = ray.wait([a.ping.remote()], timeout=0.5)
     assert ready == []
     time.sleep(0)
+
+
+def test_an_actor_dies_with_the_worker_that_created_it(ray):
+    """As in Ray, a non-detached actor fate-shares with its owner: here the
+    worker of the actor whose method created it. A detached one lives on."""
+
+    @ray.remote(num_cpus=0)
+    class Child:
+        def ping(self):
+            return "pong"
+
+    @ray.remote(num_cpus=0)
+    class Parent:
+        def make(self):
+            self.child = Child.remote()
+            self.free = Child.options(lifetime="detached", name="free-child").remote()
+            return [self.child, self.free]
+
+    parent = Parent.remote()
+    child, free = ray.get(parent.make.remote())
+    assert ray.get([child.ping.remote(), free.ping.remote()]) == ["pong", "pong"]
+    ray.kill(parent)
+    deadline = time.monotonic() + 30
+    with pytest.raises(RayActorError, match="owner"):
+        while time.monotonic() < deadline:
+            ray.get(child.ping.remote(), timeout=30)
+            time.sleep(0.05)
+    assert ray.get(free.ping.remote()) == "pong"
+    ray.kill(free)

@@ -406,6 +406,35 @@ impl Core {
     }
 
     /// A driver left: its actors die with it, unless detached.
+    /// Whether a worker created actors that are still alive (here or on
+    /// another node); forgets the ones that are not.
+    pub(super) fn owns_live_actors(&mut self, worker: WorkerId) -> bool {
+        let Some(mut owned) = self.owned_actors.remove(&worker) else {
+            return false;
+        };
+        owned.retain(|a| {
+            let here = self
+                .actors
+                .get(a)
+                .is_some_and(|a| !matches!(a.state, ActorState::Dead { .. }));
+            here || self.remote.actors.contains_key(a)
+        });
+        let live = !owned.is_empty();
+        if live {
+            self.owned_actors.insert(worker, owned);
+        }
+        live
+    }
+
+    /// A worker is gone: so are the actors it created, as in Ray.
+    pub(super) fn end_owned_actors(&mut self, worker: WorkerId) {
+        for actor in self.owned_actors.remove(&worker).unwrap_or_default() {
+            if !self.kill_remote_actor(actor, true) {
+                self.kill_actor(actor, true, "its owner (the worker that created it) died");
+            }
+        }
+    }
+
     pub(super) fn end_job(&mut self, job: JobId) {
         let doomed: Vec<ActorId> = self
             .actors

@@ -230,6 +230,9 @@ pub struct Core {
     streams: HashMap<TaskId, streams::Stream>,
     /// User metrics its clients recorded.
     metrics: crate::metrics::Registry,
+    /// Actors that are not detached, by the local worker that created them:
+    /// they die with it, as in Ray.
+    owned_actors: HashMap<WorkerId, Vec<ActorId>>,
 }
 
 impl Core {
@@ -268,6 +271,7 @@ impl Core {
             groups: groups::Groups::default(),
             streams: HashMap::new(),
             metrics: crate::metrics::Registry::default(),
+            owned_actors: HashMap::new(),
         }
     }
 
@@ -497,9 +501,14 @@ impl Core {
         let now = Instant::now();
         let mut surplus = self.ledger.pooled().saturating_sub(self.config.min_workers);
         let mut expired = Vec::new();
-        for id in self.ledger.idle() {
+        let idle: Vec<WorkerId> = self.ledger.idle().to_vec();
+        for id in &idle {
             if surplus == 0 {
                 break;
+            }
+            if self.owns_live_actors(*id) {
+                // Stopping it would end the actors it created.
+                continue;
             }
             if let Some(w) = self.workers.get(id) {
                 if now.duration_since(w.idle_since) > IDLE_WORKER_TTL {

@@ -59,6 +59,9 @@ impl Core {
             return;
         };
         w.process.kill();
+        if self.owned_actors.contains_key(&worker) {
+            self.end_owned_actors(worker);
+        }
         // What it held goes back with it.
         match self.ledger.remove_worker(worker) {
             Some(Slot::Starting) => {

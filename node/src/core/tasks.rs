@@ -31,6 +31,15 @@ impl Core {
         if spec.generator != raynode_proto::Generator::No {
             self.open_stream(spec.task_id);
         }
+        if let (TaskKind::ActorCreate(opts), Some(raynode_proto::Role::Worker { worker })) = (
+            &spec.kind,
+            self.clients.get(&conn).and_then(|c| c.role.as_ref()),
+        ) {
+            if !opts.detached {
+                let owned = self.owned_actors.entry(*worker).or_default();
+                owned.push(opts.actor);
+            }
+        }
         self.submit(spec, job, None, 0, 0);
     }
 
