@@ -81,8 +81,9 @@ pub enum PeerMsg {
     /// The sender cannot run this task of the receiver's soon (it is busier
     /// than the receiver's view of it): place it again.
     SpillBack { task: TaskId },
-    /// Cancel a task the receiver runs for the sender.
-    Cancel { task: TaskId },
+    /// Cancel a task the receiver runs for the sender (`ray.cancel`; with
+    /// `force`, its worker is ended).
+    Cancel { task: TaskId, force: bool },
     /// An actor of the receiver's that lives on the sender restarted there:
     /// it has used `restarts` of its budget.
     ActorRestarted { actor: ActorId, restarts: u32 },

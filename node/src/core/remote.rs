@@ -617,8 +617,9 @@ impl Core {
                     }
                 }
                 PeerMsg::SpillBack { task } => self.on_spilled_back(from, task),
-                // The peer message carries no force flag: its worker is ended.
-                PeerMsg::Cancel { task } => self.on_cancel(ObjectId::for_return(task, 0), true),
+                PeerMsg::Cancel { task, force } => {
+                    self.on_cancel(ObjectId::for_return(task, 0), force)
+                }
                 PeerMsg::ActorRestarted { actor, restarts } => {
                     self.on_remote_actor_restarted(actor, restarts)
                 }

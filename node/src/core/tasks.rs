@@ -514,7 +514,10 @@ impl Core {
                 let node = *node;
                 self.send_peer(
                     node,
-                    crate::cluster::wire::PeerMsg::Cancel { task: task_id },
+                    crate::cluster::wire::PeerMsg::Cancel {
+                        task: task_id,
+                        force,
+                    },
                 );
             }
             TaskState::Waiting(_) | TaskState::Queued => {
