@@ -29,6 +29,8 @@ assert ray.get(Copier.remote().copy.remote()) == "copied"
 here = tqdm(total=2, desc="in the driver")
 here.update(2)
 here.close()
+# Output travels on its own: a get does not wait for it.
+import time; time.sleep(1.5)
 ray.shutdown()
 """
 

@@ -91,7 +91,33 @@ pub enum PeerMsg {
     /// receiver's job `job` (as the receiver named it in [`RunTask`]).
     Output { job: JobId, output: crate::Output },
     /// Kill an actor that lives on the receiver.
-    KillActor { actor: ActorId, no_restart: bool },
+    KillActor {
+        actor: ActorId,
+        no_restart: bool,
+        why: KillReason,
+    },
+}
+
+/// Why an actor is killed, as the error of its calls says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum KillReason {
+    /// `ray.kill`.
+    RayKill,
+    /// The driver of its job exited (it is not detached).
+    DriverExited,
+    /// The worker that created it died (it is not detached).
+    OwnerDied,
+}
+
+impl KillReason {
+    pub fn text(self) -> &'static str {
+        match self {
+            KillReason::RayKill => "killed by ray.kill",
+            KillReason::DriverExited => "its driver exited",
+            KillReason::OwnerDied => "its owner (the worker that created it) died",
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]

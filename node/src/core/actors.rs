@@ -429,8 +429,9 @@ impl Core {
     /// A worker is gone: so are the actors it created, as in Ray.
     pub(super) fn end_owned_actors(&mut self, worker: WorkerId) {
         for actor in self.owned_actors.remove(&worker).unwrap_or_default() {
-            if !self.kill_remote_actor(actor, true) {
-                self.kill_actor(actor, true, "its owner (the worker that created it) died");
+            let why = crate::cluster::wire::KillReason::OwnerDied;
+            if !self.kill_remote_actor(actor, true, why) {
+                self.kill_actor(actor, true, why.text());
             }
         }
     }

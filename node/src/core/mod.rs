@@ -394,8 +394,9 @@ impl Core {
             ToNode::Refs { add, remove } => self.on_refs(conn, add, remove),
             ToNode::Cancel { id, force } => self.on_cancel(id, force),
             ToNode::KillActor { actor, no_restart } => {
-                if !self.kill_remote_actor(actor, no_restart) {
-                    self.kill_actor(actor, no_restart, "killed by ray.kill")
+                let why = crate::cluster::wire::KillReason::RayKill;
+                if !self.kill_remote_actor(actor, no_restart, why) {
+                    self.kill_actor(actor, no_restart, why.text())
                 }
             }
             ToNode::GetActor {

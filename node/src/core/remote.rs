@@ -22,7 +22,7 @@
 //!   home, or to its owner, which relays them.
 
 use super::{Core, TaskState};
-use crate::cluster::wire::{Load, PeerMsg, RunTask, WireValue, MAX_HOPS};
+use crate::cluster::wire::{KillReason, Load, PeerMsg, RunTask, WireValue, MAX_HOPS};
 use crate::engine::actor as engine;
 use crate::objects::ObjState;
 use p2p::PeerId;
@@ -624,9 +624,13 @@ impl Core {
                     self.on_remote_actor_restarted(actor, restarts)
                 }
                 PeerMsg::Output { job, output } => self.output_to_drivers(job, output),
-                PeerMsg::KillActor { actor, no_restart } => {
-                    if !self.kill_remote_actor(actor, no_restart) {
-                        self.kill_actor(actor, no_restart, "killed by ray.kill")
+                PeerMsg::KillActor {
+                    actor,
+                    no_restart,
+                    why,
+                } => {
+                    if !self.kill_remote_actor(actor, no_restart, why) {
+                        self.kill_actor(actor, no_restart, why.text())
                     }
                 }
             }
@@ -1131,14 +1135,24 @@ impl Core {
     }
 
     /// `ray.kill` of an actor that lives elsewhere: passed to its home.
-    pub(super) fn kill_remote_actor(&mut self, actor: ActorId, no_restart: bool) -> bool {
+    pub(super) fn kill_remote_actor(
+        &mut self,
+        actor: ActorId,
+        no_restart: bool,
+        why: KillReason,
+    ) -> bool {
         if self.actors.contains_key(&actor) {
             return false;
         }
         let Some(home) = self.remote_actor_home(actor) else {
             return false;
         };
-        self.send_peer(home, PeerMsg::KillActor { actor, no_restart });
+        let msg = PeerMsg::KillActor {
+            actor,
+            no_restart,
+            why,
+        };
+        self.send_peer(home, msg);
         true
     }
 
@@ -1157,6 +1171,7 @@ impl Core {
                 PeerMsg::KillActor {
                     actor,
                     no_restart: true,
+                    why: KillReason::DriverExited,
                 },
             );
         }

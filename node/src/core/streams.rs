@@ -10,23 +10,16 @@
 //! `i`" means there will never be one.
 
 use super::{ConnId, Core, Event};
+use crate::engine::stream::{StreamBook, Take};
 use crate::objects::{ObjState, WaiterId};
 use raynode_proto::{FromNode, ObjectId, ReturnValue, StreamItem, TaskId};
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// What the owner's node knows of one generator task it owns.
 #[derive(Default)]
 pub(super) struct Stream {
-    /// Items made and not yet taken, each holding one reference.
-    held: BTreeSet<u32>,
-    /// One past the highest item index made so far.
-    made: u32,
-    /// The end is set: no more items will come.
-    ended: bool,
-    /// The task failed as a whole (its end holds the error), and the caller
-    /// has not been given that error yet.
-    error_due: bool,
+    /// Which items it holds and what `next()` gets (the decisions).
+    book: StreamBook,
     /// `NextItem` requests not answered yet.
     asking: Vec<Asking>,
 }
@@ -95,18 +88,13 @@ impl Core {
         let Some(stream) = self.streams.get_mut(&task) else {
             return false;
         };
-        if index < stream.made && !stream.held.contains(&index) {
-            // Made again by a retry of its task, and taken already.
-            return self
-                .objects
-                .get(&ObjectId::for_return(task, index))
-                .is_some();
+        let id = ObjectId::for_return(task, index);
+        if stream.book.arrive(index) {
+            self.objects.add_ref(id);
+            return true;
         }
-        stream.made = stream.made.max(index + 1);
-        if stream.held.insert(index) {
-            self.objects.add_ref(ObjectId::for_return(task, index));
-        }
-        true
+        // Made again by a retry of its task: wanted if it is still around.
+        self.objects.get(&id).is_some()
     }
 
     fn discard(&mut self, id: ObjectId, state: &ObjState) {
@@ -172,45 +160,42 @@ impl Core {
     ) -> Option<StreamItem> {
         let mut ready = Vec::new();
         for i in index..index.saturating_add(max.max(1)) {
-            match self.take_item(conn, task, i) {
-                Some(id) => ready.push(id),
-                None => break,
+            let id = ObjectId::for_return(task, i);
+            let is_ready = self.objects.get(&id).is_some_and(|e| e.is_ready());
+            let take = self.streams.get_mut(&task)?.book.take(i, is_ready);
+            match take {
+                Take::Item { held } => {
+                    self.hand_over(conn, id, held);
+                    ready.push(id);
+                }
+                Take::Error if ready.is_empty() => {
+                    let end = ObjectId::for_return(task, 0);
+                    self.hold(conn, end);
+                    return Some(StreamItem::Ready(vec![end]));
+                }
+                Take::End if ready.is_empty() => return Some(StreamItem::End),
+                Take::Wait if ready.is_empty() => return None,
+                // Given next time, after the items before it.
+                Take::Error | Take::End | Take::Wait => break,
             }
         }
-        if !ready.is_empty() {
-            return Some(StreamItem::Ready(ready));
-        }
-        let stream = self.streams.get_mut(&task)?;
-        if !stream.ended || index < stream.made {
-            return None;
-        }
-        if std::mem::take(&mut stream.error_due) {
-            let end = ObjectId::for_return(task, 0);
-            self.hold(conn, end);
-            return Some(StreamItem::Ready(vec![end]));
-        }
-        Some(StreamItem::End)
+        Some(StreamItem::Ready(ready))
     }
 
-    /// Item `index` if it is made: its reference moves from the stream to `conn`.
-    fn take_item(&mut self, conn: ConnId, task: TaskId, index: u32) -> Option<ObjectId> {
-        let id = ObjectId::for_return(task, index);
-        if index == 0 || !self.objects.get(&id).is_some_and(|e| e.is_ready()) {
-            return None;
-        }
-        let was_held = self.streams.get_mut(&task)?.held.remove(&index);
+    /// Gives `conn` a reference to item `id`: the stream's (`held`), or a
+    /// new one.
+    fn hand_over(&mut self, conn: ConnId, id: ObjectId, held: bool) {
         let taken = self
             .clients
             .get_mut(&conn)
             .is_some_and(|c| c.held.insert(id));
-        match (was_held, taken) {
+        match (held, taken) {
             (true, true) | (false, false) => {}
             (true, false) => self.release(id),
             (false, true) => {
                 self.objects.add_ref(id);
             }
         }
-        Some(id)
     }
 
     /// An object was set: if it belongs to a stream, answer what waited for it.
@@ -220,11 +205,11 @@ impl Core {
             return;
         };
         if id.index() == 0 {
-            stream.ended = true;
-            stream.error_due = self
+            let failed = self
                 .objects
                 .get(&id)
                 .is_some_and(|e| matches!(e.state, ObjState::Inline { error: true, .. }));
+            stream.book.end(failed);
         }
         let Some(stream) = self.streams.get_mut(&task) else {
             return;
@@ -271,7 +256,7 @@ impl Core {
                 },
             );
         }
-        for index in stream.held {
+        for index in stream.book.drop_held() {
             self.release(ObjectId::for_return(id.task(), index));
         }
     }

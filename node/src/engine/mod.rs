@@ -9,11 +9,13 @@
 //!   (randomness passed in);
 //! - [`bundles`]: which node each bundle of a placement group goes to;
 //! - [`actor`]: what follows an actor's loss of its worker or node (one
-//!   restart budget wherever it lives).
+//!   restart budget wherever it lives);
+//! - [`stream`]: a generator task's items, held for its caller until taken.
 
 pub mod actor;
 pub mod bundles;
 pub mod ledger;
 pub mod placement;
+pub mod stream;
 
 pub use ledger::{Ledger, Slot};
