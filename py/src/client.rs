@@ -2,16 +2,18 @@
 //! waits releases the GIL, in slices so Ctrl-C still interrupts it.
 
 use crate::conn::{read_frame, Conn, Stream};
+use crate::convert::{
+    id16, id20, id_prefix, ids20, owned_bytes, parse_kind, parse_strategy, unexpected, value_to_py,
+};
 use crate::errors;
 use crate::refs::{ObjectRef, RefTable};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyTuple};
 use raynode_proto::frame;
 use raynode_proto::{
-    AckError, ActorId, ActorOptions, Arg, FromNode, FunctionId, Generator, GroupStrategy, InfoKind,
-    MetricKind, NodeId, ObjectId, PlacementGroupId, PlacementGroupSpec, Resources, ReturnValue,
-    Role, SchedulingStrategy, StreamItem, TaskId, TaskKind, TaskSpec, ToNode, Value, WorkerId,
-    PROTOCOL_VERSION,
+    AckError, ActorId, Arg, FromNode, FunctionId, Generator, GroupStrategy, InfoKind, ObjectId,
+    PlacementGroupId, PlacementGroupSpec, Resources, Role, SchedulingStrategy, TaskId, TaskKind,
+    TaskSpec, ToNode, WorkerId, PROTOCOL_VERSION,
 };
 use std::io::Write;
 use std::path::Path;
@@ -23,7 +25,7 @@ const SLICE: Duration = Duration::from_millis(100);
 
 #[pyclass(frozen, module = "raynode._core")]
 pub struct Client {
-    conn: Arc<Conn>,
+    pub(crate) conn: Arc<Conn>,
     prefix: [u8; 8],
     counter: AtomicU64,
     #[pyo3(get)]
@@ -33,39 +35,16 @@ pub struct Client {
     #[pyo3(get)]
     store_root: String,
     #[pyo3(get)]
-    inline_limit: u64,
+    pub(crate) inline_limit: u64,
     /// Whether this process maps the node's shared-memory store; a driver on
     /// another machine (or with `RAYNODE_NO_SHM=1`) gets values over its connection.
     #[pyo3(get)]
     shares_memory: bool,
 }
 
-fn id20(b: &[u8]) -> PyResult<ObjectId> {
-    ObjectId::from_slice(b).ok_or_else(|| errors::value("an object id is 20 bytes"))
-}
-
 /// Values up to this size are put through an ordinary frame; larger ones
 /// are written straight into the frame.
 const SMALL_PUT_BYTES: usize = 64 * 1024;
-
-fn ids20(ids: &[Vec<u8>]) -> PyResult<Vec<ObjectId>> {
-    ids.iter().map(|b| id20(b)).collect()
-}
-
-fn id16<T>(b: &[u8], make: fn([u8; 16]) -> T) -> PyResult<T> {
-    <[u8; 16]>::try_from(b)
-        .map(make)
-        .map_err(|_| errors::value("an id is 16 bytes"))
-}
-
-fn value_to_py<'py>(py: Python<'py>, v: Value) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match v {
-        Value::Inline(bytes) => PyBytes::new(py, &bytes).into_any(),
-        Value::Store { path, size, id } => (path, size, PyBytes::new(py, &id.0))
-            .into_pyobject(py)?
-            .into_any(),
-    })
-}
 
 #[pymethods]
 impl Client {
@@ -299,11 +278,6 @@ impl Client {
         Ok((ObjectRef::new(id, self.conn.refs.clone(), true), path))
     }
 
-    /// Reserves the store object of a task's return (worker side).
-    fn create_return(&self, py: Python<'_>, object_id: &[u8], size: u64) -> PyResult<String> {
-        self.create_object(py, id20(object_id)?, size)
-    }
-
     fn seal(&self, py: Python<'_>, object_id: &[u8], nested: Vec<Vec<u8>>) -> PyResult<()> {
         let nested = ids20(&nested)?;
         self.send(
@@ -409,27 +383,6 @@ impl Client {
             out.push(item.into_pyobject(py)?);
         }
         Ok(out)
-    }
-
-    /// Worker: the id of a task a `ray.cancel` reached, waiting up to
-    /// `timeout` seconds; `None` if none did. Raises `ConnectionError` once
-    /// the node is gone.
-    fn next_cancel<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: f64,
-    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let conn = self.conn.clone();
-        let slice = Duration::from_secs_f64(timeout.clamp(0.0, 3600.0));
-        let got = py
-            .detach(|| conn.wait_cancel(slice))
-            .map_err(errors::connection)?;
-        Ok(got.map(|task| PyBytes::new(py, &task.0)))
-    }
-
-    /// Worker: whether a `ray.cancel` reached the running task `task_id`.
-    fn is_cancelled(&self, task_id: &[u8]) -> PyResult<bool> {
-        Ok(self.conn.is_cancelled(id16(task_id, TaskId)?))
     }
 
     /// Indexes of the ready refs (at most `num_returns`).
@@ -583,260 +536,6 @@ impl Client {
         }
     }
 
-    /// Worker: the next thing to do, waiting up to `timeout` seconds.
-    /// `None` if nothing came; raises `ConnectionError` once the node is gone.
-    /// Returns `("cancel", task_id)` or `("run", task_id, function_id,
-    /// body|None, name, args, kwargs, num_returns, kind, job, attempt,
-    /// gpu_ids, resources, group)`; `group` is `(group_id, bundle_index,
-    /// capture_child_tasks)` for a task in a placement group, else `None`.
-    fn next_work<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: f64,
-    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let conn = self.conn.clone();
-        let got = py.detach(|| conn.wait_work(Duration::from_secs_f64(timeout.max(0.0))));
-        let msg = match got.map_err(errors::connection)? {
-            None => return Ok(None),
-            Some(m) => m,
-        };
-        match msg {
-            FromNode::Cancel { task } => Ok(Some(PyTuple::new(
-                py,
-                [
-                    PyBytes::new(py, b"cancel").into_any(),
-                    PyBytes::new(py, &task.0).into_any(),
-                ],
-            )?)),
-            FromNode::Execute(ex) => {
-                let spec = ex.spec;
-                let args = PyList::empty(py);
-                for v in ex.args {
-                    args.append(value_to_py(py, v)?)?;
-                }
-                let kind: Bound<'py, PyAny> = match spec.kind {
-                    TaskKind::Normal => py.None().into_bound(py),
-                    TaskKind::ActorMethod { actor, method } => {
-                        ("method", PyBytes::new(py, &actor.0), method)
-                            .into_pyobject(py)?
-                            .into_any()
-                    }
-                    TaskKind::ActorCreate(o) => (
-                        "create",
-                        PyBytes::new(py, &o.actor.0),
-                        o.max_concurrency,
-                        o.is_async,
-                        o.name.unwrap_or_default(),
-                    )
-                        .into_pyobject(py)?
-                        .into_any(),
-                };
-                let body = ex.function_body.map(|b| PyBytes::new(py, &b));
-                let resources = PyDict::new(py);
-                for (name, amount) in &spec.resources.0 {
-                    if *amount > 0.0 {
-                        resources.set_item(name, amount)?;
-                    }
-                }
-                let group: Bound<'py, PyAny> = match &spec.strategy {
-                    SchedulingStrategy::PlacementGroup {
-                        group,
-                        bundle,
-                        capture_child_tasks,
-                    } => (
-                        PyBytes::new(py, &group.0),
-                        bundle.map_or(-1, i64::from),
-                        *capture_child_tasks,
-                    )
-                        .into_pyobject(py)?
-                        .into_any(),
-                    _ => py.None().into_bound(py),
-                };
-                let items: Vec<Bound<'py, PyAny>> = vec![
-                    PyBytes::new(py, b"run").into_any(),
-                    PyBytes::new(py, &spec.task_id.0).into_any(),
-                    PyBytes::new(py, &spec.function.0).into_any(),
-                    body.into_pyobject(py)?.into_any(),
-                    spec.name.into_pyobject(py)?.into_any(),
-                    args.into_any(),
-                    spec.kwargs.into_pyobject(py)?.into_any(),
-                    match spec.generator {
-                        Generator::No => spec.num_returns.into_pyobject(py)?.into_any(),
-                        Generator::Streaming => "streaming".into_pyobject(py)?.into_any(),
-                        Generator::Dynamic => "dynamic".into_pyobject(py)?.into_any(),
-                    },
-                    kind,
-                    ex.job.to_string().into_pyobject(py)?.into_any(),
-                    ex.attempt.into_pyobject(py)?.into_any(),
-                    ex.gpu_ids.into_pyobject(py)?.into_any(),
-                    resources.into_any(),
-                    group,
-                ];
-                Ok(Some(PyTuple::new(py, items)?))
-            }
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Worker: reports a task's results: each `(bytes, nested)` inline or
-    /// `(None, nested)` when written to the store object made by `create_return`.
-    fn task_done(
-        &self,
-        py: Python<'_>,
-        task_id: &[u8],
-        results: Vec<(Option<Bound<'_, PyAny>>, Vec<Vec<u8>>)>,
-        app_error: bool,
-    ) -> PyResult<()> {
-        let mut out = Vec::with_capacity(results.len());
-        for (bytes, nested) in results {
-            let nested = ids20(&nested)?;
-            out.push(match bytes {
-                Some(bytes) => ReturnValue::Inline {
-                    bytes: owned_bytes(&bytes)?,
-                    nested,
-                },
-                None => ReturnValue::Stored { nested },
-            });
-        }
-        let task = id16(task_id, TaskId)?;
-        self.conn.forget_cancelled(task);
-        self.send(
-            py,
-            ToNode::TaskDone {
-                task,
-                results: out,
-                app_error,
-            },
-        )
-    }
-
-    /// Worker: item `index` (from 1) of the running generator task, inline
-    /// `bytes` or `None` when written to the store object made by
-    /// `create_return`.
-    fn yield_item(
-        &self,
-        py: Python<'_>,
-        task_id: &[u8],
-        index: u32,
-        bytes: Option<Bound<'_, PyAny>>,
-        nested: Vec<Vec<u8>>,
-    ) -> PyResult<()> {
-        let nested = ids20(&nested)?;
-        let value = match bytes {
-            Some(bytes) => ReturnValue::Inline {
-                bytes: owned_bytes(&bytes)?,
-                nested,
-            },
-            None => ReturnValue::Stored { nested },
-        };
-        let task = id16(task_id, TaskId)?;
-        self.send(py, ToNode::Yield { task, index, value })
-    }
-
-    /// Item `index` of the generator whose end is `end`, with up to `max -
-    /// 1` more that are ready after it, waiting up to `timeout` seconds
-    /// (`None`: for ever) for the first: a list of `ObjectRef`s, `None`
-    /// once the generator has no more items, or `False` if the time passed.
-    #[pyo3(signature = (end, index, max, timeout=None))]
-    fn next_item<'py>(
-        &self,
-        py: Python<'py>,
-        end: &Bound<'py, ObjectRef>,
-        index: u32,
-        max: u32,
-        timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let req = self.conn.next_req();
-        let msg = ToNode::NextItem {
-            req,
-            task: end.get().id.task(),
-            index,
-            max,
-            timeout_ms: timeout.map(|t| (t.max(0.0) * 1000.0) as u64),
-        };
-        self.send(py, msg)?;
-        match self.reply(py, req)? {
-            FromNode::Item { item, .. } => self.item_to_py(py, item),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Like `next_item` with no timeout, but the reply comes out of
-    /// `next_watched` under the request number returned.
-    fn watch_item(
-        &self,
-        py: Python<'_>,
-        end: &Bound<'_, ObjectRef>,
-        index: u32,
-        max: u32,
-    ) -> PyResult<u64> {
-        let req = self.conn.next_req();
-        self.conn.watch(req);
-        let msg = ToNode::NextItem {
-            req,
-            task: end.get().id.task(),
-            index,
-            max,
-            timeout_ms: None,
-        };
-        let sent = self.send(py, msg);
-        if sent.is_err() {
-            self.conn.unwatch(req);
-        }
-        sent.map(|()| req)
-    }
-
-    /// Defines a user metric on this process's node (`kind`: "counter",
-    /// "gauge" or "histogram"); pipelined.
-    fn define_metric(
-        &self,
-        py: Python<'_>,
-        name: String,
-        kind: &str,
-        description: String,
-        boundaries: Vec<f64>,
-    ) -> PyResult<()> {
-        let kind = match kind {
-            "counter" => MetricKind::Counter,
-            "gauge" => MetricKind::Gauge,
-            "histogram" => MetricKind::Histogram,
-            other => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "unknown metric kind {other:?}"
-                )))
-            }
-        };
-        let msg = ToNode::DefineMetric {
-            name,
-            kind,
-            description,
-            boundaries,
-        };
-        self.send(py, msg)
-    }
-
-    /// Records a value of a user metric under (key, value) tags; pipelined.
-    fn record_metric(
-        &self,
-        py: Python<'_>,
-        name: String,
-        tags: Vec<(String, String)>,
-        value: f64,
-    ) -> PyResult<()> {
-        self.send(py, ToNode::RecordMetric { name, tags, value })
-    }
-
-    #[pyo3(signature = (actor_id, error=None))]
-    fn actor_ready(&self, py: Python<'_>, actor_id: &[u8], error: Option<String>) -> PyResult<()> {
-        self.send(
-            py,
-            ToNode::ActorReady {
-                actor: id16(actor_id, ActorId)?,
-                error,
-            },
-        )
-    }
-
     /// Tells the node of dropped refs now rather than at the next frame.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         let conn = self.conn.clone();
@@ -858,35 +557,21 @@ impl Client {
 }
 
 impl Client {
-    /// A stream item as `next_item` returns it.
-    fn item_to_py<'py>(&self, py: Python<'py>, item: StreamItem) -> PyResult<Bound<'py, PyAny>> {
-        Ok(match item {
-            StreamItem::Ready(ids) => {
-                let refs = ids
-                    .into_iter()
-                    .map(|id| ObjectRef::new(id, self.conn.refs.clone(), true));
-                PyList::new(py, refs)?.into_any()
-            }
-            StreamItem::End => py.None().into_bound(py),
-            StreamItem::Pending => false.into_pyobject(py)?.to_owned().into_any(),
-        })
-    }
-
-    fn fresh_id(&self) -> [u8; 16] {
+    pub(crate) fn fresh_id(&self) -> [u8; 16] {
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&self.prefix);
         id[8..].copy_from_slice(&self.counter.fetch_add(1, Ordering::Relaxed).to_be_bytes());
         id
     }
 
-    fn send(&self, py: Python<'_>, msg: ToNode) -> PyResult<()> {
+    pub(crate) fn send(&self, py: Python<'_>, msg: ToNode) -> PyResult<()> {
         let conn = self.conn.clone();
         py.detach(|| conn.send(msg))
             .map_err(|e| errors::connection(format!("lost the connection to the node: {e}")))
     }
 
     /// Waits for the reply to `req`, checking for Ctrl-C between slices.
-    fn reply(&self, py: Python<'_>, req: u64) -> PyResult<FromNode> {
+    pub(crate) fn reply(&self, py: Python<'_>, req: u64) -> PyResult<FromNode> {
         loop {
             let conn = self.conn.clone();
             let got = py.detach(|| conn.wait_reply(req, SLICE));
@@ -898,7 +583,12 @@ impl Client {
         }
     }
 
-    fn create_object(&self, py: Python<'_>, id: ObjectId, size: u64) -> PyResult<String> {
+    pub(crate) fn create_object(
+        &self,
+        py: Python<'_>,
+        id: ObjectId,
+        size: u64,
+    ) -> PyResult<String> {
         let req = self.conn.next_req();
         self.send(py, ToNode::Create { req, id, size })?;
         match self.reply(py, req)? {
@@ -909,94 +599,4 @@ impl Client {
             other => Err(unexpected(other)),
         }
     }
-}
-
-fn parse_strategy(t: &Bound<'_, PyTuple>) -> PyResult<SchedulingStrategy> {
-    let tag: String = t.get_item(0)?.extract()?;
-    match tag.as_str() {
-        "default" => Ok(SchedulingStrategy::Default),
-        "spread" => Ok(SchedulingStrategy::Spread),
-        "affinity" => {
-            let hex: String = t.get_item(1)?.extract()?;
-            let node = NodeId::from_hex(&hex).ok_or_else(|| {
-                errors::value(format!(
-                    "NodeAffinitySchedulingStrategy: {hex:?} is not a node id"
-                ))
-            })?;
-            Ok(SchedulingStrategy::NodeAffinity {
-                node,
-                soft: t.get_item(2)?.extract()?,
-            })
-        }
-        "group" => {
-            let group = id16(&t.get_item(1)?.extract::<Vec<u8>>()?, PlacementGroupId)?;
-            let index: i64 = t.get_item(2)?.extract()?;
-            let bundle = if index < 0 {
-                None
-            } else {
-                Some(u32::try_from(index).map_err(errors::value)?)
-            };
-            Ok(SchedulingStrategy::PlacementGroup {
-                group,
-                bundle,
-                capture_child_tasks: t.get_item(3)?.extract()?,
-            })
-        }
-        other => Err(errors::value(format!(
-            "unknown scheduling strategy {other:?}"
-        ))),
-    }
-}
-
-fn parse_kind(t: &Bound<'_, PyTuple>) -> PyResult<(TaskKind, bool)> {
-    let tag: String = t.get_item(0)?.extract()?;
-    let actor = id16(&t.get_item(1)?.extract::<Vec<u8>>()?, ActorId)?;
-    match tag.as_str() {
-        "method" => Ok((
-            TaskKind::ActorMethod {
-                actor,
-                method: t.get_item(2)?.extract()?,
-            },
-            false,
-        )),
-        "create" => {
-            let name: Option<String> = t.get_item(2)?.extract()?;
-            let acked = name.is_some();
-            let opts = ActorOptions {
-                actor,
-                name,
-                namespace: t.get_item(3)?.extract()?,
-                detached: t.get_item(4)?.extract()?,
-                max_restarts: t.get_item(5)?.extract()?,
-                max_task_retries: t.get_item(6)?.extract()?,
-                max_concurrency: t.get_item(7)?.extract()?,
-                is_async: t.get_item(8)?.extract()?,
-                handle_meta: t.get_item(9)?.extract()?,
-            };
-            Ok((TaskKind::ActorCreate(opts), acked))
-        }
-        other => Err(errors::value(format!("unknown task kind {other:?}"))),
-    }
-}
-
-/// Copies a `bytes` object (or any contiguous buffer) in one go: pyo3's
-/// `Vec<u8>` extraction goes item by item.
-fn owned_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(b.as_bytes().to_vec());
-    }
-    pyo3::buffer::PyBuffer::<u8>::get(obj)?.to_vec(obj.py())
-}
-
-fn unexpected(msg: FromNode) -> PyErr {
-    errors::connection(format!("unexpected reply from the node: {msg:?}"))
-}
-
-/// The first bytes of every id this client makes: its node's tag (the
-/// first four bytes of the node id), so any node can tell who owns an
-/// object, then four random bytes that tell this client from the others.
-fn id_prefix(node: &raynode_proto::NodeId) -> [u8; 8] {
-    let mut prefix: [u8; 8] = rand::random();
-    prefix[..4].copy_from_slice(&node.0[..4]);
-    prefix
 }

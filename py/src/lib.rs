@@ -3,7 +3,10 @@
 //! - [`conn`]: the connection to a node (writer, reader thread, inbox);
 //! - [`refs`]: `ObjectRef` and the reference counts the node is told of;
 //! - [`client`]: the `Client` class the Python layer drives (submit, get,
-//!   put, wait, actors, and a worker's task loop);
+//!   put, wait, actors, placement groups), with its worker side in
+//!   [`worker`] (the task loop), generators in [`streams`] and user
+//!   metrics in [`metrics`];
+//! - [`convert`]: ids, values, strategies and task kinds to and from Python;
 //! - [`codec`]: the object layout, for values built and read in Python;
 //! - [`errors`]: the mapping of failures to Python exceptions;
 //! - [`progress`]: progress bars of tasks, drawn by the driver.
@@ -11,9 +14,13 @@
 mod client;
 mod codec;
 mod conn;
+mod convert;
 mod errors;
+mod metrics;
 mod progress;
 mod refs;
+mod streams;
+mod worker;
 
 use pyo3::prelude::*;
 
