@@ -217,9 +217,8 @@ def _put_serialized(client, s):
 
 
 def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
-    """Splits refs (and ObjectRefGenerators, ready when their next item is
-    or they have no more) into (ready, not ready) once `num_returns` are
-    ready or at `timeout`."""
+    """Splits refs (and ObjectRefGenerators, ready when their next item is)
+    into (ready, not ready) once `num_returns` are ready or at `timeout`."""
     from . import _generators
 
     if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):

@@ -79,25 +79,24 @@ class ObjectRefGenerator:
         self._index += sum(1 for r in got if r != self._end)
 
     def _poll(self):
-        """Whether `next()` would return at once: an item is ready (and
-        taken ahead) or the stream has ended."""
+        """Takes ahead what the node has ready now; returns whether an item
+        is waiting to be given (False once the stream has ended)."""
         with self._lock:
-            if self._ahead or self._finished:
-                return True
-            try:
-                self._settle(self._client.next_item(self._end, self._index, TAKE_AT_ONCE, 0))
-            except StopIteration:
-                return True
+            if not self._ahead and not self._finished:
+                try:
+                    self._settle(self._client.next_item(self._end, self._index, TAKE_AT_ONCE, 0))
+                except StopIteration:
+                    pass
             return bool(self._ahead)
 
     def next_ready(self):
         """Whether `next()` gives a ref at once (False when it would raise
         StopIteration: see `is_finished`)."""
-        return self._poll() and bool(self._ahead)
+        return self._poll()
 
     def is_finished(self):
         """Whether the task ended and every item was taken."""
-        return self._poll() and not self._ahead
+        return not self._poll() and self._finished
 
     def completed(self):
         """A ref that is ready when the task has ended (its `get` raises if
@@ -179,7 +178,8 @@ def _dynamic_refs(ids):
 
 def wait(items, num_returns, timeout):
     """`ray.wait` over refs and generators: indexes of the ready ones. A
-    generator is ready when `next()` would return at once."""
+    generator is ready when its next item is (one with no more items never
+    is, as in Ray)."""
     client = _runtime.client()
     deadline = None if timeout is None else time.monotonic() + timeout
     refs = [(i, x) for i, x in enumerate(items) if not isinstance(x, ObjectRefGenerator)]
