@@ -68,7 +68,7 @@ def test_a_driver_leaving_abruptly_is_not_reported():
         os._exit(0)
         '''
         subprocess.run([sys.executable, "-c", textwrap.dedent(other), ctx.address], check=True,
-                       timeout=60)
+                       stdout=subprocess.DEVNULL, timeout=60)
         time.sleep({SETTLE_S})
         ray.shutdown()
         print("done")
