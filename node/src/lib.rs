@@ -13,9 +13,13 @@
 //!   control store's Raft member over it, and the messages between nodes;
 //! - [`store`] wraps the shared-memory object store for values too large to
 //!   travel inline, [`values`] builds the values the node itself makes
-//!   (errors), and [`status`] is the client side of `raynode status`.
+//!   (errors), and [`status`] is the client side of `raynode status`;
+//! - [`cli`] is the command line: a node's options and Ray's verbs
+//!   (`raynode start`, `stop`, `status`), which find the nodes started on
+//!   this machine through session files ([`raynode_proto::session`]).
 
 pub mod channel;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod core;
@@ -69,6 +73,20 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     println!("  peer id: {}", cluster.peer_id);
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    let session = match &config.session {
+        Some(session) => Some(
+            record_session(
+                session,
+                &config,
+                &node_id.to_string(),
+                listeners.tcp_addr(),
+                &cluster.p2p_addrs,
+                &core_store_root,
+            )
+            .context("writing the session file")?,
+        ),
+        None => None,
+    };
     let client_addr = listeners.tcp_addr().map(|a| a.to_string());
     let accept = tokio::spawn(listeners.run(
         events_tx.clone(),
@@ -96,6 +114,9 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         gcs.shutdown().await;
         p2p.shutdown().await;
         let _ = std::fs::remove_file(&socket_path);
+        if let Some(path) = &session {
+            let _ = std::fs::remove_file(path);
+        }
         anyhow::bail!("the node's core stopped unexpectedly: {why}");
     }
     tracing::info!("stopping");
@@ -109,7 +130,38 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     gcs.shutdown().await;
     p2p.shutdown().await;
     let _ = std::fs::remove_file(&socket_path);
+    if let Some(path) = &session {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
+}
+
+/// Writes the session file through which drivers and `raynode stop` find
+/// this node; returns its path.
+fn record_session(
+    session: &config::SessionConfig,
+    config: &NodeConfig,
+    node_id: &str,
+    client_addr: Option<std::net::SocketAddr>,
+    p2p_addrs: &[String],
+    store_dir: &std::path::Path,
+) -> std::io::Result<std::path::PathBuf> {
+    let pid = std::process::id();
+    let start_time = raynode_proto::session::process_start_time(pid)
+        .ok_or_else(|| std::io::Error::other("cannot read this process's start time"))?;
+    raynode_proto::session::Session {
+        pid,
+        start_time,
+        node_id: node_id.to_string(),
+        socket: config.socket_path(),
+        client_address: client_addr.map(|a| a.to_string()),
+        p2p: p2p_addrs.to_vec(),
+        data_dir: config.data_dir.clone(),
+        remove_data_dir: session.remove_data_dir,
+        store_dir: store_dir.to_path_buf(),
+        log_file: session.log_file.clone(),
+    }
+    .write(&session.dir)
 }
 
 /// Creates `dir` if need be and makes it its owner's alone (0700): it holds

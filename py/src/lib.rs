@@ -5,13 +5,15 @@
 //! - [`client`]: the `Client` class the Python layer drives (submit, get,
 //!   put, wait, actors, and a worker's task loop);
 //! - [`codec`]: the object layout, for values built and read in Python;
-//! - [`errors`]: the mapping of failures to Python exceptions.
+//! - [`errors`]: the mapping of failures to Python exceptions;
+//! - [`sessions`]: the nodes `raynode start` left running on this machine.
 
 mod client;
 mod codec;
 mod conn;
 mod errors;
 mod refs;
+mod sessions;
 
 use pyo3::prelude::*;
 
@@ -23,6 +25,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(refs::end_capture, m)?)?;
     m.add_function(wrap_pyfunction!(refs::set_ref_rebuilder, m)?)?;
     m.add_function(wrap_pyfunction!(refs::set_ref_hooks, m)?)?;
+    m.add_function(wrap_pyfunction!(sessions::started_nodes, m)?)?;
+    m.add_function(wrap_pyfunction!(sessions::sessions_dir, m)?)?;
     codec::register(m)?;
     m.add("NodeError", m.py().get_type::<errors::NodeError>())?;
     m.add("PROTOCOL_VERSION", raynode_proto::PROTOCOL_VERSION)?;
