@@ -108,7 +108,10 @@ def _resolve_address(address):
     "auto" is the node `raynode start` left running on this machine (an
     error if there is none); no address at all is that node too if there is
     one, else a private node; "local" is always a private node."""
-    address = address or os.environ.get("RAYNODE_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    from_env = os.environ.get("RAYNODE_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if not address or (address == "auto" and from_env not in (None, "local")):
+        # As Ray does, "auto" takes the address the environment names.
+        address = from_env or address or None
     if address == "local":
         return None
     if address is None or address == "auto":
