@@ -41,6 +41,20 @@ pub struct NodeConfig {
     pub gcs_voters: usize,
     /// How long a control-state write waits for a quorum before it fails.
     pub gcs_write_timeout: std::time::Duration,
+    /// Set for nodes started by `raynode start`: record the node in a
+    /// session file once it is ready (see [`raynode_proto::session`]).
+    pub session: Option<SessionConfig>,
+}
+
+/// Where and what a started node records of itself.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// The directory of session files, `~/.raynode/sessions`.
+    pub dir: PathBuf,
+    /// Whether the data dir is the node's alone (removed when it stops).
+    pub remove_data_dir: bool,
+    /// Where the node's output goes, if to a file.
+    pub log_file: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -64,6 +78,7 @@ impl Default for NodeConfig {
             cluster_key: None,
             gcs_voters: 5,
             gcs_write_timeout: std::time::Duration::from_secs(5),
+            session: None,
         }
     }
 }

@@ -14,9 +14,13 @@
 //! - [`store`] wraps the shared-memory object store for values too large to
 //!   travel inline, [`values`] builds the values the node itself makes
 //!   (errors), [`status`] is the client side of `raynode status`, and
-//!   [`metrics`] keeps user metrics and serves them to Prometheus.
+//!   [`metrics`] keeps user metrics and serves them to Prometheus;
+//! - [`cli`] is the command line: a node's options and Ray's verbs
+//!   (`raynode start`, `stop`, `status`), which find the nodes started on
+//!   this machine through session files ([`raynode_proto::session`]).
 
 pub mod channel;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod core;
@@ -95,6 +99,20 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     println!("  peer id: {}", cluster.peer_id);
     use std::io::Write;
     let _ = std::io::stdout().flush();
+    let session = match &config.session {
+        Some(session) => Some(
+            record_session(
+                session,
+                &config,
+                &node_id.to_string(),
+                listeners.tcp_addr(),
+                &cluster.p2p_addrs,
+                &core_store_root,
+            )
+            .context("writing the session file")?,
+        ),
+        None => None,
+    };
     let client_addr = listeners.tcp_addr().map(|a| a.to_string());
     let accept = tokio::spawn(listeners.run(
         events_tx.clone(),
@@ -122,6 +140,9 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         gcs.shutdown().await;
         p2p.shutdown().await;
         let _ = std::fs::remove_file(&socket_path);
+        if let Some(path) = &session {
+            let _ = std::fs::remove_file(path);
+        }
         anyhow::bail!("the node's core stopped unexpectedly: {why}");
     }
     tracing::info!("stopping");
@@ -138,7 +159,38 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     gcs.shutdown().await;
     p2p.shutdown().await;
     let _ = std::fs::remove_file(&socket_path);
+    if let Some(path) = &session {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
+}
+
+/// Writes the session file through which drivers and `raynode stop` find
+/// this node; returns its path.
+fn record_session(
+    session: &config::SessionConfig,
+    config: &NodeConfig,
+    node_id: &str,
+    client_addr: Option<std::net::SocketAddr>,
+    p2p_addrs: &[String],
+    store_dir: &std::path::Path,
+) -> std::io::Result<std::path::PathBuf> {
+    let pid = std::process::id();
+    let start_time = raynode_proto::session::process_start_time(pid)
+        .ok_or_else(|| std::io::Error::other("cannot read this process's start time"))?;
+    raynode_proto::session::Session {
+        pid,
+        start_time,
+        node_id: node_id.to_string(),
+        socket: config.socket_path(),
+        client_address: client_addr.map(|a| a.to_string()),
+        p2p: p2p_addrs.to_vec(),
+        data_dir: config.data_dir.clone(),
+        remove_data_dir: session.remove_data_dir,
+        store_dir: store_dir.to_path_buf(),
+        log_file: session.log_file.clone(),
+    }
+    .write(&session.dir)
 }
 
 /// Creates `dir` if need be and makes it its owner's alone (0700): it holds

@@ -300,7 +300,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let mut header = [0u8; HEADER_BYTES];
         match reader.read_exact(&mut header).await {
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            // Between frames, a client that closes or resets its end (a
+            // driver that exits with replies unread) has simply left.
+            Err(e) if client_left(&e) => return Ok(()),
             Err(e) => return Err(e.into()),
         }
         let len = frame::body_len(header)?;
@@ -326,6 +328,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
             return Ok(());
         }
     }
+}
+
+/// How a connection ends when its client goes away between frames.
+fn client_left(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    )
 }
 
 /// Plaintext sealed per write to a TCP client's socket, at most.

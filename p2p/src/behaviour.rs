@@ -8,13 +8,14 @@ use libp2p::{
 use crate::{
     codec::FrameCodec,
     config::{Config, Protocol, GOSSIP_PROTOCOL_PREFIX, IDENTIFY_PROTOCOL, KAD_PROTOCOL},
+    discovery::Discovery,
     error::StartError,
 };
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub identify: identify::Behaviour,
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub kad: Discovery,
     pub gossipsub: gossipsub::Behaviour,
     pub rpc: request_response::Behaviour<FrameCodec>,
     pub stream: libp2p_stream::Behaviour,
@@ -30,7 +31,10 @@ impl Behaviour {
         );
 
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
-        kad_config.set_periodic_bootstrap_interval(Some(config.discovery_interval));
+        // The event loop re-runs discovery itself, and only when the
+        // routing table holds a peer to ask: Kademlia's own timer would run
+        // it on a node alone too, and warn that it knows no peers.
+        kad_config.set_periodic_bootstrap_interval(None);
         let mut kad =
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
         // Every member serves the DHT, loopback and private addresses
@@ -52,7 +56,7 @@ impl Behaviour {
 
         Ok(Behaviour {
             identify,
-            kad,
+            kad: Discovery::new(kad),
             gossipsub,
             rpc: request_response_for(config, Protocol::Rpc),
             stream: libp2p_stream::Behaviour::new(),

@@ -41,6 +41,7 @@ pub(crate) struct EventLoop {
     peer_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     listen_addrs: Vec<Multiaddr>,
     bootstrapped: bool,
+    discovery_interval: std::time::Duration,
 }
 
 impl EventLoop {
@@ -50,6 +51,7 @@ impl EventLoop {
         events: mpsc::Sender<Event>,
         max_pending_events: usize,
         listen_addrs: Vec<Multiaddr>,
+        discovery_interval: std::time::Duration,
     ) -> Self {
         EventLoop {
             swarm,
@@ -62,6 +64,7 @@ impl EventLoop {
             peer_addrs: HashMap::new(),
             listen_addrs,
             bootstrapped: false,
+            discovery_interval,
         }
     }
 
@@ -70,12 +73,16 @@ impl EventLoop {
         let local = *self.swarm.local_peer_id();
         tracing::info!(peer = %local, "p2p event loop started");
         let mut shutdown_reply = None;
+        let start = tokio::time::Instant::now() + self.discovery_interval;
+        let mut discovery = tokio::time::interval_at(start, self.discovery_interval);
+        discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // The reserve future must not borrow `self`, which the other
             // arms need mutably.
             let events = self.events.clone();
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = discovery.tick() => self.rediscover(),
                 command = self.commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => {
                         shutdown_reply = Some(reply);
@@ -102,6 +109,20 @@ impl EventLoop {
         tracing::info!(peer = %local, "p2p event loop stopped");
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());
+        }
+    }
+
+    /// Asks the peers in the routing table for the rest of the cluster;
+    /// a node that knows no peer yet (alone, or before its first join) has
+    /// no one to ask and skips it.
+    fn rediscover(&mut self) {
+        let kad = &mut self.swarm.behaviour_mut().kad;
+        let known: usize = kad.kbuckets().map(|bucket| bucket.num_entries()).sum();
+        if known == 0 {
+            return;
+        }
+        if let Err(e) = kad.bootstrap() {
+            tracing::debug!("kademlia bootstrap not started: {e}");
         }
     }
 

@@ -15,7 +15,8 @@
 //!   the handshake.
 //! - `muxer`: yamux, set to send data frames of up to 256 KiB (libp2p's
 //!   own adapter fixes them at 16 KiB, which slows large transfers).
-//! - `behaviour`: identify, Kademlia (peer discovery), gossipsub (topics),
+//! - `behaviour`: identify, Kademlia (peer discovery, wrapped by
+//!   `discovery` so that a node alone stays quiet), gossipsub (topics),
 //!   the request/response protocol [`RPC_PROTOCOL`], framed by `codec` with
 //!   the size bounds of [`Config`] and the constants in [`config`], and
 //!   plain streams on [`OBJECT_PROTOCOL`].
@@ -34,6 +35,7 @@ pub mod addr;
 mod behaviour;
 mod codec;
 pub mod config;
+mod discovery;
 pub mod error;
 mod event_loop;
 mod handle;

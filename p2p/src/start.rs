@@ -117,6 +117,7 @@ pub async fn spawn(config: Config) -> Result<Started, StartError> {
         event_tx,
         config.max_pending_events,
         listen_addrs.clone(),
+        config.discovery_interval,
     );
     tokio::spawn(event_loop.run());
 

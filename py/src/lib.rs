@@ -9,7 +9,8 @@
 //! - [`convert`]: ids, values, strategies and task kinds to and from Python;
 //! - [`codec`]: the object layout, for values built and read in Python;
 //! - [`errors`]: the mapping of failures to Python exceptions;
-//! - [`progress`]: progress bars of tasks, drawn by the driver.
+//! - [`progress`]: progress bars of tasks, drawn by the driver;
+//! - [`sessions`]: the nodes `raynode start` left running on this machine.
 
 mod client;
 mod codec;
@@ -19,6 +20,7 @@ mod errors;
 mod metrics;
 mod progress;
 mod refs;
+mod sessions;
 mod streams;
 mod worker;
 
@@ -32,6 +34,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(refs::end_capture, m)?)?;
     m.add_function(wrap_pyfunction!(refs::set_ref_rebuilder, m)?)?;
     m.add_function(wrap_pyfunction!(refs::set_ref_hooks, m)?)?;
+    m.add_function(wrap_pyfunction!(sessions::started_nodes, m)?)?;
+    m.add_function(wrap_pyfunction!(sessions::sessions_dir, m)?)?;
     codec::register(m)?;
     m.add("NodeError", m.py().get_type::<errors::NodeError>())?;
     m.add("PROTOCOL_VERSION", raynode_proto::PROTOCOL_VERSION)?;

@@ -7,6 +7,8 @@
 //! - [`meta`]: tags telling how a stored value's bytes are to be read.
 //! - [`peer`]: what nodes say to one another.
 //! - [`secure`]: the encrypted, authenticated client channel over TCP.
+//! - [`session`]: the files through which drivers and `raynode stop` find
+//!   the nodes `raynode start` left running on this machine.
 
 pub mod frame;
 pub mod ids;
@@ -14,6 +16,7 @@ pub mod meta;
 pub mod msg;
 pub mod peer;
 pub mod secure;
+pub mod session;
 pub mod task;
 
 pub use frame::{FrameError, MAX_FRAME_BYTES};

@@ -41,10 +41,13 @@ def init(
 ):
     """Connects this process to a cluster.
 
-    With no address (and no RAYNODE_ADDRESS), starts a private node as a
-    child process and stops it at exit or `shutdown()`. With an address (a
-    node's client host:port or Unix socket path), connects to that node and
-    starts nothing. `runtime_env` applies to all the job's tasks and actors;
+    With no address (and no RAYNODE_ADDRESS or RAY_ADDRESS), connects to
+    the node `raynode start` left running on this machine if there is one,
+    else starts a private node as a child process and stops it at exit or
+    `shutdown()`. `address="auto"` is the node `raynode start` left running
+    (an error if none is); `address="local"` always a private node. With an
+    address (a node's client host:port or Unix socket path), connects to
+    that node and starts nothing. `runtime_env` applies to all the job's tasks and actors;
     what their workers print comes to this process, prefixed with the task or
     actor's name, pid and ip, unless `log_to_driver=False`.
     """
@@ -63,17 +66,22 @@ def init(
         for name, amount in [("num_cpus", num_cpus), ("num_gpus", num_gpus), *(resources or {}).items()]:
             if amount is not None and not is_amount(amount):
                 raise ValueError(f"{name} must be a finite non-negative number, got {amount!r}")
-        address = address or os.environ.get("RAYNODE_ADDRESS") or os.environ.get("RAY_ADDRESS")
-        if address in ("local", None):
+        address = _resolve_address(address)
+        if address is None:
             from . import _node_process
 
             node, client = _node_process.start(num_cpus, num_gpus, resources, object_store_memory)
             address = node.socket
         else:
-            if address == "auto":
-                raise ConnectionError("address='auto' needs RAYNODE_ADDRESS to name a node")
-            if address.startswith("raynode://"):
-                address = address[len("raynode://") :]
+            # As in Ray: these describe a node, and the node exists already.
+            for name, value in [("num_cpus", num_cpus), ("num_gpus", num_gpus), ("resources", resources),
+                                ("object_store_memory", object_store_memory)]:
+                if value is not None:
+                    raise ValueError(
+                        f"When connecting to an existing cluster, {name} must not be provided "
+                        f"(connecting to {address}; give the node its {name} when starting it, "
+                        "or pass address='local' for a private node)"
+                    )
             node = None
             key = None if "/" in address else _cluster_key()
             client = _core.Client.connect(address, cluster_key=key)
@@ -91,6 +99,40 @@ def init(
 
 
 _job_runtime_env = None  # what init(runtime_env=...) gave, checked
+
+
+def _resolve_address(address):
+    """The node `init(address)` connects to, or None for a new private node.
+
+    As in Ray: an explicit address wins, then RAYNODE_ADDRESS or RAY_ADDRESS;
+    "auto" is the node `raynode start` left running on this machine (an
+    error if there is none); no address at all is that node too if there is
+    one, else a private node; "local" is always a private node."""
+    from_env = os.environ.get("RAYNODE_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if not address or (address == "auto" and from_env not in (None, "local")):
+        # As Ray does, "auto" takes the address the environment names.
+        address = from_env or address or None
+    if address == "local":
+        return None
+    if address is None or address == "auto":
+        started = _core.started_nodes()
+        if started:
+            return started[0]["socket"]
+        if address is None:
+            return None
+        raise ConnectionError(
+            "address='auto': no raynode node started with `raynode start` is running on this machine "
+            f"(none is recorded in {_core.sessions_dir()}). Start one with `raynode start`, or pass the "
+            "address of a node (host:port of its client address, or its Unix socket)."
+        )
+    if address.startswith("raynode://"):
+        address = address[len("raynode://") :]
+    return address
+
+
+def connects_to_existing(address=None):
+    """Whether `init(address)` would connect to a running node (rather than start one)."""
+    return _resolve_address(address) is not None
 
 
 def job_runtime_env():

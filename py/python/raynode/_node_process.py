@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 
@@ -13,18 +14,28 @@ START_TIMEOUT_S = 20.0
 
 
 def find_binary():
-    """The `raynode` binary: $RAYNODE_BIN, else beside this Python, else on PATH."""
+    """The `raynode` binary: $RAYNODE_BIN, else the one the wheel installed
+    with this package (into the scripts dir of this Python's install scheme:
+    beside the interpreter in a venv, ~/.local/bin for a user install), else
+    the one on PATH."""
     path = os.environ.get("RAYNODE_BIN")
     if path:
         return path
-    beside = os.path.join(os.path.dirname(sys.executable), "raynode")
-    if os.path.exists(beside):
-        return beside
+    dirs = [os.path.dirname(sys.executable), sysconfig.get_path("scripts")]
+    try:
+        dirs.append(sysconfig.get_path("scripts", f"{os.name}_user"))
+    except KeyError:
+        pass
+    for d in dirs:
+        candidate = os.path.join(d, "raynode")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
     found = shutil.which("raynode")
     if found:
         return found
     raise RuntimeError(
-        "cannot find the raynode binary: install it beside this Python, put it on PATH, or set RAYNODE_BIN"
+        "cannot find the raynode binary, which the raynode wheel installs beside this Python: reinstall "
+        "the wheel, put raynode on PATH, or set RAYNODE_BIN"
     )
 
 

@@ -62,7 +62,11 @@ class Pool:
         ray_remote_args: Optional[Dict[str, Any]] = None,
     ):
         if not ray.is_initialized():
-            ray.init(address=ray_address, num_cpus=processes)  # num_cpus counts only for a new local node
+            from ..._api import connects_to_existing
+
+            # num_cpus describes a new local node; a running one has its own.
+            existing = connects_to_existing(ray_address)
+            ray.init(address=ray_address, **({} if existing else {"num_cpus": processes}))
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if processes is None:
             processes = cpus
