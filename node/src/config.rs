@@ -11,7 +11,7 @@ pub const DEFAULT_INLINE_LIMIT: u64 = 100 * 1024;
 pub struct NodeConfig {
     /// Where the node keeps its socket, logs, spill files and control state.
     pub data_dir: PathBuf,
-    /// The Unix socket for local clients; default `<data_dir>/node.sock`.
+    /// The Unix socket for local clients; default `<data_dir>/`[`raynode_proto::SOCKET_FILE`].
     pub socket: Option<PathBuf>,
     /// TCP address for remote drivers; `None` serves the Unix socket only.
     pub client_addr: Option<SocketAddr>,
@@ -144,7 +144,7 @@ impl NodeConfig {
     pub fn socket_path(&self) -> PathBuf {
         self.socket
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("node.sock"))
+            .unwrap_or_else(|| self.data_dir.join(raynode_proto::SOCKET_FILE))
     }
 
     /// Everything this node offers: CPU, GPU and the custom resources.

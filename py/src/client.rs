@@ -516,14 +516,16 @@ impl Client {
     }
 
     /// Cluster information as JSON: `nodes`, `cluster_resources`,
-    /// `available_resources`, `timeline`, `named_actors` or
-    /// `placement_groups`.
+    /// `available_resources`, `timeline`, `named_actors`,
+    /// `placement_groups`, `jobs` or `events`.
     fn info(&self, py: Python<'_>, what: &str) -> PyResult<String> {
         let what = match what {
             "nodes" => InfoKind::Nodes,
             "cluster_resources" => InfoKind::ClusterResources,
             "available_resources" => InfoKind::AvailableResources,
             "timeline" => InfoKind::Timeline,
+            "jobs" => InfoKind::Jobs,
+            "events" => InfoKind::Events,
             "named_actors" => InfoKind::NamedActors,
             "placement_groups" => InfoKind::PlacementGroups,
             other => return Err(errors::value(format!("unknown info {other:?}"))),

@@ -38,7 +38,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sessions::sessions_dir, m)?)?;
     codec::register(m)?;
     m.add("NodeError", m.py().get_type::<errors::NodeError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("PROTOCOL_VERSION", raynode_proto::PROTOCOL_VERSION)?;
+    m.add("SOCKET_FILE", raynode_proto::SOCKET_FILE)?;
     m.add("OUTPUT_MARK", raynode_proto::OUTPUT_MARK)?;
     m.add("PROGRESS_MARK", raynode_proto::PROGRESS_MARK)?;
     m.add_function(wrap_pyfunction!(show_progress, m)?)?;

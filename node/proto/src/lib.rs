@@ -24,6 +24,7 @@ pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, Ta
 pub use msg::{
     AckError, Execute, FromNode, InfoKind, MetricKind, Output, PutView, ReturnValue, Role,
     StoreError, StreamItem, ToNode, Value, OUTPUT_MARK, PROGRESS_MARK, PROTOCOL_VERSION,
+    SOCKET_FILE,
 };
 pub use task::{
     group_resource, is_group_resource, ActorOptions, Arg, Bundles, Generator, GroupStrategy,

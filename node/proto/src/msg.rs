@@ -10,6 +10,9 @@ use crate::ids::{
 use crate::task::{PlacementGroupSpec, TaskSpec};
 use serde::{Deserialize, Serialize};
 
+/// The node's Unix socket for local clients, in its data dir.
+pub const SOCKET_FILE: &str = "node.sock";
+
 /// Bumped on any incompatible change to these frames.
 pub const PROTOCOL_VERSION: u32 = 6;
 
@@ -207,6 +210,10 @@ pub enum InfoKind {
     NamedActors,
     /// Every placement group the control store holds, by id.
     PlacementGroups,
+    /// The jobs table: one row per driver connection of the cluster.
+    Jobs,
+    /// The cluster's event log, oldest first.
+    Events,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -291,6 +291,10 @@ impl Core {
         actor.inflight.clear();
         let creation = actor.creation;
         tracing::info!(actor = %actor_id, restart = restarts, "restarting actor: {why}");
+        self.record_event(
+            "actor_restarted",
+            format!("actor {actor_id} restarts (restart {restarts}): {why}"),
+        );
         // Calls in flight go first again if they may be retried, else fail.
         for task_id in &again {
             if let Some(task) = self.tasks.get_mut(task_id) {
@@ -353,6 +357,13 @@ impl Core {
         cause: String,
         kind: SystemErrorKind,
     ) {
+        if self
+            .actors
+            .get(&actor_id)
+            .is_some_and(|a| !matches!(a.state, ActorState::Dead { .. }))
+        {
+            self.record_event("actor_died", format!("actor {actor_id} died: {cause}"));
+        }
         let Some(actor) = self.actors.get_mut(&actor_id) else {
             return;
         };

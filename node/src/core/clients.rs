@@ -32,6 +32,7 @@ impl Core {
                 let job = JobId(self.next_job);
                 self.next_job += 1;
                 tracing::info!(%job, pid, "driver connected");
+                self.record_job(job, *pid, false);
                 job
             }
             Role::Worker { worker } => match self.workers.get_mut(worker) {
@@ -78,8 +79,9 @@ impl Core {
             self.release(id);
         }
         match client.role {
-            Some(Role::Driver { .. }) => {
+            Some(Role::Driver { pid }) => {
                 tracing::info!(job = %client.job, "driver disconnected");
+                self.record_job(client.job, pid, true);
                 self.end_job(client.job);
             }
             Some(Role::Worker { worker }) => self.on_worker_gone(worker, "its connection closed"),

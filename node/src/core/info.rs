@@ -165,6 +165,8 @@ impl Core {
             }
             InfoKind::NamedActors => self.named_actors_json(),
             InfoKind::PlacementGroups => self.groups_json(),
+            InfoKind::Jobs => self.jobs_json(),
+            InfoKind::Events => self.events_json(),
             InfoKind::Timeline => Value::Array(
                 self.timeline
                     .iter()

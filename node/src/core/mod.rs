@@ -13,6 +13,7 @@
 //! - `streams.rs`: generator tasks' items, held until their caller takes them;
 //! - `info.rs`: cluster information and the timeline;
 //! - `groups.rs`: placement groups: created, placed, reserved, removed;
+//! - `history.rs`: the jobs table and the event log in the control store;
 //! - `pulls.rs`: objects pulled from other nodes' stores, within the room
 //!   this node's store has;
 //! - `remote.rs`: the other nodes: placement, forwarded tasks and their
@@ -21,6 +22,7 @@
 mod actors;
 mod clients;
 mod groups;
+mod history;
 mod info;
 mod output;
 mod pool;
@@ -233,6 +235,10 @@ pub struct Core {
     /// Actors that are not detached, by the local worker that created them:
     /// they die with it, as in Ray.
     owned_actors: HashMap<WorkerId, Vec<ActorId>>,
+    /// Jobs and events waiting to be written to the control store.
+    history: history::History,
+    /// When each connected driver's job started (ms since the epoch).
+    job_started: HashMap<JobId, u64>,
 }
 
 impl Core {
@@ -272,6 +278,8 @@ impl Core {
             streams: HashMap::new(),
             metrics: crate::metrics::Registry::default(),
             owned_actors: HashMap::new(),
+            history: history::History::default(),
+            job_started: HashMap::new(),
         }
     }
 
@@ -496,6 +504,7 @@ impl Core {
 
     fn on_tick(&mut self) {
         self.gossip_tick();
+        self.flush_history();
         self.sync_groups();
         self.place_groups();
         self.start_pulls();

@@ -279,6 +279,9 @@ impl Core {
             return;
         }
         tracing::warn!(%node, "peer lost: {why}");
+        if self.leads_control_store() {
+            self.record_event("node_lost", format!("node {node} was lost: {why}"));
+        }
         self.remote.outboxes.remove(&node);
         let homed_there: Vec<ActorId> = self
             .remote

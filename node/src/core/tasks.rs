@@ -414,6 +414,14 @@ impl Core {
     }
 
     pub(super) fn fail_task(&mut self, task_id: TaskId, kind: SystemErrorKind, why: &str) {
+        if kind != SystemErrorKind::TaskCancelledError {
+            let name = self.tasks.get(&task_id).map(|t| t.spec.name.clone());
+            let name = name.unwrap_or_default();
+            self.record_event(
+                "task_failed",
+                format!("{name} ({task_id}): {kind:?}: {why}"),
+            );
+        }
         let bytes = crate::values::system_error(kind, why);
         self.finish_with(task_id, |_| bytes.clone());
     }

@@ -6,7 +6,7 @@
 
 import cloudpickle
 
-from . import actor, dag, exceptions, experimental, util
+from . import _core, actor, dag, exceptions, experimental, util
 from ._actor import ActorClass, ActorHandle
 from ._api import (
     available_resources,
@@ -29,7 +29,8 @@ from ._core import ObjectRef
 from ._generators import DynamicObjectRefGenerator, ObjectRefGenerator
 from ._remote import method, remote
 
-__version__ = "0.1.0"
+# One version for the package and its native half (the workspace's).
+__version__ = _core.__version__
 
 __all__ = [
     "ActorClass",

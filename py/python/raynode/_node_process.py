@@ -63,7 +63,7 @@ class NodeProcess:
 def start(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None):
     """Starts a node as a child process; returns it with a connected client."""
     data_dir = tempfile.mkdtemp(prefix="raynode-")
-    socket = os.path.join(data_dir, "node.sock")
+    socket = os.path.join(data_dir, _core.SOCKET_FILE)
     cmd = [find_binary(), "--data-dir", data_dir, "--exit-with-parent", "--python", sys.executable,
            "--listen", "/ip4/127.0.0.1/tcp/0"]
     cmd += ["--log-level", os.environ.get("RAYNODE_LOG", "warn")]

@@ -4,11 +4,11 @@
 `list_named_actors` (node.py), `inspect_serializability`
 (serializability.py), `as_completed` and `map_unordered` (helpers.py)
 and the placement-group functions live here;
-`queue`, `multiprocessing`, `joblib`, `metrics`, `placement_group` and
-`scheduling_strategies` are submodules, as in Ray.
+`queue`, `multiprocessing`, `joblib`, `metrics`, `state`, `placement_group`
+and `scheduling_strategies` are submodules, as in Ray.
 """
 
-from . import joblib, metrics, multiprocessing, queue, scheduling_strategies
+from . import joblib, metrics, multiprocessing, queue, scheduling_strategies, state
 from .actor_pool import ActorPool
 from .helpers import as_completed, map_unordered
 from .node import get_node_ip_address, list_named_actors

@@ -1,0 +1,156 @@
+//! What the control store keeps of the cluster's past: the jobs table (one
+//! row per driver connection, with its start and end) and the bounded event
+//! log (nodes lost, actors restarted and dead, placement groups, tasks that
+//! failed for a system reason). Each node records what it saw itself; a
+//! node's loss is recorded by the Raft leader alone, so once.
+//!
+//! Rows wait in a batch written at most once a second (on the tick), in the
+//! background: nothing on a task's path waits for the control store.
+
+use super::Core;
+use raynode_proto::JobId;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Rows kept for the next write at most; past it, events are dropped (and
+/// counted in the log) rather than the node's memory.
+const MAX_PENDING: usize = 1024;
+
+#[derive(Default)]
+pub(super) struct History {
+    pending: Vec<raft_gcs::Command>,
+    dropped: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl History {
+    fn push(&mut self, command: raft_gcs::Command) {
+        if self.pending.len() >= MAX_PENDING {
+            self.dropped += 1;
+            return;
+        }
+        self.pending.push(command);
+    }
+}
+
+impl Core {
+    /// The jobs table's key of one of this node's jobs: job numbers are
+    /// per node, so the node's id comes first.
+    fn job_key(&self, job: JobId) -> raft_gcs::JobId {
+        let mut key = self.node_id.0.to_vec();
+        key.extend_from_slice(&job.0.to_be_bytes());
+        raft_gcs::JobId(key)
+    }
+
+    /// A driver connected (`ended` false) or left: its row in the jobs table.
+    pub(super) fn record_job(&mut self, job: JobId, pid: u32, ended: bool) {
+        let now = now_ms();
+        let start_ms = if ended {
+            self.job_started.remove(&job).unwrap_or(now)
+        } else {
+            self.job_started.insert(job, now);
+            now
+        };
+        let info = raft_gcs::JobInfo {
+            driver_node: crate::cluster::raft_id(self.node_id),
+            state: if ended {
+                raft_gcs::JobState::Finished
+            } else {
+                raft_gcs::JobState::Running
+            },
+            start_ms,
+            end_ms: ended.then_some(now),
+            metadata: format!("{{\"pid\":{pid}}}").into_bytes(),
+        };
+        let id = self.job_key(job);
+        self.history.push(raft_gcs::Command::PutJob { id, info });
+    }
+
+    /// Adds an entry to the cluster's event log, about this node.
+    pub(super) fn record_event(&mut self, kind: &str, message: String) {
+        let command = raft_gcs::Command::AppendEvent {
+            time_ms: now_ms(),
+            source: Some(crate::cluster::raft_id(self.node_id)),
+            kind: kind.to_string(),
+            message,
+        };
+        self.history.push(command);
+    }
+
+    /// Whether this node leads the control store now (and so records what
+    /// every node sees alike, such as a node's loss).
+    pub(super) fn leads_control_store(&self) -> bool {
+        let status = self.gcs.status();
+        status.leader == Some(status.id)
+    }
+
+    /// Writes the rows waiting, in one batch.
+    pub(super) fn flush_history(&mut self) {
+        if self.history.dropped > 0 {
+            let dropped = std::mem::take(&mut self.history.dropped);
+            tracing::warn!(
+                dropped,
+                "control-store history rows dropped: too many at once"
+            );
+        }
+        if self.history.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.history.pending);
+        self.cluster
+            .write_in_background(batch, "recording jobs and events");
+    }
+}
+
+impl Core {
+    /// The jobs table as the control store's replica here holds it.
+    pub(super) fn jobs_json(&self) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = self.gcs.read_local(|s| {
+            s.jobs
+                .iter()
+                .map(|(id, info)| {
+                    let hex: String = id.0.iter().map(|b| format!("{b:02x}")).collect();
+                    let state = match info.state {
+                        raft_gcs::JobState::Running => "RUNNING",
+                        raft_gcs::JobState::Finished => "SUCCEEDED",
+                        raft_gcs::JobState::Failed => "FAILED",
+                    };
+                    let meta: serde_json::Value =
+                        serde_json::from_slice(&info.metadata).unwrap_or_default();
+                    serde_json::json!({
+                        "job_id": hex,
+                        "status": state,
+                        "driver_node_id": format!("{:016x}", info.driver_node.0),
+                        "start_time": info.start_ms,
+                        "end_time": info.end_ms,
+                        "driver_pid": meta.get("pid"),
+                    })
+                })
+                .collect()
+        });
+        serde_json::Value::Array(rows)
+    }
+
+    /// The cluster's event log as the control store's replica here holds it.
+    pub(super) fn events_json(&self) -> serde_json::Value {
+        let rows: Vec<serde_json::Value> = self.gcs.read_local(|s| {
+            s.events
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "event_id": e.seq,
+                        "time": e.time_ms,
+                        "source_node": e.source.map(|n| format!("{:016x}", n.0)),
+                        "kind": e.kind,
+                        "message": e.message,
+                    })
+                })
+                .collect()
+        });
+        serde_json::Value::Array(rows)
+    }
+}
