@@ -22,11 +22,16 @@ except ray.exceptions.RayError:
 a = Doomed.remote()
 ray.get(a.ping.remote())
 ray.kill(a)
+from raynode.util.placement_group import placement_group, remove_placement_group
+pg = placement_group([{"CPU": 0.1}], name="logged")
+ray.get(pg.ready(), timeout=30)
+remove_placement_group(pg)
 print("pid", os.getpid())
 """
 
 SECOND = """
 import json, os, time
+WANTED = {{"task_failed", "actor_died", "placement_group_created", "placement_group_removed"}}
 import raynode as ray
 from raynode.util.state import list_cluster_events, list_jobs, list_nodes
 ray.init()
@@ -39,7 +44,7 @@ while time.monotonic() < deadline:
     kinds = {{e.kind for e in events}}
     # This driver's own row comes with the next batch too.
     mine = list_jobs(filters=[("driver_pid", "=", os.getpid())])
-    if done and mine and {{"task_failed", "actor_died"}} <= kinds:
+    if done and mine and WANTED <= kinds:
         break
     time.sleep(0.2)
 print(json.dumps({{
@@ -65,7 +70,8 @@ def test_jobs_and_events_are_seen_from_another_node(cluster3):
     job = got["first"][0]
     assert job["end_time"] >= job["start_time"] > 0
     assert got["mine"] == ["RUNNING"]
-    assert {"task_failed", "actor_died"} <= set(got["kinds"]), got
+    wanted = {"task_failed", "actor_died", "placement_group_created", "placement_group_removed"}
+    assert wanted <= set(got["kinds"]), got
     assert got["nodes"] == ["ALIVE", "ALIVE", "ALIVE"]
     assert got["limited"] == 1
 

@@ -93,6 +93,16 @@ impl Core {
             creator: creator(self.node_id, job),
             ..raft_gcs::PlacementGroupInfo::default()
         };
+        let event = (
+            "placement_group_created",
+            format!(
+                "placement group {} ({:?}, {} bundles, {}) was created",
+                group.id,
+                group.name,
+                group.bundles.len(),
+                group.strategy.name()
+            ),
+        );
         let command = raft_gcs::Command::CreatePlacementGroup {
             id: gcs_id(group.id),
             info,
@@ -111,9 +121,13 @@ impl Core {
                     "recording the placement group failed: {e}"
                 ))),
             };
-            let _ = events
-                .send(super::Event::GroupRecorded { conn, req, error })
-                .await;
+            let recorded = super::Event::GroupRecorded {
+                conn,
+                req,
+                error,
+                event,
+            };
+            let _ = events.send(recorded).await;
         });
     }
 
@@ -131,7 +145,16 @@ impl Core {
         }
     }
 
-    pub(super) fn on_group_recorded(&mut self, conn: ConnId, req: u64, error: Option<AckError>) {
+    pub(super) fn on_group_recorded(
+        &mut self,
+        conn: ConnId,
+        req: u64,
+        error: Option<AckError>,
+        (kind, message): (&'static str, String),
+    ) {
+        if error.is_none() {
+            self.record_event(kind, message);
+        }
         self.send(conn, FromNode::Acked { req, error });
         self.place_groups();
     }
@@ -139,6 +162,10 @@ impl Core {
     /// `remove_placement_group`: marks it removed; the nodes holding its
     /// bundles free them as they see it.
     pub(super) fn on_remove_group(&mut self, conn: ConnId, req: u64, id: PlacementGroupId) {
+        let event = (
+            "placement_group_removed",
+            format!("placement group {id} was removed"),
+        );
         let command = raft_gcs::Command::RemovePlacementGroup { id: gcs_id(id) };
         let (cluster, events) = (self.cluster.clone(), self.events.clone());
         tokio::spawn(async move {
@@ -148,9 +175,13 @@ impl Core {
                     "removing the placement group failed: {e}"
                 ))),
             };
-            let _ = events
-                .send(super::Event::GroupRecorded { conn, req, error })
-                .await;
+            let recorded = super::Event::GroupRecorded {
+                conn,
+                req,
+                error,
+                event,
+            };
+            let _ = events.send(recorded).await;
         });
     }
 

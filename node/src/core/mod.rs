@@ -132,6 +132,8 @@ pub enum Event {
         conn: ConnId,
         req: u64,
         error: Option<raynode_proto::AckError>,
+        /// The event log's entry for it: (kind, message).
+        event: (&'static str, String),
     },
     /// A placement this node proposed for a group was answered.
     GroupPlaced {
@@ -353,9 +355,12 @@ impl Core {
                     self.send(conn, FromNode::ActorFound { req, found })
                 }
                 Event::PullsDue => self.start_pulls(),
-                Event::GroupRecorded { conn, req, error } => {
-                    self.on_group_recorded(conn, req, error)
-                }
+                Event::GroupRecorded {
+                    conn,
+                    req,
+                    error,
+                    event,
+                } => self.on_group_recorded(conn, req, error, event),
                 Event::GroupPlaced { id } => self.on_group_placed(id),
                 Event::GroupsChanged => self.sync_groups(),
                 Event::Scrape(reply) => {

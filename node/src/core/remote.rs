@@ -218,6 +218,9 @@ impl Core {
             }
             None => {
                 tracing::info!(%node, "peer joined");
+                if self.leads_control_store() {
+                    self.record_event("node_joined", format!("node {node} joined"));
+                }
                 self.remote.peers.insert(
                     node,
                     Peer {
