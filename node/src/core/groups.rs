@@ -107,20 +107,35 @@ impl Core {
             id: gcs_id(group.id),
             info,
         };
+        self.write_group(conn, req, command, event, |written| match written {
+            Ok(responses) => match responses.into_iter().next() {
+                Some(raft_gcs::Response::Ok) => None,
+                Some(raft_gcs::Response::Conflict(why)) => Some(AckError::NameTaken(why)),
+                other => Some(AckError::Refused(format!(
+                    "recording the placement group failed: {other:?}"
+                ))),
+            },
+            Err(e) => Some(AckError::NoQuorum(format!(
+                "recording the placement group failed: {e}"
+            ))),
+        });
+    }
+
+    /// Writes a group's creation or removal in the background; `answer`
+    /// turns the outcome into the client's answer, which comes back to the
+    /// core as `GroupRecorded` (with the event to log if it took).
+    fn write_group(
+        &self,
+        conn: ConnId,
+        req: u64,
+        command: raft_gcs::Command,
+        event: (&'static str, String),
+        answer: fn(Result<Vec<raft_gcs::Response>, String>) -> Option<AckError>,
+    ) {
         let (cluster, events) = (self.cluster.clone(), self.events.clone());
         tokio::spawn(async move {
-            let error = match cluster.write(vec![command]).await {
-                Ok(responses) => match responses.into_iter().next() {
-                    Some(raft_gcs::Response::Ok) => None,
-                    Some(raft_gcs::Response::Conflict(why)) => Some(AckError::NameTaken(why)),
-                    other => Some(AckError::Refused(format!(
-                        "recording the placement group failed: {other:?}"
-                    ))),
-                },
-                Err(e) => Some(AckError::NoQuorum(format!(
-                    "recording the placement group failed: {e}"
-                ))),
-            };
+            let written = cluster.write(vec![command]).await;
+            let error = answer(written.map_err(|e| e.to_string()));
             let recorded = super::Event::GroupRecorded {
                 conn,
                 req,
@@ -167,21 +182,11 @@ impl Core {
             format!("placement group {id} was removed"),
         );
         let command = raft_gcs::Command::RemovePlacementGroup { id: gcs_id(id) };
-        let (cluster, events) = (self.cluster.clone(), self.events.clone());
-        tokio::spawn(async move {
-            let error = match cluster.write(vec![command]).await {
-                Ok(_) => None,
-                Err(e) => Some(AckError::NoQuorum(format!(
-                    "removing the placement group failed: {e}"
-                ))),
-            };
-            let recorded = super::Event::GroupRecorded {
-                conn,
-                req,
-                error,
-                event,
-            };
-            let _ = events.send(recorded).await;
+        self.write_group(conn, req, command, event, |written| match written {
+            Ok(_) => None,
+            Err(e) => Some(AckError::NoQuorum(format!(
+                "removing the placement group failed: {e}"
+            ))),
         });
     }
 
