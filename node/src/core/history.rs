@@ -38,12 +38,10 @@ impl History {
 }
 
 impl Core {
-    /// The jobs table's key of one of this node's jobs: job numbers are
-    /// per node, so the node's id comes first.
+    /// The jobs table's key of one of this node's jobs, as it is shown (the
+    /// ids' own hex): job numbers are per node, so the node's id comes first.
     fn job_key(&self, job: JobId) -> raft_gcs::JobId {
-        let mut key = self.node_id.0.to_vec();
-        key.extend_from_slice(&job.0.to_be_bytes());
-        raft_gcs::JobId(key)
+        raft_gcs::JobId(format!("{}{job}", self.node_id).into_bytes())
     }
 
     /// A driver connected (`ended` false) or left: its row in the jobs table.
@@ -113,7 +111,7 @@ impl Core {
             s.jobs
                 .iter()
                 .map(|(id, info)| {
-                    let hex: String = id.0.iter().map(|b| format!("{b:02x}")).collect();
+                    let key = String::from_utf8_lossy(&id.0);
                     let state = match info.state {
                         raft_gcs::JobState::Running => "RUNNING",
                         raft_gcs::JobState::Finished => "SUCCEEDED",
@@ -122,7 +120,7 @@ impl Core {
                     let meta: serde_json::Value =
                         serde_json::from_slice(&info.metadata).unwrap_or_default();
                     serde_json::json!({
-                        "job_id": hex,
+                        "job_id": key,
                         "status": state,
                         "driver_node_id": format!("{:016x}", info.driver_node.0),
                         "start_time": info.start_ms,
