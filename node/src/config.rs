@@ -17,6 +17,8 @@ pub struct NodeConfig {
     pub client_addr: Option<SocketAddr>,
     /// Where the Prometheus endpoint (`GET /metrics`) listens; `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the dashboard listens.
+    pub dashboard_addr: DashboardAddr,
     pub num_cpus: f64,
     pub num_gpus: f64,
     /// Custom resources, besides CPU and GPU.
@@ -46,6 +48,19 @@ pub struct NodeConfig {
     pub session: Option<SessionConfig>,
 }
 
+/// Where a node serves its dashboard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DashboardAddr {
+    /// [`DEFAULT_DASHBOARD_ADDR`], or a free port of 127.0.0.1 when that
+    /// one is taken (by another node on this machine).
+    Default,
+    At(SocketAddr),
+    Off,
+}
+
+/// Ray's dashboard address.
+pub const DEFAULT_DASHBOARD_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8265);
+
 /// Where and what a started node records of itself.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
@@ -64,6 +79,7 @@ impl Default for NodeConfig {
             socket: None,
             client_addr: None,
             metrics_addr: None,
+            dashboard_addr: DashboardAddr::Default,
             num_cpus: 1.0,
             num_gpus: 0.0,
             resources: Resources::default(),

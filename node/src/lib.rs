@@ -24,6 +24,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod dashboard;
 pub mod engine;
 pub mod gcs;
 pub mod metrics;
@@ -79,20 +80,26 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding the metrics endpoint on {addr}"))?;
             println!("  metrics: http://{}/metrics", listener.local_addr()?);
-            let (scrapes, asked) = mpsc::channel(16);
-            let events = events_tx.clone();
-            tokio::spawn(async move {
-                let mut asked = asked;
-                while let Some(reply) = asked.recv().await {
-                    if events.send(core::Event::Scrape(reply)).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            Some(tokio::spawn(metrics::serve(listener, scrapes)))
+            let site = dashboard::Site {
+                ui: false,
+                token: token_off_loopback(addr, &cluster.client_psk),
+            };
+            Some(tokio::spawn(dashboard::serve(
+                listener,
+                events_tx.clone(),
+                site,
+            )))
         }
         None => None,
     };
+    let dashboard_listener = bind_dashboard(config.dashboard_addr).await?;
+    let dashboard_addr = match &dashboard_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    if let Some(addr) = dashboard_addr {
+        println!("  dashboard: http://{addr}");
+    }
     for addr in &cluster.p2p_addrs {
         println!("  p2p: {addr}");
     }
@@ -121,8 +128,19 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         cluster.client_psk,
     ));
     let p2p = cluster.p2p.clone();
+    let cluster_psk = cluster.client_psk;
     let mut core = core::Core::new(config.clone(), node_id, store, cluster, events_tx.clone());
     core.client_addr = client_addr;
+    core.dashboard_addr = dashboard_addr.map(|a| a.to_string());
+    let dashboard = dashboard_listener
+        .zip(dashboard_addr)
+        .map(|(listener, addr)| {
+            let site = dashboard::Site {
+                ui: true,
+                token: token_off_loopback(addr, &cluster_psk),
+            };
+            tokio::spawn(dashboard::serve(listener, events_tx.clone(), site))
+        });
     let mut core_task = tokio::spawn(core.run(events_rx));
 
     let core_failed = tokio::select! {
@@ -147,8 +165,8 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
     }
     tracing::info!("stopping");
     accept.abort();
-    if let Some(metrics) = metrics {
-        metrics.abort();
+    for server in [metrics, dashboard].into_iter().flatten() {
+        server.abort();
     }
     let _ = events_tx.send(core::Event::Shutdown).await;
     match tokio::time::timeout(std::time::Duration::from_secs(5), core_task).await {
@@ -163,6 +181,39 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// The dashboard's listener, where the configuration says.
+async fn bind_dashboard(
+    addr: config::DashboardAddr,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    use tokio::net::TcpListener;
+    Ok(match addr {
+        config::DashboardAddr::Off => None,
+        config::DashboardAddr::At(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the dashboard on {addr}"))?,
+        ),
+        config::DashboardAddr::Default => {
+            let (ip, port) = config::DEFAULT_DASHBOARD_ADDR;
+            let ip = std::net::IpAddr::from(ip);
+            match TcpListener::bind((ip, port)).await {
+                Ok(l) => Some(l),
+                // Another node of this machine has it: any free port.
+                Err(_) => Some(
+                    TcpListener::bind((ip, 0))
+                        .await
+                        .context("binding the dashboard on 127.0.0.1")?,
+                ),
+            }
+        }
+    })
+}
+
+/// The token an HTTP server asks for: none on loopback.
+fn token_off_loopback(addr: std::net::SocketAddr, psk: &[u8; 32]) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| raynode_proto::secure::dashboard_token(psk))
 }
 
 /// Writes the session file through which drivers and `raynode stop` find

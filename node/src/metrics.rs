@@ -1,6 +1,6 @@
 //! User metrics (`raynode.util.metrics`): what this node's drivers and
 //! workers record, kept here and served in the Prometheus text format on
-//! `--metrics-port` (`GET /metrics`).
+//! `GET /metrics` of the dashboard and of `--metrics-export-port`.
 //!
 //! [`Registry`] is plain data: a client defines a metric once
 //! ([`raynode_proto::ToNode::DefineMetric`]) and records values against tag
@@ -8,13 +8,11 @@
 //! into buckets. Names are exported with Ray's `ray_` prefix. It is bounded
 //! ([`MAX_METRICS`], [`MAX_SERIES`]): past that, new names and tag sets are
 //! dropped (with a warning), never the node's memory.
-//! [`serve`] answers scrapes by asking the core for the text.
+//! The dashboard's HTTP server (`crate::dashboard`) serves the text.
 
 use raynode_proto::MetricKind;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
 
 /// Most metric names one node keeps.
 pub const MAX_METRICS: usize = 1024;
@@ -220,70 +218,6 @@ fn labels(tags: &[(String, String)], le: Option<String>) -> String {
         String::new()
     } else {
         format!("{{{}}}", parts.join(","))
-    }
-}
-
-/// Longest request head read from a scraper.
-const MAX_REQUEST_BYTES: usize = 8192;
-/// Scrapers served at once; more wait to be accepted.
-const MAX_SCRAPERS: usize = 16;
-
-/// Serves `GET /metrics` on `listener` until the task is aborted: each
-/// scrape asks the core (through `scrape`) for the text.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    scrape: mpsc::Sender<oneshot::Sender<String>>,
-) {
-    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPERS));
-    loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        let (mut stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!("metrics endpoint: accept failed: {e}");
-                continue;
-            }
-        };
-        let scrape = scrape.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let deadline = std::time::Duration::from_secs(5);
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            let read = tokio::time::timeout(deadline, async {
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_BYTES {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
-            }
-            let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
-            let line = String::from_utf8_lossy(line);
-            let (status, body) = if line.starts_with("GET /metrics") {
-                let (tx, rx) = oneshot::channel();
-                if scrape.send(tx).await.is_err() {
-                    return;
-                }
-                match rx.await {
-                    Ok(text) => ("200 OK", text),
-                    Err(_) => return,
-                }
-            } else {
-                ("404 Not Found", "not found: try GET /metrics\n".to_string())
-            };
-            let reply = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = tokio::time::timeout(deadline, stream.write_all(reply.as_bytes())).await;
-        });
     }
 }
 

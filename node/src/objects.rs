@@ -71,6 +71,10 @@ impl Objects {
         self.table.len()
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = (&ObjectId, &ObjectEntry)> + '_ {
+        self.table.iter()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }

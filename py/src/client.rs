@@ -515,20 +515,11 @@ impl Client {
         }
     }
 
-    /// Cluster information as JSON: `nodes`, `cluster_resources`,
-    /// `available_resources`, `timeline`, `named_actors`,
-    /// `placement_groups`, `jobs` or `events`.
+    /// Cluster information as JSON, by one of `InfoKind::ALL`'s names
+    /// (`nodes`, `jobs`, `tasks`, ...).
     fn info(&self, py: Python<'_>, what: &str) -> PyResult<String> {
-        let what = match what {
-            "nodes" => InfoKind::Nodes,
-            "cluster_resources" => InfoKind::ClusterResources,
-            "available_resources" => InfoKind::AvailableResources,
-            "timeline" => InfoKind::Timeline,
-            "jobs" => InfoKind::Jobs,
-            "events" => InfoKind::Events,
-            "named_actors" => InfoKind::NamedActors,
-            "placement_groups" => InfoKind::PlacementGroups,
-            other => return Err(errors::value(format!("unknown info {other:?}"))),
+        let Some(what) = InfoKind::from_name(what) else {
+            return Err(errors::value(format!("unknown info {what:?}")));
         };
         let req = self.conn.next_req();
         self.send(py, ToNode::Info { req, what })?;

@@ -137,12 +137,15 @@ impl Client {
 
     /// Worker: reports a task's results: each `(bytes, nested)` inline or
     /// `(None, nested)` when written to the store object made by `create_return`.
+    /// `error`: when it raised, the exception's type and message.
+    #[pyo3(signature = (task_id, results, app_error, error=None))]
     fn task_done(
         &self,
         py: Python<'_>,
         task_id: &[u8],
         results: Vec<(Option<Bound<'_, PyAny>>, Vec<Vec<u8>>)>,
         app_error: bool,
+        error: Option<String>,
     ) -> PyResult<()> {
         let mut out = Vec::with_capacity(results.len());
         for (bytes, nested) in results {
@@ -163,6 +166,7 @@ impl Client {
                 task,
                 results: out,
                 app_error,
+                error,
             },
         )
     }

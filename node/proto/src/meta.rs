@@ -43,6 +43,47 @@ impl SystemErrorKind {
     }
 }
 
+impl SystemErrorKind {
+    /// Ray's `ErrorType` of a task that ended with this error, as the
+    /// state API shows it.
+    pub fn ray_error_type(self) -> &'static str {
+        match self {
+            Self::WorkerCrashedError => "WORKER_DIED",
+            Self::TaskCancelledError => "TASK_CANCELLED",
+            Self::ObjectLostError => "OBJECT_LOST",
+            Self::ActorDiedError => "ACTOR_DIED",
+            Self::ActorUnavailableError => "ACTOR_UNAVAILABLE",
+            Self::OutOfMemoryError => "OUT_OF_MEMORY",
+            Self::RaySystemError => "RAY_SYSTEM_ERROR",
+            Self::TaskUnschedulableError => "TASK_UNSCHEDULABLE_ERROR",
+            Self::ActorUnschedulableError => "ACTOR_UNSCHEDULABLE_ERROR",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<SystemErrorKind> {
+        const ALL: [SystemErrorKind; 9] = [
+            SystemErrorKind::WorkerCrashedError,
+            SystemErrorKind::TaskCancelledError,
+            SystemErrorKind::ObjectLostError,
+            SystemErrorKind::ActorDiedError,
+            SystemErrorKind::ActorUnavailableError,
+            SystemErrorKind::OutOfMemoryError,
+            SystemErrorKind::RaySystemError,
+            SystemErrorKind::TaskUnschedulableError,
+            SystemErrorKind::ActorUnschedulableError,
+        ];
+        ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// The kind and message of a system error value's data section (the
+/// inverse of [`system_error_data`]).
+pub fn parse_system_error(data: &[u8]) -> Option<(SystemErrorKind, String)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let (name, message) = text.split_once('\n').unwrap_or((text, ""));
+    Some((SystemErrorKind::from_name(name)?, message.to_string()))
+}
+
 /// The data section of a system error value.
 pub fn system_error_data(kind: SystemErrorKind, message: &str) -> Vec<u8> {
     format!("{}\n{}", kind.name(), message).into_bytes()

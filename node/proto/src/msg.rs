@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub const SOCKET_FILE: &str = "node.sock";
 
 /// Bumped on any incompatible change to these frames.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -125,6 +125,9 @@ pub enum ToNode {
         task: TaskId,
         results: Vec<ReturnValue>,
         app_error: bool,
+        /// When the task raised: the exception's type and message, for the
+        /// task table (the value itself is in `results`).
+        error: Option<String>,
     },
     /// Worker only: a generator task made its item `index` (from 1), ahead
     /// of the `TaskDone` that ends it.
@@ -214,6 +217,38 @@ pub enum InfoKind {
     Jobs,
     /// The cluster's event log, oldest first.
     Events,
+    /// The task tables of every node, merged: `{"rows", "missing"}`, as
+    /// are the three below.
+    Tasks,
+    /// The actors living on every node.
+    Actors,
+    /// The object tables of every node.
+    Objects,
+    /// Every node's own stats (dead nodes too, marked so).
+    NodeStats,
+}
+
+impl InfoKind {
+    /// Every kind with its name, as clients (the Python package, the CLI)
+    /// ask for it.
+    pub const ALL: [(&'static str, InfoKind); 12] = [
+        ("nodes", InfoKind::Nodes),
+        ("cluster_resources", InfoKind::ClusterResources),
+        ("available_resources", InfoKind::AvailableResources),
+        ("timeline", InfoKind::Timeline),
+        ("named_actors", InfoKind::NamedActors),
+        ("placement_groups", InfoKind::PlacementGroups),
+        ("jobs", InfoKind::Jobs),
+        ("events", InfoKind::Events),
+        ("tasks", InfoKind::Tasks),
+        ("actors", InfoKind::Actors),
+        ("objects", InfoKind::Objects),
+        ("node_stats", InfoKind::NodeStats),
+    ];
+
+    pub fn from_name(name: &str) -> Option<InfoKind> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -34,6 +34,24 @@ pub enum PeerRequest {
         #[cfg_attr(test, proptest(strategy = "crate::tests::byte_bufs()"))]
         msgs: Vec<serde_bytes::ByteBuf>,
     },
+    /// The receiver's own rows of a cluster-wide state query; answered by
+    /// the rows, encoded as the query's kind says.
+    State(StateQuery),
+}
+
+/// What a node asks every other node for when a client asks about the
+/// whole cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum StateQuery {
+    /// Its task table (postcard rows).
+    Tasks,
+    /// The actors living on it (JSON rows).
+    Actors,
+    /// Its object table (JSON rows).
+    Objects,
+    /// Its own stats (a JSON array of one row).
+    Node,
 }
 
 /// Where a value is, as one node tells another.
@@ -160,6 +178,8 @@ pub struct Load {
     pub p2p_addrs: Vec<String>,
     /// Its TCP address for drivers, if it serves one.
     pub client_addr: Option<String>,
+    /// Where its dashboard listens, if it serves one.
+    pub dashboard_addr: Option<String>,
     pub total: Resources,
     pub available: Resources,
     /// Tasks waiting for resources on it.

@@ -77,6 +77,17 @@ pub fn psk(cluster_key: &[u8; 32]) -> [u8; 32] {
     hash.finalize().into()
 }
 
+/// The token that opens a node's dashboard on a non-loopback address:
+/// derived from the cluster key (through the client channel's key), so
+/// whoever holds the key can make it, and it reveals neither.
+pub fn dashboard_token(psk: &[u8; 32]) -> String {
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"raynode dashboard token v1");
+    hash.update(psk);
+    let digest: [u8; 32] = hash.finalize().into();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn builder(psk: &[u8; 32]) -> Result<snow::Builder<'_>, SecureError> {
     let params = PARAMS.parse()?;
     Ok(snow::Builder::new(params).prologue(PROLOGUE)?.psk(0, psk)?)

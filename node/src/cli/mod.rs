@@ -14,7 +14,7 @@
 pub mod start;
 pub mod stop;
 
-use crate::config::{NodeConfig, SessionConfig};
+use crate::config::{DashboardAddr, NodeConfig, SessionConfig};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use raynode_proto::Resources;
@@ -80,6 +80,12 @@ pub struct NodeArgs {
     /// Serve Prometheus metrics on this address, e.g. 0.0.0.0:8080.
     #[arg(long, conflicts_with = "metrics_export_port")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Serve the dashboard (a web page, its JSON API and /metrics) on this
+    /// address, or `off`. Port 0 picks one. Off loopback it asks for the
+    /// token `raynode dashboard-token` prints [default: 127.0.0.1:8265,
+    /// or a free port of 127.0.0.1 if another node has that one].
+    #[arg(long, value_parser = parse_dashboard_addr)]
+    pub dashboard_addr: Option<DashboardAddr>,
     /// CPUs this node offers to tasks [default: the machine's core count].
     #[arg(long)]
     pub num_cpus: Option<f64>,
@@ -277,6 +283,7 @@ impl NodeArgs {
             data_dir,
             socket: self.socket.clone(),
             client_addr: self.client_addr,
+            dashboard_addr: self.dashboard_addr.unwrap_or(DashboardAddr::Default),
             metrics_addr: self.metrics_addr.or_else(|| {
                 self.metrics_export_port
                     .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
@@ -340,6 +347,11 @@ impl NodeArgs {
         }
         if let Some(v) = &self.metrics_addr {
             push("--metrics-addr", v.to_string().into());
+        }
+        match &self.dashboard_addr {
+            Some(DashboardAddr::At(v)) => push("--dashboard-addr", v.to_string().into()),
+            Some(DashboardAddr::Off) => push("--dashboard-addr", "off".into()),
+            Some(DashboardAddr::Default) | None => {}
         }
         if let Some(v) = self.num_cpus {
             push("--num-cpus", v.to_string().into());
@@ -468,4 +480,14 @@ mod tests {
         let err = args.to_config().unwrap_err();
         assert!(format!("{err:#}").contains("--resources must be a JSON object"));
     }
+}
+
+fn parse_dashboard_addr(value: &str) -> Result<DashboardAddr, String> {
+    if value == "off" {
+        return Ok(DashboardAddr::Off);
+    }
+    value
+        .parse()
+        .map(DashboardAddr::At)
+        .map_err(|e| format!("{e}: give HOST:PORT (e.g. 127.0.0.1:8265) or off"))
 }

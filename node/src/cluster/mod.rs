@@ -379,6 +379,18 @@ async fn dispatch(
                     }
                     let _ = cluster.p2p.respond(responder, Vec::new()).await;
                 }
+                Ok(PeerRequest::State(what)) => {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    if core.send(Event::StateQuery { what, reply }).await.is_err() {
+                        return;
+                    }
+                    let c = cluster.clone();
+                    tokio::spawn(async move {
+                        if let Ok(rows) = answer.await {
+                            let _ = c.p2p.respond(responder, rows).await;
+                        }
+                    });
+                }
                 Err(e) => tracing::warn!(%peer, "dropping an undecodable peer request: {e}"),
             },
             p2p::Event::Gossip { from, topic, data } if topic == wire::LOAD_TOPIC => {

@@ -3,6 +3,7 @@
 
 use super::{Core, TaskState};
 use crate::engine::actor as engine;
+use crate::engine::task_table::TaskStatus;
 use raynode_proto::meta::SystemErrorKind;
 use raynode_proto::{AckError, ActorId, ActorOptions, JobId, TaskId, TaskSpec, WorkerId};
 use std::collections::VecDeque;
@@ -246,6 +247,12 @@ impl Core {
     }
 
     pub(super) fn on_actor_ready(&mut self, actor_id: ActorId, error: Option<String>) {
+        if let Some(creation) = self.actors.get(&actor_id).map(|a| a.creation) {
+            let failed = error
+                .clone()
+                .map(|e| ("TASK_EXECUTION_EXCEPTION".to_string(), e));
+            self.note_ended(creation, failed);
+        }
         if let Some(traceback) = error {
             tracing::info!(actor = %actor_id, "actor constructor raised");
             let cause = format!("its constructor raised:\n{traceback}");
@@ -297,8 +304,9 @@ impl Core {
         );
         // Calls in flight go first again if they may be retried, else fail.
         for task_id in &again {
+            let cause = format!("the actor's worker died ({why})");
+            self.next_attempt(*task_id, "WORKER_DIED", &cause);
             if let Some(task) = self.tasks.get_mut(task_id) {
-                task.attempt += 1;
                 task.state = TaskState::Queued;
             }
         }
@@ -312,6 +320,8 @@ impl Core {
             }
         }
         let mut owner = None;
+        let cause = format!("the actor's worker died ({why})");
+        self.note_ended(creation, Some(("WORKER_DIED".to_string(), cause)));
         if let Some(task) = self.tasks.get_mut(&creation) {
             task.attempt = restarts;
             task.state = TaskState::Queued;
@@ -319,6 +329,7 @@ impl Core {
             let demand = task.spec.demand().into_owned();
             let _ = self.ledger.queue().enqueue(creation, &demand);
         }
+        self.note_task(creation, TaskStatus::PendingNodeAssignment);
         if let Some(owner) = owner {
             // The actor is another node's: its budget is kept there too.
             let msg = crate::cluster::wire::PeerMsg::ActorRestarted {

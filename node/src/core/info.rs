@@ -16,7 +16,7 @@ pub(super) struct Span {
 
 /// Resources by name, without those placement groups' bundles provide
 /// (as Ray's `cluster_resources()` and `available_resources()` show them).
-fn resources_json(r: &Resources) -> Value {
+pub(super) fn resources_json(r: &Resources) -> Value {
     let mut map = Map::new();
     for (name, value) in &r.0 {
         if !raynode_proto::task::is_group_resource(name) {
@@ -58,26 +58,7 @@ impl Core {
             InfoKind::Nodes => {
                 let busy = self.ledger.busy();
                 let status = self.gcs.status();
-                let role = |raft: raft_gcs::NodeId| -> &'static str {
-                    if status.voters.contains(&raft) {
-                        if status.leader == Some(raft) && raft == status.id && !status.quorum {
-                            // Leads in name only: cut off from a quorum, it refuses writes.
-                            "isolated"
-                        } else if status.leader == Some(raft) {
-                            "leader"
-                        } else if raft == status.id
-                            && status.state == raft_gcs::ServerState::Candidate
-                        {
-                            "candidate"
-                        } else {
-                            "follower"
-                        }
-                    } else if status.learners.contains(&raft) {
-                        "learner"
-                    } else {
-                        "none"
-                    }
-                };
+                let role = |raft: raft_gcs::NodeId| raft_role(&status, raft);
                 let mut nodes = vec![json!({
                     "NodeID": self.node_id.to_string(),
                     "Alive": true,
@@ -91,6 +72,7 @@ impl Core {
                     "PeerId": self.cluster.peer_id.to_string(),
                     "P2pAddress": self.cluster.p2p_addrs.first(),
                     "ClientAddress": self.client_addr,
+                    "DashboardAddress": self.dashboard_addr,
                     "Available": resources_json(&self.ledger.sched().available()),
                     "Workers": self.workers.len(),
                     "BusyWorkers": busy,
@@ -114,6 +96,7 @@ impl Core {
                         "PeerId": load.peer,
                         "P2pAddress": load.p2p_addrs.first(),
                         "ClientAddress": load.client_addr,
+                        "DashboardAddress": load.dashboard_addr,
                     }));
                 }
                 // Nodes the control store knows of that do not gossip: gone (or just starting).
@@ -167,6 +150,10 @@ impl Core {
             InfoKind::PlacementGroups => self.groups_json(),
             InfoKind::Jobs => self.jobs_json(),
             InfoKind::Events => self.events_json(),
+            // Asked of every node: answered by `answer_info`.
+            InfoKind::Tasks | InfoKind::Actors | InfoKind::Objects | InfoKind::NodeStats => {
+                json!({"rows": [], "missing": []})
+            }
             InfoKind::Timeline => Value::Array(
                 self.timeline
                     .iter()
@@ -183,6 +170,27 @@ impl Core {
     }
 }
 
+/// A member's part in the control store's Raft group, as `status` (this
+/// member's view) has it.
+pub(super) fn raft_role(status: &raft_gcs::Status, raft: raft_gcs::NodeId) -> &'static str {
+    if status.voters.contains(&raft) {
+        if status.leader == Some(raft) && raft == status.id && !status.quorum {
+            // Leads in name only: cut off from a quorum, it refuses writes.
+            "isolated"
+        } else if status.leader == Some(raft) {
+            "leader"
+        } else if raft == status.id && status.state == raft_gcs::ServerState::Candidate {
+            "candidate"
+        } else {
+            "follower"
+        }
+    } else if status.learners.contains(&raft) {
+        "learner"
+    } else {
+        "none"
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -190,66 +198,215 @@ fn hostname() -> String {
 }
 
 impl Core {
-    /// What the Prometheus endpoint serves: this node's own gauges, then
-    /// the user metrics its clients recorded.
+    /// What the Prometheus endpoint serves: this node's own gauges (with
+    /// Ray's names where Ray has one), then its clients' metrics.
     pub(super) fn metrics_text(&self) -> String {
         use std::fmt::Write as _;
         let store = self.store.shared().stats();
-        let gauges: [(&str, &str, f64); 9] = [
+        let status = self.gcs.status();
+        let me = self.node_id.to_string();
+        let mut tasks: std::collections::BTreeMap<&str, f64> = Default::default();
+        for row in self.task_table.rows() {
+            // Counted by their owner's node only, so the cluster sums once.
+            if row.facts.job.starts_with(&me) {
+                *tasks.entry(row.status.name()).or_default() += 1.0;
+            }
+        }
+        let mut actors: std::collections::BTreeMap<&str, f64> = Default::default();
+        for a in self.actors.values() {
+            let state = match a.state {
+                super::actors::ActorState::Pending if a.restarts > 0 => "RESTARTING",
+                super::actors::ActorState::Pending => "PENDING_CREATION",
+                super::actors::ActorState::Running { .. } => "ALIVE",
+                super::actors::ActorState::Dead { .. } => "DEAD",
+            };
+            *actors.entry(state).or_default() += 1.0;
+        }
+        let (mem_total, mem_available) = memory_info();
+        let one = |v: f64| vec![(String::new(), v)];
+        let by = |label: &str, m: &std::collections::BTreeMap<&str, f64>| {
+            m.iter()
+                .map(|(k, v)| (format!("{label}=\"{k}\""), *v))
+                .collect::<Vec<_>>()
+        };
+        let leads = status.leader == Some(status.id);
+        let gauges: Vec<(&str, &str, &str, Vec<(String, f64)>)> = vec![
+            (
+                "ray_tasks",
+                "gauge",
+                "Tasks this node owns, by state (of the task table)",
+                by("State", &tasks),
+            ),
+            (
+                "ray_actors",
+                "gauge",
+                "Actors living on this node, by state",
+                by("State", &actors),
+            ),
+            (
+                "ray_object_store_memory",
+                "gauge",
+                "Object store bytes, in shared memory and spilled to disk",
+                vec![
+                    ("Location=\"MMAP_SHM\"".into(), store.used as f64),
+                    ("Location=\"SPILLED\"".into(), store.spilled_bytes as f64),
+                ],
+            ),
+            (
+                "ray_object_store_available_memory",
+                "gauge",
+                "Object store bytes free",
+                one(store.capacity.saturating_sub(store.used) as f64),
+            ),
+            (
+                "ray_node_cpu_count",
+                "gauge",
+                "CPUs this node offers",
+                one(self.ledger.sched().total().get("CPU")),
+            ),
+            (
+                "ray_node_mem_total",
+                "gauge",
+                "Memory of this machine in bytes",
+                one(mem_total as f64),
+            ),
+            (
+                "ray_node_mem_used",
+                "gauge",
+                "Memory of this machine in use in bytes",
+                one(mem_total.saturating_sub(mem_available) as f64),
+            ),
             (
                 "raynode_workers",
+                "gauge",
                 "Worker processes of this node",
-                self.workers.len() as f64,
+                one(self.workers.len() as f64),
             ),
             (
                 "raynode_busy_workers",
+                "gauge",
                 "Workers running a task or holding an actor",
-                self.ledger.busy() as f64,
+                one(self.ledger.busy() as f64),
             ),
             (
                 "raynode_queued_tasks",
+                "gauge",
                 "Tasks waiting for resources on this node",
-                self.ledger.sched().queued() as f64,
+                one(self.ledger.sched().queued() as f64),
             ),
             (
                 "raynode_tasks",
+                "gauge",
                 "Tasks this node knows of (owned or running here)",
-                self.tasks.len() as f64,
+                one(self.tasks.len() as f64),
             ),
             (
                 "raynode_actors",
+                "gauge",
                 "Actors living on this node",
-                self.actors.len() as f64,
+                one(self.actors.len() as f64),
             ),
             (
                 "raynode_objects",
+                "gauge",
                 "Objects in this node's object table",
-                self.objects.len() as f64,
+                one(self.objects.len() as f64),
             ),
             (
                 "raynode_object_store_used_bytes",
+                "gauge",
                 "Bytes of objects in the shared-memory store",
-                store.used as f64,
+                one(store.used as f64),
+            ),
+            (
+                "raynode_object_store_capacity_bytes",
+                "gauge",
+                "Capacity of the shared-memory store",
+                one(store.capacity as f64),
             ),
             (
                 "raynode_object_store_spilled_bytes",
+                "gauge",
                 "Bytes of objects spilled to disk",
-                store.spilled_bytes as f64,
+                one(store.spilled_bytes as f64),
             ),
             (
                 "raynode_peers",
+                "gauge",
                 "Other nodes this node hears from",
-                self.remote.peers.len() as f64,
+                one(self.remote.peers.len() as f64),
+            ),
+            (
+                "raynode_pulls_in_flight",
+                "gauge",
+                "Objects being pulled from other nodes or waiting to be",
+                one(self.remote.pulls.in_flight() as f64),
+            ),
+            (
+                "raynode_pulled_objects_total",
+                "counter",
+                "Objects pulled from other nodes",
+                one(self.remote.pulls.done as f64),
+            ),
+            (
+                "raynode_pulled_bytes_total",
+                "counter",
+                "Bytes pulled from other nodes",
+                one(self.remote.pulls.done_bytes as f64),
+            ),
+            (
+                "raynode_raft_term",
+                "gauge",
+                "The control store's Raft term, as this member knows it",
+                one(status.term as f64),
+            ),
+            (
+                "raynode_raft_applied_index",
+                "gauge",
+                "The last control-store entry this member applied",
+                one(status.applied.unwrap_or(0) as f64),
+            ),
+            (
+                "raynode_raft_is_leader",
+                "gauge",
+                "1 if this node leads the control store",
+                one(f64::from(u8::from(leads))),
+            ),
+            (
+                "raynode_task_table_rows",
+                "gauge",
+                "Task attempts this node's task table keeps",
+                one(self.task_table.len() as f64),
+            ),
+            (
+                "raynode_task_table_dropped_total",
+                "counter",
+                "Task attempts dropped from the full task table",
+                one(self.task_table.dropped() as f64),
             ),
         ];
         let mut out = String::new();
-        let node = self.node_id.to_string();
-        for (name, help, value) in gauges {
+        for (name, kind, help, samples) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} gauge");
-            let _ = writeln!(out, "{name}{{node=\"{node}\"}} {value}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let sep = if labels.is_empty() { "" } else { "," };
+                let _ = writeln!(out, "{name}{{node=\"{me}\"{sep}{labels}}} {value}");
+            }
         }
         out.push_str(&self.metrics.render());
         out
     }
+}
+
+/// This machine's memory in bytes: (total, available), from /proc/meminfo.
+fn memory_info() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("MemTotal:"), field("MemAvailable:"))
 }

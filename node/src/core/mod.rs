@@ -12,6 +12,7 @@
 //! - `waiters.rs`: `get` and `wait` requests;
 //! - `streams.rs`: generator tasks' items, held until their caller takes them;
 //! - `info.rs`: cluster information and the timeline;
+//! - `state.rs`: the task table, and the state API's queries of every node;
 //! - `groups.rs`: placement groups: created, placed, reserved, removed;
 //! - `history.rs`: the jobs table and the event log in the control store;
 //! - `pulls.rs`: objects pulled from other nodes' stores, within the room
@@ -28,6 +29,7 @@ mod output;
 mod pool;
 mod pulls;
 mod remote;
+mod state;
 mod streams;
 mod tasks;
 mod waiters;
@@ -143,6 +145,17 @@ pub enum Event {
     GroupsChanged,
     /// A Prometheus scrape: the metrics text, please.
     Scrape(tokio::sync::oneshot::Sender<String>),
+    /// The dashboard asks for information (the whole cluster's, for the
+    /// kinds that fan out).
+    Query {
+        what: raynode_proto::InfoKind,
+        reply: tokio::sync::oneshot::Sender<String>,
+    },
+    /// Another node asks for this node's own rows of a state query.
+    StateQuery {
+        what: crate::cluster::wire::StateQuery,
+        reply: tokio::sync::oneshot::Sender<Vec<u8>>,
+    },
     Tick,
     Shutdown,
 }
@@ -229,6 +242,10 @@ pub struct Core {
     remote: remote::Remote,
     /// The TCP address drivers reach this node at, if it serves one.
     pub client_addr: Option<String>,
+    /// Where this node's dashboard listens, if it serves one.
+    pub dashboard_addr: Option<String>,
+    /// The tasks this node owns or runs, each attempt's states (bounded).
+    task_table: crate::engine::task_table::TaskTable,
     groups: groups::Groups,
     /// Generator tasks this node owns, by task.
     streams: HashMap<TaskId, streams::Stream>,
@@ -276,6 +293,10 @@ impl Core {
             cluster,
             remote: remote::Remote::default(),
             client_addr: None,
+            dashboard_addr: None,
+            task_table: crate::engine::task_table::TaskTable::new(
+                crate::engine::task_table::DEFAULT_CAPACITY,
+            ),
             groups: groups::Groups::default(),
             streams: HashMap::new(),
             metrics: crate::metrics::Registry::default(),
@@ -366,6 +387,10 @@ impl Core {
                 Event::Scrape(reply) => {
                     let _ = reply.send(self.metrics_text());
                 }
+                Event::Query { what, reply } => self.answer_info(what, state::Reply::Http(reply)),
+                Event::StateQuery { what, reply } => {
+                    let _ = reply.send(self.state_rows(what));
+                }
                 Event::Tick => self.on_tick(),
                 Event::Shutdown => break,
             }
@@ -418,14 +443,17 @@ impl Core {
                 namespace,
             } => self.on_get_actor(conn, req, name, namespace),
             ToNode::Info { req, what } => {
-                let json = self.info_json(what);
-                self.send(conn, FromNode::Info { req, json });
+                if let Some(client) = self.clients.get(&conn) {
+                    let tx = client.tx.clone();
+                    self.answer_info(what, state::Reply::Client { tx, req });
+                }
             }
             ToNode::TaskDone {
                 task,
                 results,
                 app_error,
-            } => self.on_task_done(conn, task, results, app_error),
+                error,
+            } => self.on_task_done(conn, task, results, app_error, error),
             ToNode::ActorReady { actor, error } => self.on_actor_ready(actor, error),
             ToNode::Yield { task, index, value } => self.on_yield(conn, task, index, value),
             ToNode::DefineMetric {

@@ -83,7 +83,8 @@ impl Core {
                         "the task was cancelled",
                     );
                 } else if retry && matches!(task.spec.kind, TaskKind::Normal) {
-                    self.retry_task(task_id);
+                    let why = format!("the worker running {name} died ({why})");
+                    self.retry_task(task_id, "WORKER_DIED", &why);
                 } else {
                     let attempts = task.attempt + 1;
                     let why = format!(

@@ -40,9 +40,17 @@ pub(super) struct Pulls {
     all: HashMap<ObjectId, Pull>,
     line: VecDeque<ObjectId>,
     running_bytes: u64,
+    /// Objects and bytes pulled since the node started.
+    pub done: u64,
+    pub done_bytes: u64,
 }
 
 impl Pulls {
+    /// Pulls waiting or under way.
+    pub fn in_flight(&self) -> usize {
+        self.all.len()
+    }
+
     pub fn contains(&self, id: ObjectId) -> bool {
         self.all.contains_key(&id)
     }
@@ -141,6 +149,8 @@ impl Core {
         };
         match result {
             Ok(()) => {
+                self.remote.pulls.done += 1;
+                self.remote.pulls.done_bytes += size;
                 let nested = self
                     .objects
                     .get_mut(&id)
@@ -213,7 +223,8 @@ impl Core {
                 for other in others {
                     self.remote.pulls.remove(other);
                 }
-                return self.retry_task(task_id);
+                let why = format!("a result could not be pulled ({why})");
+                return self.retry_task(task_id, "OBJECT_LOST", &why);
             }
             self.fetched(task_id);
         }

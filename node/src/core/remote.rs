@@ -116,6 +116,7 @@ impl Core {
             peer: self.cluster.peer_id.to_string(),
             p2p_addrs: self.cluster.p2p_addrs.clone(),
             client_addr: self.client_addr.clone(),
+            dashboard_addr: self.dashboard_addr.clone(),
             total: self.ledger.sched().total().clone(),
             available: self.ledger.sched().available(),
             queued: (self.ledger.sched().queued() + self.remote.unplaced.len()) as u32,
@@ -312,7 +313,8 @@ impl Core {
                 && !task.cancelled;
             if retry {
                 tracing::info!(task = %task_id, "re-running a task whose node was lost");
-                self.retry_task(task_id);
+                let cause = format!("the node {node} running it was lost ({why})");
+                self.retry_task(task_id, "NODE_DIED", &cause);
             } else {
                 let kind = match task.spec.kind {
                     TaskKind::Normal => SystemErrorKind::WorkerCrashedError,
@@ -530,6 +532,7 @@ impl Core {
 
     /// Sends a ready task to `node` to run there.
     pub(super) fn forward(&mut self, task_id: TaskId, node: NodeId) {
+        self.note_sent(task_id, node);
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return;
         };
@@ -722,6 +725,11 @@ impl Core {
             self.remote.actors.remove(&actor);
             self.fail_remote_calls(actor, "The actor died");
         }
+        let error = results.iter().find_map(|(value, _)| match value {
+            WireValue::Inline { bytes, error: true } => Some(super::state::error_of(bytes)),
+            _ => None,
+        });
+        self.note_ended(task_id, error);
         if let Some(owner) = self.tasks.get(&task_id).and_then(|t| t.origin) {
             self.send_peer(
                 owner,
@@ -1103,8 +1111,8 @@ impl Core {
         };
         tracing::info!(%actor, restart = restarts, "restarting an actor whose node was lost: {why}");
         for call in &again {
+            self.next_attempt(*call, "NODE_DIED", &cause);
             if let Some(task) = self.tasks.get_mut(call) {
-                task.attempt += 1;
                 task.state = TaskState::Queued;
             }
         }
@@ -1125,7 +1133,7 @@ impl Core {
         if let Some(a) = self.actors.get_mut(&actor) {
             a.queue = calls;
         }
-        self.retry_task(creation);
+        self.retry_task(creation, "NODE_DIED", &cause);
     }
 
     /// Our actor restarted on the node it lives on: its restarts count

@@ -1,6 +1,7 @@
 //! Tasks: submission, dependencies, dispatch to workers, completion.
 
 use super::{ConnId, Core, Task, TaskState};
+use crate::engine::task_table::TaskStatus;
 use crate::engine::Slot;
 use crate::objects::ObjState;
 use raynode_proto::meta::SystemErrorKind;
@@ -75,6 +76,14 @@ impl Core {
         task.attempt = attempt;
         let spec = task.spec.clone();
         self.tasks.insert(task_id, task);
+        self.note_task(
+            task_id,
+            if missing > 0 {
+                TaskStatus::PendingArgsAvail
+            } else {
+                TaskStatus::PendingNodeAssignment
+            },
+        );
         if let Err(e) = spec.validate() {
             // Checked again here whatever the client checked: a bad value
             // would corrupt the resource ledger.
@@ -108,6 +117,7 @@ impl Core {
     /// All dependencies are here: queue it (or its actor's call), or fail it
     /// at once with the error one of its arguments holds.
     pub(super) fn on_task_ready(&mut self, task_id: TaskId) {
+        self.note_task(task_id, TaskStatus::PendingNodeAssignment);
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return;
         };
@@ -193,6 +203,7 @@ impl Core {
 
     /// Sends a task to a worker, resolving its arguments to values.
     pub(super) fn execute(&mut self, task_id: TaskId, worker: WorkerId) {
+        self.note_running(task_id, worker);
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return;
         };
@@ -335,6 +346,7 @@ impl Core {
         task_id: TaskId,
         results: Vec<ReturnValue>,
         app_error: bool,
+        error: Option<String>,
     ) {
         let Some(task) = self.tasks.get(&task_id) else {
             return;
@@ -351,9 +363,14 @@ impl Core {
         if let Some(worker) = worker {
             self.worker_idle(worker);
         }
+        let error = error.map(|e| ("TASK_EXECUTION_EXCEPTION".to_string(), e));
         if retry {
             tracing::debug!(task = %task_id, "retrying a task that raised");
-            return self.retry_task(task_id);
+            let (kind, why) = error.unwrap_or_default();
+            return self.retry_task(task_id, &kind, &why);
+        }
+        if error.is_some() {
+            self.note_ended(task_id, error);
         }
         let mut values = Vec::with_capacity(results.len());
         for (i, result) in results.into_iter().enumerate() {
@@ -381,12 +398,13 @@ impl Core {
         self.dispatch();
     }
 
-    /// Puts a task back in line for another attempt.
-    pub(super) fn retry_task(&mut self, task_id: TaskId) {
+    /// Puts a task back in line for another attempt: the one before failed
+    /// with Ray's `error_type`, for the reason `why`.
+    pub(super) fn retry_task(&mut self, task_id: TaskId, error_type: &str, why: &str) {
+        self.next_attempt(task_id, error_type, why);
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return;
         };
-        task.attempt += 1;
         task.state = TaskState::Waiting(0);
         self.on_task_ready(task_id);
     }
@@ -422,6 +440,7 @@ impl Core {
                 format!("{name} ({task_id}): {kind:?}: {why}"),
             );
         }
+        self.note_failed(task_id, kind, why);
         let bytes = crate::values::system_error(kind, why);
         self.finish_with(task_id, |_| bytes.clone());
     }
@@ -432,6 +451,7 @@ impl Core {
         task_id: TaskId,
         values: Vec<(ObjectId, ObjState, Vec<ObjectId>)>,
     ) {
+        self.note_ended(task_id, super::state::outcome(&values));
         match self.tasks.get(&task_id).and_then(|t| t.origin) {
             Some(owner) => self.send_results(owner, task_id, values),
             None => {

@@ -10,12 +10,14 @@
 //! - [`bundles`]: which node each bundle of a placement group goes to;
 //! - [`actor`]: what follows an actor's loss of its worker or node (one
 //!   restart budget wherever it lives);
-//! - [`stream`]: a generator task's items, held for its caller until taken.
+//! - [`stream`]: a generator task's items, held for its caller until taken;
+//! - [`task_table`]: the bounded record of the tasks a node owns or runs.
 
 pub mod actor;
 pub mod bundles;
 pub mod ledger;
 pub mod placement;
 pub mod stream;
+pub mod task_table;
 
 pub use ledger::{Ledger, Slot};

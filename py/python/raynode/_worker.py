@@ -194,7 +194,8 @@ class Worker:
         # The node retries a task that raised when it was submitted with
         # retry_exceptions; a cause not in the listed types is no reason to.
         retryable = retry_on is None or isinstance(exc, retry_on)
-        self.client.task_done(task_id, [(err.inline(), err.nested)] * returns_count(num_returns), retryable)
+        results = [(err.inline(), err.nested)] * returns_count(num_returns)
+        self.client.task_done(task_id, results, retryable, describe_error(exc))
 
     def error_value(self, name, exc):
         """What a call that raised `exc` gives its caller: a pickled
@@ -631,3 +632,13 @@ if __name__ == "__main__":
     from raynode import _worker
 
     _worker.main()
+
+
+#: Longest error description the task table keeps.
+MAX_ERROR_TEXT = 4096
+
+
+def describe_error(exc):
+    """An exception as the task table shows it: its type and message."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."

@@ -1,19 +1,33 @@
-"""A first part of Ray's state API (`ray.util.state`), answered by any node
-for the whole cluster from its replica of the control store.
+"""Ray's state API (`ray.util.state`), answered by any node for the whole
+cluster.
 
+- `list_tasks()`, `get_task()`, `summarize_tasks()`: the task tables of
+  every node, merged. Each node keeps the last 10,000 attempts of the tasks
+  it owns or runs (older ones are dropped), with every state change's time.
+- `list_actors()`, `get_actor()`, `summarize_actors()`: the actors living
+  on every node.
+- `list_objects()`, `summarize_objects()`: the object tables of every node.
+- `list_nodes()`: every node, alive or dead.
 - `list_jobs()`: one row per driver connection of the cluster, with its
   state (RUNNING, SUCCEEDED), start and end times (ms since the epoch),
   the node its driver connected to and the driver's pid.
 - `list_cluster_events()`: the cluster's bounded event log, oldest first:
-  nodes lost, actors restarted and dead, tasks failed for a system reason.
-- `list_nodes()`: the nodes this node knows of.
+  nodes joined and lost, actors restarted and dead, tasks failed for a
+  system reason, placement groups created and removed.
+- `list_placement_groups()`: every placement group of the cluster.
 
-Rows are dicts that also read as attributes (`row.job_id`). `filters` take
-Ray's form, `[("key", "=", value)]` or `"!="`; `limit` keeps the first rows.
-Jobs and events reach the control store in batches about once a second.
+The node a driver is connected to asks every other live node and merges
+their answers; a node that does not answer within 2 s is left out with a
+warning (Ray's "partial failure"), it never holds the answer up.
+
+Rows are dicts that also read as attributes (`row.task_id`). `filters`
+take Ray's form, `[("key", "=", value)]` or `"!="`; `limit` keeps the
+first rows. Jobs and events reach the control store in batches about once
+a second.
 """
 
 import json
+import warnings
 
 from .. import _runtime
 
@@ -52,6 +66,127 @@ def _info(what):
     return json.loads(_runtime.client().info(what))
 
 
+def _cluster_rows(what, raise_on_missing_output=True):
+    """Rows of every node for `what`, warning about the nodes that did not answer."""
+    answer = _info(what)
+    if answer["missing"] and raise_on_missing_output:
+        lost = ", ".join(f"{m['node_id'][:8]} ({m['error']})" for m in answer["missing"])
+        warnings.warn(f"the {what} of some nodes are missing: {lost}", RuntimeWarning, stacklevel=3)
+    return answer["rows"]
+
+
+#: Fields of a task row shown without `detail=True` (Ray's default columns).
+_TASK_FIELDS = (
+    "task_id", "attempt_number", "name", "state", "job_id", "actor_id", "type",
+    "func_or_class_name", "parent_task_id", "node_id", "worker_id", "worker_pid",
+    "error_type",
+)
+
+
+def _brief(rows, fields, detail):
+    if detail:
+        return rows
+    return [{k: r.get(k) for k in fields} for r in rows]
+
+
+def list_tasks(filters=None, limit=DEFAULT_LIMIT, detail=False, raise_on_missing_output=True, **_ignored):
+    """Every attempt of every task and actor call the cluster's nodes
+    remember (the newest 10,000 per node), oldest first."""
+    rows = _cluster_rows("tasks", raise_on_missing_output)
+    return _select(_brief(rows, _TASK_FIELDS, detail), filters, limit)
+
+
+def get_task(id, **_ignored):
+    """The latest attempt of one task (by hex id or one of its ObjectRefs), or None."""
+    if not isinstance(id, str):
+        id = id.task_id().hex()
+    attempts = [r for r in _cluster_rows("tasks") if r["task_id"] == id]
+    if not attempts:
+        return None
+    return _Row(max(attempts, key=lambda r: r["attempt_number"]))
+
+
+def list_actors(filters=None, limit=DEFAULT_LIMIT, detail=False, raise_on_missing_output=True, **_ignored):
+    """The actors of the cluster, each where it lives (or died)."""
+    return _select(_cluster_rows("actors", raise_on_missing_output), filters, limit)
+
+
+def get_actor(id, **_ignored):
+    """One actor by hex id, or None."""
+    found = [r for r in _cluster_rows("actors") if r["actor_id"] == id]
+    return _Row(found[0]) if found else None
+
+
+def list_objects(filters=None, limit=DEFAULT_LIMIT, detail=False, raise_on_missing_output=True, **_ignored):
+    """The objects in every node's object table (an object held by two
+    nodes has a row on each)."""
+    return _select(_cluster_rows("objects", raise_on_missing_output), filters, limit)
+
+
+def list_placement_groups(filters=None, limit=DEFAULT_LIMIT, **_ignored):
+    """Every placement group of the cluster."""
+    rows = []
+    for pg_id, group in _info("placement_groups").items():
+        row = dict(group)
+        row.setdefault("placement_group_id", pg_id)
+        rows.append(row)
+    return _select(rows, filters, limit)
+
+
+def summarize_tasks(raise_on_missing_output=True, **_ignored):
+    """Task counts by function (or method) name and state, as Ray's
+    `summarize_tasks()` gives them."""
+    summary = {}
+    rows = _cluster_rows("tasks", raise_on_missing_output)
+    for r in rows:
+        name = r["func_or_class_name"]
+        entry = summary.setdefault(name, {"func_or_class_name": name, "type": r["type"], "state_counts": {}})
+        entry["state_counts"][r["state"]] = entry["state_counts"].get(r["state"], 0) + 1
+    return {
+        "cluster": {
+            "summary": summary,
+            "total_tasks": sum(1 for r in rows if r["type"] == "NORMAL_TASK"),
+            "total_actor_tasks": sum(1 for r in rows if r["type"] == "ACTOR_TASK"),
+            "total_actor_scheduled": sum(1 for r in rows if r["type"] == "ACTOR_CREATION_TASK"),
+            "summary_by": "func_name",
+        }
+    }
+
+
+def summarize_actors(raise_on_missing_output=True, **_ignored):
+    """Actor counts by class and state."""
+    summary = {}
+    rows = _cluster_rows("actors", raise_on_missing_output)
+    for r in rows:
+        entry = summary.setdefault(r["class_name"], {"class_name": r["class_name"], "state_counts": {}})
+        entry["state_counts"][r["state"]] = entry["state_counts"].get(r["state"], 0) + 1
+    return {"cluster": {"summary": summary, "total_actors": len(rows), "summary_by": "class"}}
+
+
+def summarize_objects(raise_on_missing_output=True, **_ignored):
+    """Object counts and sizes by state and where they are."""
+    rows = _cluster_rows("objects", raise_on_missing_output)
+    summary = {}
+    for r in rows:
+        key = f"{r['state']}:{r['location'] or 'pending'}"
+        entry = summary.setdefault(key, {"total_objects": 0, "total_size_mb": 0.0, "total_num_nodes": 0, "_nodes": set()})
+        entry["total_objects"] += 1
+        entry["total_size_mb"] += (r["object_size"] or 0) / 2**20
+        entry["_nodes"].add(r["node_id"])
+    for entry in summary.values():
+        entry["total_num_nodes"] = len(entry.pop("_nodes"))
+    total_mb = sum((r["object_size"] or 0) for r in rows) / 2**20
+    return {
+        "cluster": {
+            "summary": summary,
+            "total_objects": len(rows),
+            "total_size_mb": total_mb,
+            "callsite_enabled": False,
+            "summary_by": "state",
+        }
+    }
+
+
 def list_jobs(filters=None, limit=DEFAULT_LIMIT, **_ignored):
     """The jobs of the cluster (one per driver connection)."""
     return _select(_info("jobs"), filters, limit)
@@ -62,7 +197,7 @@ def list_cluster_events(filters=None, limit=DEFAULT_LIMIT, **_ignored):
     return _select(_info("events"), filters, limit)
 
 
-def list_nodes(filters=None, limit=DEFAULT_LIMIT, **_ignored):
+def list_nodes(filters=None, limit=DEFAULT_LIMIT, detail=False, **_ignored):
     """The nodes of the cluster, as `ray.nodes()` has them, with Ray's
     state-API names (`node_id`, `state`) added."""
     rows = []
@@ -74,4 +209,17 @@ def list_nodes(filters=None, limit=DEFAULT_LIMIT, **_ignored):
     return _select(rows, filters, limit)
 
 
-__all__ = ["list_cluster_events", "list_jobs", "list_nodes"]
+__all__ = [
+    "get_actor",
+    "get_task",
+    "list_actors",
+    "list_cluster_events",
+    "list_jobs",
+    "list_nodes",
+    "list_objects",
+    "list_placement_groups",
+    "list_tasks",
+    "summarize_actors",
+    "summarize_objects",
+    "summarize_tasks",
+]
