@@ -91,3 +91,155 @@ for bad in ([("status", "~", "x")], ["status"]):
     out = cluster3.run_driver(1, code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("refused:") == 2
+
+
+RUN_ON_TWO = """
+import os
+import raynode as ray
+from raynode.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init()
+nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+
+@ray.remote
+def where():
+    return ray.get_runtime_context().get_node_id(), os.getpid()
+
+@ray.remote(max_retries=0)
+def refuses():
+    raise KeyError("no such thing as state_probe_key")
+
+here = {here!r}
+there = {there!r}
+for node in (here, there):
+    strategy = NodeAffinitySchedulingStrategy(node, soft=False)
+    got = ray.get(where.options(scheduling_strategy=strategy).remote())
+    print("ran", got[0], got[1])
+try:
+    ray.get(refuses.remote())
+except KeyError:
+    pass
+"""
+
+LIST_FROM_THIRD = """
+import json, time
+import raynode as ray
+from raynode.util.state import get_task, list_tasks, summarize_tasks
+ray.init()
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    rows = list_tasks(filters=[("name", "=", "where")], detail=True)
+    failed = list_tasks(filters=[("name", "=", "refuses")], detail=True)
+    if len(rows) == 2 and all(r.state == "FINISHED" for r in rows) and failed:
+        break
+    time.sleep(0.2)
+print(json.dumps({
+    "rows": [dict(r) for r in rows],
+    "failed": [dict(r) for r in failed],
+    "got": dict(get_task(rows[0].task_id)),
+    "summary": summarize_tasks()["cluster"]["summary"].get("where"),
+    "brief": sorted(list_tasks(limit=1)[0].keys()),
+}))
+"""
+
+
+def test_tasks_that_ran_on_two_nodes_are_listed_from_a_third(cluster3):
+    here, there = cluster3.nodes[0].node_id, cluster3.nodes[1].node_id
+    first = cluster3.run_driver(0, RUN_ON_TWO.format(here=here, there=there))
+    assert first.returncode == 0, first.stderr
+    ran = [line.split()[1:] for line in first.stdout.splitlines() if line.startswith("ran")]
+    assert [node for node, _ in ran] == [here, there], ran
+    second = cluster3.run_driver(2, LIST_FROM_THIRD)
+    assert second.returncode == 0, second.stderr
+    import json
+
+    got = json.loads(second.stdout.strip().splitlines()[-1])
+    by_node = {r["node_id"]: r for r in got["rows"]}
+    assert set(by_node) == {here, there}, got["rows"]
+    for node, pid in ran:
+        row = by_node[node]
+        # The owner (node 1) and the node that ran it merged into one row.
+        assert row["state"] == "FINISHED" and row["worker_pid"] == int(pid), row
+        states = [e["state"] for e in row["events"]]
+        assert states[0] == "PENDING_NODE_ASSIGNMENT" and states[-2:] == ["RUNNING", "FINISHED"], states
+        assert row["end_time_ms"] >= row["start_time_ms"] >= row["creation_time_ms"] > 0
+        assert row["type"] == "NORMAL_TASK" and row["job_id"].startswith(here)
+    remote = by_node[there]["events"]
+    assert "SUBMITTED_TO_WORKER" in [e["state"] for e in remote]
+    [failed] = got["failed"]
+    assert failed["state"] == "FAILED" and failed["error_type"] == "TASK_EXECUTION_EXCEPTION"
+    assert "state_probe_key" in failed["error_message"]
+    assert got["got"]["task_id"] == got["rows"][0]["task_id"]
+    assert got["summary"]["state_counts"]["FINISHED"] >= 2
+    assert "error_message" not in got["brief"] and "state" in got["brief"]
+
+
+def _raynode_cli(*args, timeout=30):
+    import subprocess
+
+    from testnet import find_binary
+
+    return subprocess.run([find_binary(), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_killed_node_is_dead_in_every_listing_and_logged(fresh_cluster3):
+    import json
+    import time
+
+    cluster = fresh_cluster3
+    gone = cluster.nodes[2].node_id
+    cluster.kill(2)
+    socket = cluster.nodes[0].socket
+    deadline = time.monotonic() + 30
+    while True:
+        listed = _raynode_cli("list", "nodes", "--format", "json", "--address", socket)
+        assert listed.returncode == 0, listed.stderr
+        nodes = {n["node_id"]: n["state"] for n in json.loads(listed.stdout)}
+        events = _raynode_cli("events", "--address", socket)
+        assert events.returncode == 0, events.stderr
+        lost = [line for line in events.stdout.splitlines() if "node_lost" in line and gone in line]
+        if (nodes.get(gone) == "DEAD" and lost) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert nodes.get(gone) == "DEAD", nodes
+    assert sorted(nodes.values()) == ["ALIVE", "ALIVE", "DEAD"], nodes
+    assert lost, events.stdout
+    # The Python API sees it alike, from the other live node.
+    code = f"""
+from raynode.util.state import list_nodes
+import raynode as ray
+ray.init()
+print([n.state for n in list_nodes() if n.node_id == {gone!r}])
+"""
+    out = cluster.run_driver(1, code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "['DEAD']"
+
+
+def test_the_cli_lists_summarizes_and_refuses_bad_input(cluster3):
+    socket = cluster3.nodes[1].socket
+    code = """
+import raynode as ray
+ray.init()
+@ray.remote
+class CliProbe:
+    def ping(self):
+        return 1
+a = CliProbe.options(name="cli_probe", lifetime="detached").remote()
+ray.get(a.ping.remote())
+"""
+    out = cluster3.run_driver(0, code)
+    assert out.returncode == 0, out.stderr
+    actors = _raynode_cli("list", "actors", "--filter", "name=cli_probe", "--address", socket)
+    assert actors.returncode == 0, actors.stderr
+    header, *rows = actors.stdout.splitlines()
+    assert header.split()[:4] == ["ACTOR_ID", "CLASS_NAME", "NAME", "STATE"]
+    assert any("CliProbe" in r and "ALIVE" in r for r in rows), actors.stdout
+    summary = _raynode_cli("summary", "tasks", "--address", socket)
+    assert summary.returncode == 0, summary.stderr
+    assert any(line.startswith("CliProbe.ping") for line in summary.stdout.splitlines()), summary.stdout
+    bad = _raynode_cli("list", "actors", "--filter", "nonsense", "--address", socket)
+    assert bad.returncode != 0 and "KEY=VALUE" in bad.stderr, bad.stderr
+    unknown = _raynode_cli("list", "widgets", "--address", socket)
+    assert unknown.returncode != 0 and "widgets" in unknown.stderr
+    kill = "import raynode as ray\nray.init()\nray.kill(ray.get_actor('cli_probe'))\n"
+    assert cluster3.run_driver(0, kill).returncode == 0

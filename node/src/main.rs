@@ -40,5 +40,9 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Start(start)) => raynode::cli::start::run(start),
         Some(Command::Stop(stop)) => raynode::cli::stop::run(stop),
         Some(Command::Status(status)) => raynode::cli::status(status),
+        Some(Command::List(list)) => raynode::cli::state::list(list),
+        Some(Command::Summary(summary)) => raynode::cli::state::summary(summary),
+        Some(Command::Events(events)) => raynode::cli::state::events(events),
+        Some(Command::DashboardToken(token)) => raynode::cli::state::dashboard_token(token),
     }
 }

@@ -51,22 +51,26 @@ fn read_frame(stream: &mut dyn Stream) -> anyhow::Result<FromNode> {
     Ok(frame::decode(&body)?)
 }
 
-/// Prints what the node at `address` knows of the cluster.
-pub fn print(address: &str, cluster_key: Option<&Path>) -> anyhow::Result<()> {
+/// Asks the node at `address` about `what`.
+pub fn query(
+    address: &str,
+    cluster_key: Option<&Path>,
+    what: InfoKind,
+) -> anyhow::Result<serde_json::Value> {
     let mut stream = connect(address, cluster_key)?;
-    stream.write_all(&frame::encode(&ToNode::Info {
-        req: 1,
-        what: InfoKind::Nodes,
-    })?)?;
+    stream.write_all(&frame::encode(&ToNode::Info { req: 1, what })?)?;
     loop {
         match read_frame(stream.as_mut())? {
-            FromNode::Info { json, .. } => {
-                let nodes: serde_json::Value = serde_json::from_str(&json)?;
-                println!("{}", serde_json::to_string_pretty(&nodes)?);
-                return Ok(());
-            }
+            FromNode::Info { json, .. } => return Ok(serde_json::from_str(&json)?),
             FromNode::Error { message, .. } => bail!("the node refused: {message}"),
             _ => continue,
         }
     }
+}
+
+/// Prints what the node at `address` knows of the cluster.
+pub fn print(address: &str, cluster_key: Option<&Path>) -> anyhow::Result<()> {
+    let nodes = query(address, cluster_key, InfoKind::Nodes)?;
+    println!("{}", serde_json::to_string_pretty(&nodes)?);
+    Ok(())
 }

@@ -12,6 +12,7 @@
 //! raynode's meaning differs from Ray's.
 
 pub mod start;
+pub mod state;
 pub mod stop;
 
 use crate::config::{DashboardAddr, NodeConfig, SessionConfig};
@@ -57,6 +58,18 @@ pub enum Command {
     Stop(StopArgs),
     /// Print the cluster as a node sees it.
     Status(StatusArgs),
+    /// List the cluster's nodes, actors, tasks, objects, jobs or placement
+    /// groups (as Ray's `ray list`); any node answers for the whole cluster.
+    List(state::ListArgs),
+    /// Count the cluster's tasks, actors or objects by name and state (as
+    /// Ray's `ray summary`).
+    Summary(state::SummaryArgs),
+    /// Print the cluster's event log: nodes joined and lost, actors
+    /// restarted and dead, failed tasks, placement groups.
+    Events(state::EventsArgs),
+    /// Print the token a dashboard served off loopback asks for (made from
+    /// the cluster key).
+    DashboardToken(state::TokenArgs),
 }
 
 /// The options of a node, for the foreground form and for `raynode start`.
@@ -421,17 +434,23 @@ pub fn run_node(args: &NodeArgs) -> anyhow::Result<()> {
 /// `raynode status`: the node named, else the first started on this machine.
 pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
     let key = args.cluster_key.clone().or_else(key_from_env);
-    let address = match &args.address {
-        Some(address) => address.clone(),
-        None => match start::started_nodes().into_iter().next() {
-            Some(session) => session.socket.to_string_lossy().into_owned(),
-            None => bail!(
-                "no node started with `raynode start` is running on this machine: \
-                 start one with `raynode start`, or name a node with --address"
-            ),
-        },
-    };
+    let address = node_address(args.address.as_deref())?;
     crate::status::print(&address, key.as_deref())
+}
+
+/// The node a command asks: `address`, else the first node `raynode
+/// start` started on this machine.
+pub fn node_address(address: Option<&str>) -> anyhow::Result<String> {
+    if let Some(address) = address {
+        return Ok(address.to_string());
+    }
+    match start::started_nodes().into_iter().next() {
+        Some(session) => Ok(session.socket.to_string_lossy().into_owned()),
+        None => bail!(
+            "no node started with `raynode start` is running on this machine: \
+             start one with `raynode start`, or name a node with --address"
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -221,6 +221,15 @@ fn carries_token(head: &str, token: &str) -> bool {
     })
 }
 
+/// A time (ms since the epoch) as `YYYY-MM-DD HH:MM:SS.mmm`, in UTC.
+pub fn iso_time_ms(ms: u64) -> String {
+    let (year, month, day, h, m, s) = civil(ms / 1000);
+    format!(
+        "{year}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}.{:03}",
+        ms % 1000
+    )
+}
+
 /// An HTTP date (RFC 9110's IMF-fixdate), in UTC.
 fn http_date(time: std::time::SystemTime) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
@@ -230,6 +239,16 @@ fn http_date(time: std::time::SystemTime) -> String {
     let secs = time
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let (year, month, day, h, m, s) = civil(secs);
+    format!(
+        "{}, {day:02} {} {year} {h:02}:{m:02}:{s:02} GMT",
+        DAYS[(secs / 86_400 % 7) as usize],
+        MONTHS[(month - 1) as usize]
+    )
+}
+
+/// Seconds since the epoch as (year, month, day, hour, minute, second), UTC.
+fn civil(secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     let days = secs / 86_400;
     let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
     // Days to a civil date (Howard Hinnant's algorithm), from 1970-01-01.
@@ -242,11 +261,7 @@ fn http_date(time: std::time::SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{}, {day:02} {} {year} {h:02}:{m:02}:{s:02} GMT",
-        DAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize]
-    )
+    (year, month, day, h, m, s)
 }
 
 #[cfg(test)]
@@ -261,6 +276,7 @@ mod tests {
             http_date(std::time::UNIX_EPOCH),
             "Thu, 01 Jan 1970 00:00:00 GMT"
         );
+        assert_eq!(iso_time_ms(1_795_694_400_123), "2026-11-26 12:00:00.123");
     }
 
     #[test]
