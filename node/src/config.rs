@@ -19,6 +19,8 @@ pub struct NodeConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Where the dashboard listens.
     pub dashboard_addr: DashboardAddr,
+    /// Task attempts the task table keeps (the oldest dropped); 0: none.
+    pub task_table_size: usize,
     pub num_cpus: f64,
     pub num_gpus: f64,
     /// Custom resources, besides CPU and GPU.
@@ -80,6 +82,7 @@ impl Default for NodeConfig {
             client_addr: None,
             metrics_addr: None,
             dashboard_addr: DashboardAddr::Default,
+            task_table_size: crate::engine::task_table::DEFAULT_CAPACITY,
             num_cpus: 1.0,
             num_gpus: 0.0,
             resources: Resources::default(),

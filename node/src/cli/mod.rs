@@ -99,6 +99,11 @@ pub struct NodeArgs {
     /// or a free port of 127.0.0.1 if another node has that one].
     #[arg(long, value_parser = parse_dashboard_addr)]
     pub dashboard_addr: Option<DashboardAddr>,
+    /// Task attempts this node's task table keeps for the state API and
+    /// the dashboard (the oldest dropped; a few hundred bytes each); 0
+    /// keeps none.
+    #[arg(long, default_value_t = crate::engine::task_table::DEFAULT_CAPACITY)]
+    pub task_table_size: usize,
     /// CPUs this node offers to tasks [default: the machine's core count].
     #[arg(long)]
     pub num_cpus: Option<f64>,
@@ -297,6 +302,7 @@ impl NodeArgs {
             socket: self.socket.clone(),
             client_addr: self.client_addr,
             dashboard_addr: self.dashboard_addr.unwrap_or(DashboardAddr::Default),
+            task_table_size: self.task_table_size,
             metrics_addr: self.metrics_addr.or_else(|| {
                 self.metrics_export_port
                     .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
@@ -360,6 +366,9 @@ impl NodeArgs {
         }
         if let Some(v) = &self.metrics_addr {
             push("--metrics-addr", v.to_string().into());
+        }
+        if self.task_table_size != crate::engine::task_table::DEFAULT_CAPACITY {
+            push("--task-table-size", self.task_table_size.to_string().into());
         }
         match &self.dashboard_addr {
             Some(DashboardAddr::At(v)) => push("--dashboard-addr", v.to_string().into()),

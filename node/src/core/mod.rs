@@ -270,6 +270,7 @@ impl Core {
     ) -> Core {
         let gcs = cluster.gcs.clone();
         let ledger = Ledger::new(config.total_resources());
+        let task_table_size = config.task_table_size;
         Core {
             config,
             node_id,
@@ -294,9 +295,7 @@ impl Core {
             remote: remote::Remote::default(),
             client_addr: None,
             dashboard_addr: None,
-            task_table: crate::engine::task_table::TaskTable::new(
-                crate::engine::task_table::DEFAULT_CAPACITY,
-            ),
+            task_table: crate::engine::task_table::TaskTable::new(task_table_size),
             groups: groups::Groups::default(),
             streams: HashMap::new(),
             metrics: crate::metrics::Registry::default(),

@@ -101,6 +101,9 @@ impl Core {
     /// The current attempt of a task moved to `status` (recorded anew if
     /// the table has no row for it).
     pub(super) fn note_task(&mut self, task_id: TaskId, status: TaskStatus) {
+        if !self.task_table.is_on() {
+            return;
+        }
         let Some(task) = self.tasks.get(&task_id) else {
             return;
         };
@@ -116,6 +119,9 @@ impl Core {
 
     /// It was sent to `node` to run.
     pub(super) fn note_sent(&mut self, task_id: TaskId, node: NodeId) {
+        if !self.task_table.is_on() {
+            return;
+        }
         if let Some(task) = self.tasks.get(&task_id) {
             let attempt = task.attempt;
             self.note_task(task_id, TaskStatus::PendingNodeAssignment);
@@ -125,6 +131,9 @@ impl Core {
 
     /// It was handed to `worker` here.
     pub(super) fn note_running(&mut self, task_id: TaskId, worker: WorkerId) {
+        if !self.task_table.is_on() {
+            return;
+        }
         let Some(task) = self.tasks.get(&task_id) else {
             return;
         };
@@ -137,6 +146,9 @@ impl Core {
 
     /// The current attempt ended: `error` is Ray's error type and message.
     pub(super) fn note_ended(&mut self, task_id: TaskId, error: Option<(String, String)>) {
+        if !self.task_table.is_on() {
+            return;
+        }
         let Some(task) = self.tasks.get(&task_id) else {
             return;
         };

@@ -61,6 +61,10 @@ const present = (v) => v !== null && v !== undefined;
 const finite = (v) => present(v) && v !== "" && Number.isFinite(Number(v));
 const dash = (v) => (present(v) && v !== "" ? String(v) : "-");
 const short = (id) => (id ? String(id).slice(0, 8) : "-");
+// Task, actor and object ids begin with their owner's tag, shared by all of
+// its ids: their own part is the counter at the end (and an object's index).
+const shortTail = (id) => (id ? String(id).slice(-8) : "-");
+const shortObject = (id) => (id ? `${String(id).slice(-16, -8)}:${parseInt(String(id).slice(-8), 16)}` : "-");
 const num = (v) => (finite(v) ? String(Math.round(Number(v) * 100) / 100) : "-");
 
 function bytes(n) {
@@ -108,7 +112,7 @@ function countBy(rows, key) {
 
 // Cells
 
-const idCell = (id) => el("td", { class: "mono", title: id || null }, short(id));
+const idCell = (id, shorten = short) => el("td", { class: "mono", title: id || null }, shorten(id));
 const numCell = (v) => el("td", { class: "num" }, num(v));
 const stateBadge = (state) => el("span", { class: `state state-${state || "none"}` }, dash(state));
 
@@ -226,7 +230,7 @@ function renderActors() {
   setCount("actors-count", shown.length, actors.length, "actors");
   tbody("actors-table").replaceChildren(...shown.map((a) => el("tr",
     { "data-actor-id": a.actor_id, "data-state": a.state },
-    idCell(a.actor_id),
+    idCell(a.actor_id, shortTail),
     el("td", {}, dash(a.class_name)),
     el("td", { title: a.name ? `namespace ${dash(a.ray_namespace)}` : null }, a.name || "-"),
     el("td", {}, stateBadge(a.state)),
@@ -274,7 +278,7 @@ function renderTasks() {
     const error = [t.error_type, t.error_message].filter((s) => s).join(": ");
     const attempt = Number(t.attempt_number) > 0 ? ` #${t.attempt_number}` : "";
     return el("tr", { "data-task-id": t.task_id, "data-state": t.state },
-      el("td", { class: "mono", title: t.task_id || null }, short(t.task_id) + attempt),
+      el("td", { class: "mono", title: t.task_id || null }, shortTail(t.task_id) + attempt),
       el("td", {}, dash(t.name)),
       el("td", {}, dash(t.type)),
       el("td", {}, stateBadge(t.state)),
@@ -305,7 +309,7 @@ function renderObjects() {
   setCount("objects-count", shown.length, objects.length, "objects");
   tbody("objects-table").replaceChildren(...shown.map((o) => el("tr",
     { "data-object-id": o.object_id, "data-state": o.state, class: o.error === true ? "failed" : null },
-    idCell(o.object_id),
+    idCell(o.object_id, shortObject),
     el("td", { class: "num" }, bytes(o.object_size)),
     el("td", {}, stateBadge(o.state), o.error === true ? " (error)" : ""),
     el("td", {}, dash(o.location)),
