@@ -243,3 +243,104 @@ ray.get(a.ping.remote())
     assert unknown.returncode != 0 and "widgets" in unknown.stderr
     kill = "import raynode as ray\nray.init()\nray.kill(ray.get_actor('cli_probe'))\n"
     assert cluster3.run_driver(0, kill).returncode == 0
+
+
+SPILL = """
+import time
+import numpy as np
+import raynode as ray
+from raynode.util.state import list_cluster_events
+ray.init()
+held = [ray.put(np.full(4 << 20, i, dtype=np.int32)) for i in range(8)]  # 128 MiB in a 64 MiB store
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    kinds = {e.kind for e in list_cluster_events()}
+    if {"objects_spilled", "leader_changed"} <= kinds:
+        break
+    time.sleep(0.2)
+print(sorted(kinds))
+assert [int(ray.get(r)[0]) for r in held] == list(range(8))
+"""
+
+
+def test_spills_and_the_leader_are_in_the_event_log():
+    from testnet import start_healthy
+
+    cluster = start_healthy(1, args_on={0: ("--object-store-memory", str(64 << 20))}, timeout=60.0)
+    try:
+        out = cluster.run_driver(0, SPILL)
+        assert out.returncode == 0, out.stderr
+        kinds = out.stdout.strip().splitlines()[-1]
+        assert "objects_spilled" in kinds and "leader_changed" in kinds, kinds
+    finally:
+        cluster.stop()
+
+
+PRINTS = """
+import os, sys
+import raynode as ray
+from raynode.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init()
+
+@ray.remote
+class Talker:
+    def say(self, word):
+        print("talker says", word)
+        print("talker warns", word, file=sys.stderr)
+        return os.getpid()
+
+there = NodeAffinitySchedulingStrategy({there!r}, soft=False)
+t = Talker.options(name="talker", lifetime="detached", scheduling_strategy=there).remote()
+pid = ray.get(t.say.remote("log_probe_word"))
+print("actor", t._actor_id.hex(), pid)
+"""
+
+GET_LOG = """
+import time
+import raynode as ray
+from raynode.util.state import get_log
+ray.init()
+deadline = time.monotonic() + 15
+text = ""
+while "log_probe_word" not in text and time.monotonic() < deadline:
+    text = "".join(get_log(actor_id={actor!r}, node_id={there!r}, tail=50))
+    time.sleep(0.2)
+err = "".join(get_log(pid={pid}, node_id={there!r}, suffix="err"))
+try:
+    list(get_log(pid=1, node_id={there!r}))
+    refused = ""
+except Exception as e:
+    refused = type(e).__name__ + ": " + str(e)
+print(repr(text), repr(err), repr(refused))
+"""
+
+
+def test_logs_of_a_worker_on_another_node(cluster3):
+    there = cluster3.nodes[1].node_id
+    out = cluster3.run_driver(0, PRINTS.format(there=there))
+    assert out.returncode == 0, out.stderr
+    _, actor, pid = [line for line in out.stdout.splitlines() if line.startswith("actor")][-1].split()
+    try:
+        # The CLI, asking node 3 for node 2's worker.
+        socket = cluster3.nodes[2].socket
+        cli = _raynode_cli("logs", "--address", socket, "--node-id", there, "--actor-id", actor)
+        assert cli.returncode == 0, cli.stderr
+        assert "talker says log_probe_word" in cli.stdout, cli.stdout
+        err = _raynode_cli("logs", "--address", socket, "--node-id", there, "--pid", pid, "--err")
+        assert err.returncode == 0 and "talker warns log_probe_word" in err.stdout, err.stdout + err.stderr
+        own = _raynode_cli("logs", "--address", socket, "--node-id", there, "--tail", "5")
+        assert own.returncode == 0 and own.stdout.strip(), own.stderr
+        assert len(own.stdout.strip().splitlines()) <= 5
+        missing = _raynode_cli("logs", "--address", socket, "--node-id", there, "--pid", "1")
+        assert missing.returncode != 0 and "pid 1" in missing.stderr, missing.stderr
+        bad = _raynode_cli("logs", "--address", socket, "--node-id", "xyz")
+        assert bad.returncode != 0 and "node id" in bad.stderr, bad.stderr
+        # The Python API, from node 1.
+        got = cluster3.run_driver(0, GET_LOG.format(actor=actor, there=there, pid=pid))
+        assert got.returncode == 0, got.stderr
+        line = got.stdout.strip().splitlines()[-1]
+        assert "talker says log_probe_word" in line and "talker warns log_probe_word" in line, line
+        assert "pid 1" in line, line
+    finally:
+        kill = "import raynode as ray\nray.init()\nray.kill(ray.get_actor('talker'))\n"
+        cluster3.run_driver(0, kill)

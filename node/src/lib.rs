@@ -27,6 +27,7 @@ pub mod core;
 pub mod dashboard;
 pub mod engine;
 pub mod gcs;
+pub mod logfile;
 pub mod metrics;
 pub mod objects;
 pub mod output;
@@ -56,6 +57,8 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     private_dir(&config.logs_dir())
         .with_context(|| format!("creating {}", config.logs_dir().display()))?;
+    logfile::open(&config.logs_dir())
+        .with_context(|| format!("opening the node's log in {}", config.logs_dir().display()))?;
     let store = store::Store::open(&config)?;
     let core_store_root = store.root().to_path_buf();
     let (events_tx, events_rx) = mpsc::channel(core::EVENT_QUEUE);

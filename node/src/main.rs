@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
         .context("--log-level")?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(raynode::logfile::Tee)
         .init();
 
     match &cli.command {
@@ -43,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::List(list)) => raynode::cli::state::list(list),
         Some(Command::Summary(summary)) => raynode::cli::state::summary(summary),
         Some(Command::Events(events)) => raynode::cli::state::events(events),
+        Some(Command::Logs(logs)) => raynode::cli::state::logs(logs),
         Some(Command::DashboardToken(token)) => raynode::cli::state::dashboard_token(token),
     }
 }

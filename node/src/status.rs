@@ -57,8 +57,18 @@ pub fn query(
     cluster_key: Option<&Path>,
     what: InfoKind,
 ) -> anyhow::Result<serde_json::Value> {
+    ask(address, cluster_key, &ToNode::Info { req: 1, what })
+}
+
+/// Sends `request` (numbered 1) to the node at `address`; its answer, an
+/// `Info` frame's JSON.
+pub fn ask(
+    address: &str,
+    cluster_key: Option<&Path>,
+    request: &ToNode,
+) -> anyhow::Result<serde_json::Value> {
     let mut stream = connect(address, cluster_key)?;
-    stream.write_all(&frame::encode(&ToNode::Info { req: 1, what })?)?;
+    stream.write_all(&frame::encode(request)?)?;
     loop {
         match read_frame(stream.as_mut())? {
             FromNode::Info { json, .. } => return Ok(serde_json::from_str(&json)?),

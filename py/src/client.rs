@@ -11,9 +11,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use raynode_proto::frame;
 use raynode_proto::{
-    AckError, ActorId, Arg, FromNode, FunctionId, Generator, GroupStrategy, InfoKind, ObjectId,
-    PlacementGroupId, PlacementGroupSpec, Resources, Role, SchedulingStrategy, TaskId, TaskKind,
-    TaskSpec, ToNode, WorkerId, PROTOCOL_VERSION,
+    AckError, ActorId, Arg, FromNode, FunctionId, Generator, GroupStrategy, InfoKind, LogQuery,
+    LogTarget, NodeId, ObjectId, PlacementGroupId, PlacementGroupSpec, Resources, Role,
+    SchedulingStrategy, TaskId, TaskKind, TaskSpec, ToNode, WorkerId, PROTOCOL_VERSION,
 };
 use std::io::Write;
 use std::path::Path;
@@ -523,6 +523,55 @@ impl Client {
         };
         let req = self.conn.next_req();
         self.send(py, ToNode::Info { req, what })?;
+        match self.reply(py, req)? {
+            FromNode::Info { json, .. } => Ok(json),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Part of a log as JSON `{"path", "text", "end"}`: the node's own
+    /// (`target` "node"), or a worker's output by "pid", "worker" (its
+    /// number) or "actor" (hex id) `value`, on `node` (hex id; the node
+    /// connected to if None); the last `tail` lines, or all from `offset`.
+    #[pyo3(signature = (target, value=None, node=None, stderr=false, tail=1000, offset=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn logs(
+        &self,
+        py: Python<'_>,
+        target: &str,
+        value: Option<&str>,
+        node: Option<&str>,
+        stderr: bool,
+        tail: u32,
+        offset: Option<u64>,
+    ) -> PyResult<String> {
+        let bad = |what: &str| errors::value(format!("{what} {value:?} is not valid"));
+        let value_of =
+            || value.ok_or_else(|| errors::value(format!("a {target} log needs its {target}")));
+        let target = match target {
+            "node" => LogTarget::Node,
+            "pid" => LogTarget::Pid(value_of()?.parse().map_err(|_| bad("pid"))?),
+            "worker" => LogTarget::Worker(value_of()?.parse().map_err(|_| bad("worker"))?),
+            "actor" => {
+                LogTarget::Actor(ActorId::from_hex(value_of()?).ok_or_else(|| bad("actor id"))?)
+            }
+            other => return Err(errors::value(format!("unknown log target {other:?}"))),
+        };
+        let node = match node {
+            Some(hex) => Some(
+                NodeId::from_hex(hex)
+                    .ok_or_else(|| errors::value(format!("{hex:?} is not a node id")))?,
+            ),
+            None => None,
+        };
+        let query = LogQuery {
+            target,
+            stderr,
+            tail,
+            offset,
+        };
+        let req = self.conn.next_req();
+        self.send(py, ToNode::Logs { req, node, query })?;
         match self.reply(py, req)? {
             FromNode::Info { json, .. } => Ok(json),
             other => Err(unexpected(other)),

@@ -22,9 +22,9 @@ pub mod task;
 pub use frame::{FrameError, MAX_FRAME_BYTES};
 pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, WorkerId};
 pub use msg::{
-    AckError, Execute, FromNode, InfoKind, MetricKind, Output, PutView, ReturnValue, Role,
-    StoreError, StreamItem, ToNode, Value, OUTPUT_MARK, PROGRESS_MARK, PROTOCOL_VERSION,
-    SOCKET_FILE,
+    AckError, Execute, FromNode, InfoKind, LogQuery, LogTarget, MetricKind, Output, PutView,
+    ReturnValue, Role, StoreError, StreamItem, ToNode, Value, OUTPUT_MARK, PROGRESS_MARK,
+    PROTOCOL_VERSION, SOCKET_FILE,
 };
 pub use task::{
     group_resource, is_group_resource, ActorOptions, Arg, Bundles, Generator, GroupStrategy,

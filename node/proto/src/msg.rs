@@ -120,6 +120,13 @@ pub enum ToNode {
         req: u64,
         what: InfoKind,
     },
+    /// A log of `node` (this one if `None`): answered by `Info` with
+    /// `{"path", "text", "end"}`, or by `Error`.
+    Logs {
+        req: u64,
+        node: Option<NodeId>,
+        query: LogQuery,
+    },
     /// Worker only: a task finished (or raised; the error is a value).
     TaskDone {
         task: TaskId,
@@ -226,6 +233,32 @@ pub enum InfoKind {
     Objects,
     /// Every node's own stats (dead nodes too, marked so).
     NodeStats,
+}
+
+/// Which log a client asks a node for, and which part of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LogQuery {
+    pub target: LogTarget,
+    /// A worker's stderr rather than its stdout.
+    pub stderr: bool,
+    /// Lines from the end, when `offset` is `None`.
+    pub tail: u32,
+    /// Everything from this byte on (to follow a log).
+    pub offset: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum LogTarget {
+    /// The node's own log.
+    Node,
+    /// A worker, by its number on its node.
+    Worker(u64),
+    /// A worker, by its process id.
+    Pid(u32),
+    /// The worker an actor lives in.
+    Actor(ActorId),
 }
 
 impl InfoKind {

@@ -37,6 +37,9 @@ pub enum PeerRequest {
     /// The receiver's own rows of a cluster-wide state query; answered by
     /// the rows, encoded as the query's kind says.
     State(StateQuery),
+    /// One of the receiver's logs; answered by the JSON a client gets, or
+    /// an error (an encoded `Result<String, String>`).
+    Logs(crate::LogQuery),
 }
 
 /// What a node asks every other node for when a client asks about the

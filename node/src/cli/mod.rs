@@ -67,6 +67,9 @@ pub enum Command {
     /// Print the cluster's event log: nodes joined and lost, actors
     /// restarted and dead, failed tasks, placement groups.
     Events(state::EventsArgs),
+    /// Print a node's log, or a worker's output (by pid, actor or worker
+    /// number), from any node of the cluster.
+    Logs(state::LogsArgs),
     /// Print the token a dashboard served off loopback asks for (made from
     /// the cluster key).
     DashboardToken(state::TokenArgs),

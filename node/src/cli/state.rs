@@ -74,6 +74,33 @@ pub struct EventsArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// The node whose logs to read [default: the node asked].
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// A worker's output, by its process id [default: the node's own log].
+    #[arg(long, conflicts_with_all = ["actor_id", "worker_id"])]
+    pub pid: Option<u32>,
+    /// The output of the worker an actor lives in (on the node given).
+    #[arg(long, conflicts_with = "worker_id")]
+    pub actor_id: Option<String>,
+    /// A worker's output, by its number on its node.
+    #[arg(long)]
+    pub worker_id: Option<u64>,
+    /// A worker's stderr rather than its stdout.
+    #[arg(long)]
+    pub err: bool,
+    /// Lines from the end shown first.
+    #[arg(long, default_value_t = 100)]
+    pub tail: u32,
+    /// Keep printing what is written (until interrupted).
+    #[arg(long)]
+    pub follow: bool,
+    #[command(flatten)]
+    pub node: StatusArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct TokenArgs {
     /// Cluster key file [default: $RAYNODE_CLUSTER_KEY, else ~/.raynode/cluster.key].
     #[arg(long)]
@@ -342,6 +369,53 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+pub fn logs(args: &LogsArgs) -> anyhow::Result<()> {
+    use raynode_proto::{ActorId, LogQuery, LogTarget, NodeId, ToNode};
+    let node = match &args.node_id {
+        Some(hex) => Some(NodeId::from_hex(hex).with_context(|| {
+            format!(
+                "--node-id {hex:?} is not a node id (32 hex digits, as `raynode list nodes` shows)"
+            )
+        })?),
+        None => None,
+    };
+    let target = match (args.pid, &args.actor_id, args.worker_id) {
+        (Some(pid), _, _) => LogTarget::Pid(pid),
+        (None, Some(hex), _) => {
+            LogTarget::Actor(ActorId::from_hex(hex).with_context(|| {
+                format!("--actor-id {hex:?} is not an actor id (32 hex digits)")
+            })?)
+        }
+        (None, None, Some(n)) => LogTarget::Worker(n),
+        (None, None, None) => LogTarget::Node,
+    };
+    let key = args.node.cluster_key.clone().or_else(key_from_env);
+    let address = super::node_address(args.node.address.as_deref())?;
+    let mut offset = None;
+    loop {
+        let query = LogQuery {
+            target: target.clone(),
+            stderr: args.err,
+            tail: args.tail,
+            offset,
+        };
+        let request = ToNode::Logs {
+            req: 1,
+            node,
+            query,
+        };
+        let answer = crate::status::ask(&address, key.as_deref(), &request)?;
+        print!("{}", answer["text"].as_str().unwrap_or_default());
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        if !args.follow {
+            return Ok(());
+        }
+        offset = answer["end"].as_u64();
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 pub fn dashboard_token(args: &TokenArgs) -> anyhow::Result<()> {

@@ -391,6 +391,18 @@ async fn dispatch(
                         }
                     });
                 }
+                Ok(PeerRequest::Logs(query)) => {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    if core.send(Event::LogQuery { query, reply }).await.is_err() {
+                        return;
+                    }
+                    let c = cluster.clone();
+                    tokio::spawn(async move {
+                        if let Ok(bytes) = answer.await {
+                            let _ = c.p2p.respond(responder, bytes).await;
+                        }
+                    });
+                }
                 Err(e) => tracing::warn!(%peer, "dropping an undecodable peer request: {e}"),
             },
             p2p::Event::Gossip { from, topic, data } if topic == wire::LOAD_TOPIC => {

@@ -1,8 +1,10 @@
 //! What the control store keeps of the cluster's past: the jobs table (one
 //! row per driver connection, with its start and end) and the bounded event
-//! log (nodes lost, actors restarted and dead, placement groups, tasks that
-//! failed for a system reason). Each node records what it saw itself; a
-//! node's loss is recorded by the Raft leader alone, so once.
+//! log (nodes joined and lost, leader and voter changes, actors restarted
+//! and dead, placement groups, tasks that failed for a system reason,
+//! objects spilled and evicted). Each node records what it saw itself;
+//! what every node sees alike (a node's loss, a new voter set) is recorded
+//! by the Raft leader alone, so once.
 //!
 //! Rows wait in a batch written at most once a second (on the tick), in the
 //! background: nothing on a task's path waits for the control store.
@@ -19,6 +21,19 @@ const MAX_PENDING: usize = 1024;
 pub(super) struct History {
     pending: Vec<raft_gcs::Command>,
     dropped: u64,
+    /// What the last tick saw, to record what changed since.
+    seen: Seen,
+}
+
+/// The control store's leadership and voters, and the store's spill and
+/// eviction counts, as the last tick saw them.
+#[derive(Default)]
+struct Seen {
+    leader: Option<raft_gcs::NodeId>,
+    voters: std::collections::BTreeSet<raft_gcs::NodeId>,
+    spills: u64,
+    spilled_bytes: u64,
+    evictions: u64,
 }
 
 pub(super) fn now_ms() -> u64 {
@@ -84,6 +99,60 @@ impl Core {
     pub(super) fn leads_control_store(&self) -> bool {
         let status = self.gcs.status();
         status.leader == Some(status.id)
+    }
+
+    /// Records what changed since the last tick: a new leader and new
+    /// voters (by the leader, so once), and this node's spills and
+    /// evictions (one event per tick at most, with the counts).
+    pub(super) fn watch_changes(&mut self) {
+        let status = self.gcs.status();
+        let me = status.id;
+        if status.leader == Some(me) && self.history.seen.leader != Some(me) {
+            self.record_event(
+                "leader_changed",
+                format!(
+                    "node {} leads the control store (term {})",
+                    self.node_id, status.term
+                ),
+            );
+        }
+        if status.leader == Some(me)
+            && !self.history.seen.voters.is_empty()
+            && status.voters != self.history.seen.voters
+        {
+            let names: Vec<String> = status
+                .voters
+                .iter()
+                .map(|v| format!("{:016x}", v.0))
+                .collect();
+            self.record_event("voters_changed", format!("voters: {}", names.join(", ")));
+        }
+        self.history.seen.leader = status.leader;
+        self.history.seen.voters = status.voters;
+        let store = self.store.shared().stats();
+        let seen = &self.history.seen;
+        let spills = store.spills.saturating_sub(seen.spills);
+        let evictions = store.evictions.saturating_sub(seen.evictions);
+        let spilled_mib =
+            store.spilled_bytes.saturating_sub(seen.spilled_bytes) as f64 / (1 << 20) as f64;
+        let (total_spills, total_bytes, total_evictions) =
+            (store.spills, store.spilled_bytes, store.evictions);
+        if spills > 0 {
+            self.record_event(
+                "objects_spilled",
+                format!("{spills} objects ({spilled_mib:.1} MiB) spilled to disk; {:.1} MiB spilled in all", total_bytes as f64 / (1 << 20) as f64),
+            );
+        }
+        if evictions > 0 {
+            self.record_event(
+                "objects_evicted",
+                format!("{evictions} objects evicted from the store to make room"),
+            );
+        }
+        let seen = &mut self.history.seen;
+        seen.spills = total_spills;
+        seen.spilled_bytes = total_bytes;
+        seen.evictions = total_evictions;
     }
 
     /// Writes the rows waiting, in one batch.

@@ -12,6 +12,7 @@
 //! - `waiters.rs`: `get` and `wait` requests;
 //! - `streams.rs`: generator tasks' items, held until their caller takes them;
 //! - `info.rs`: cluster information and the timeline;
+//! - `logs.rs`: the node's and its workers' logs, for clients of any node;
 //! - `state.rs`: the task table, and the state API's queries of every node;
 //! - `groups.rs`: placement groups: created, placed, reserved, removed;
 //! - `history.rs`: the jobs table and the event log in the control store;
@@ -25,6 +26,7 @@ mod clients;
 mod groups;
 mod history;
 mod info;
+mod logs;
 mod output;
 mod pool;
 mod pulls;
@@ -151,6 +153,11 @@ pub enum Event {
         what: raynode_proto::InfoKind,
         reply: tokio::sync::oneshot::Sender<String>,
     },
+    /// Another node asks for one of this node's logs.
+    LogQuery {
+        query: raynode_proto::LogQuery,
+        reply: tokio::sync::oneshot::Sender<Vec<u8>>,
+    },
     /// Another node asks for this node's own rows of a state query.
     StateQuery {
         what: crate::cluster::wire::StateQuery,
@@ -244,6 +251,9 @@ pub struct Core {
     pub client_addr: Option<String>,
     /// Where this node's dashboard listens, if it serves one.
     pub dashboard_addr: Option<String>,
+    /// Workers that exited, (pid, id), newest last: their logs stay
+    /// reachable by pid.
+    past_workers: VecDeque<(u32, WorkerId)>,
     /// The tasks this node owns or runs, each attempt's states (bounded).
     task_table: crate::engine::task_table::TaskTable,
     groups: groups::Groups,
@@ -295,6 +305,7 @@ impl Core {
             remote: remote::Remote::default(),
             client_addr: None,
             dashboard_addr: None,
+            past_workers: VecDeque::new(),
             task_table: crate::engine::task_table::TaskTable::new(task_table_size),
             groups: groups::Groups::default(),
             streams: HashMap::new(),
@@ -387,6 +398,7 @@ impl Core {
                     let _ = reply.send(self.metrics_text());
                 }
                 Event::Query { what, reply } => self.answer_info(what, state::Reply::Http(reply)),
+                Event::LogQuery { query, reply } => self.on_peer_logs(query, reply),
                 Event::StateQuery { what, reply } => {
                     let _ = reply.send(self.state_rows(what));
                 }
@@ -447,6 +459,7 @@ impl Core {
                     self.answer_info(what, state::Reply::Client { tx, req });
                 }
             }
+            ToNode::Logs { req, node, query } => self.on_logs(conn, req, node, query),
             ToNode::TaskDone {
                 task,
                 results,
@@ -536,6 +549,7 @@ impl Core {
 
     fn on_tick(&mut self) {
         self.gossip_tick();
+        self.watch_changes();
         self.flush_history();
         self.sync_groups();
         self.place_groups();
@@ -592,6 +606,7 @@ fn frame_name(msg: &ToNode) -> &'static str {
         ToNode::KillActor { .. } => "KillActor",
         ToNode::GetActor { .. } => "GetActor",
         ToNode::Info { .. } => "Info",
+        ToNode::Logs { .. } => "Logs",
         ToNode::TaskDone { .. } => "TaskDone",
         ToNode::ActorReady { .. } => "ActorReady",
         ToNode::Yield { .. } => "Yield",

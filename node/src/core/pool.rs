@@ -58,6 +58,10 @@ impl Core {
         let Some(mut w) = self.workers.remove(&worker) else {
             return;
         };
+        if self.past_workers.len() == super::logs::PAST_WORKERS {
+            self.past_workers.pop_front();
+        }
+        self.past_workers.push_back((w.process.pid, worker));
         w.process.kill();
         if self.owned_actors.contains_key(&worker) {
             self.end_owned_actors(worker);

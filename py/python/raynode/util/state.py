@@ -15,6 +15,8 @@ cluster.
   nodes joined and lost, actors restarted and dead, tasks failed for a
   system reason, placement groups created and removed.
 - `list_placement_groups()`: every placement group of the cluster.
+- `get_log()`: a node's own log, or a worker's output (by actor, pid or
+  file name), from any node.
 
 The node a driver is connected to asks every other live node and merges
 their answers; a node that does not answer within 2 s is left out with a
@@ -27,6 +29,7 @@ a second.
 """
 
 import json
+import time
 import warnings
 
 from .. import _runtime
@@ -187,6 +190,40 @@ def summarize_objects(raise_on_missing_output=True, **_ignored):
     }
 
 
+def get_log(node_id=None, actor_id=None, pid=None, filename=None, suffix="out", tail=1000, follow=False,
+            _poll_s=0.5, **_ignored):
+    """A log's lines, as Ray's `get_log`: a generator of text chunks.
+
+    With `actor_id`, the output of the worker the actor lives in; with
+    `pid`, of that worker (`node_id` says on which node; the one connected
+    to by default); with `filename` `"worker-<n>.out"`/`".err"` by its file
+    name; otherwise the node's own log (`node.log`). `suffix="err"` reads
+    a worker's stderr. `tail` lines from the end (-1: all that is kept);
+    with `follow`, then everything written after, until the caller stops.
+    """
+    client = _runtime.client()
+    stderr = suffix == "err"
+    if actor_id is not None:
+        target, value = "actor", actor_id
+    elif pid is not None:
+        target, value = "pid", str(pid)
+    elif filename not in (None, "node.log", "raynode.log"):
+        stem, _, ext = filename.partition(".")
+        if not stem.startswith("worker-") or ext not in ("out", "err"):
+            raise ValueError(f"unknown log file {filename!r}: worker-<n>.out, worker-<n>.err or node.log")
+        target, value, stderr = "worker", stem[len("worker-"):], ext == "err"
+    else:
+        target, value = "node", None
+    lines = 2**31 - 1 if tail is None or tail < 0 else int(tail)
+    answer = json.loads(client.logs(target, value, node_id, stderr, lines, None))
+    yield answer["text"]
+    while follow:
+        time.sleep(_poll_s)
+        answer = json.loads(client.logs(target, value, node_id, stderr, 0, answer["end"]))
+        if answer["text"]:
+            yield answer["text"]
+
+
 def list_jobs(filters=None, limit=DEFAULT_LIMIT, **_ignored):
     """The jobs of the cluster (one per driver connection)."""
     return _select(_info("jobs"), filters, limit)
@@ -211,6 +248,7 @@ def list_nodes(filters=None, limit=DEFAULT_LIMIT, detail=False, **_ignored):
 
 __all__ = [
     "get_actor",
+    "get_log",
     "get_task",
     "list_actors",
     "list_cluster_events",
