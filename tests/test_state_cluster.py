@@ -344,3 +344,56 @@ def test_logs_of_a_worker_on_another_node(cluster3):
     finally:
         kill = "import raynode as ray\nray.init()\nray.kill(ray.get_actor('talker'))\n"
         cluster3.run_driver(0, kill)
+
+
+def test_a_frozen_node_does_not_hold_a_query_up_and_its_actor_is_still_listed(fresh_cluster3):
+    import json
+    import signal
+    import time
+
+    cluster = fresh_cluster3
+    there = cluster.nodes[1].node_id
+    code = f"""
+import raynode as ray
+from raynode.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init()
+@ray.remote
+class Quiet:
+    def ping(self):
+        return 1
+a = Quiet.options(lifetime="detached", scheduling_strategy=NodeAffinitySchedulingStrategy({there!r}, soft=False)).remote()
+ray.get(a.ping.remote())
+print("actor", a._actor_id.hex())
+"""
+    out = cluster.run_driver(0, code)
+    assert out.returncode == 0, out.stderr
+    actor = out.stdout.split("actor")[-1].split()[0]
+    time.sleep(1.5)  # the actor's row reaches the control store with the next batch
+    frozen = cluster.nodes[1].proc
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        query = """
+import json, time, warnings
+import raynode as ray
+from raynode.util.state import list_actors, list_tasks
+ray.init()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    started = time.monotonic()
+    actors = list_actors()
+    list_tasks()
+    took = time.monotonic() - started
+print(json.dumps({"actors": [dict(a) for a in actors], "took": took, "warned": [str(w.message) for w in caught]}))
+"""
+        got = cluster.run_driver(0, query, timeout=60)
+        assert got.returncode == 0, got.stderr
+        result = json.loads(got.stdout.strip().splitlines()[-1])
+        # A hang check, not a timing: each query waits at most 2 s for the
+        # frozen node, where an unbounded wait would never return.
+        assert result["took"] < 30, result
+        assert any(there[:8] in w for w in result["warned"]), result["warned"]
+        [row] = [a for a in result["actors"] if a["actor_id"] == actor]
+        assert row["state"] == "ALIVE" and row["node_id"] == there, row
+        assert row.get("from_control_store") is True, row
+    finally:
+        frozen.send_signal(signal.SIGCONT)

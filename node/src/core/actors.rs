@@ -193,6 +193,7 @@ impl Core {
         if let Some(a) = self.actors.get_mut(&actor_id) {
             a.state = ActorState::Running { worker };
         }
+        self.record_actor(actor_id, raft_gcs::ActorState::Alive);
         if let Some(t) = self.tasks.get_mut(&creation) {
             t.state = TaskState::Done;
         }
@@ -298,6 +299,7 @@ impl Core {
         actor.inflight.clear();
         let creation = actor.creation;
         tracing::info!(actor = %actor_id, restart = restarts, "restarting actor: {why}");
+        self.record_actor(actor_id, raft_gcs::ActorState::Restarting);
         self.record_event(
             "actor_restarted",
             format!("actor {actor_id} restarts (restart {restarts}): {why}"),
@@ -374,6 +376,7 @@ impl Core {
             .is_some_and(|a| !matches!(a.state, ActorState::Dead { .. }))
         {
             self.record_event("actor_died", format!("actor {actor_id} died: {cause}"));
+            self.record_actor(actor_id, raft_gcs::ActorState::Dead);
         }
         let Some(actor) = self.actors.get_mut(&actor_id) else {
             return;

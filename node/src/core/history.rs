@@ -83,6 +83,52 @@ impl Core {
         self.history.push(raft_gcs::Command::PutJob { id, info });
     }
 
+    /// An actor living here started, is restarting, or died: its row in
+    /// the control store's actors table says so (the table holds the
+    /// actors that live, so a dead one's row goes).
+    pub(super) fn record_actor(
+        &mut self,
+        actor: raynode_proto::ActorId,
+        state: raft_gcs::ActorState,
+    ) {
+        let id = raft_gcs::ActorId(actor.0.to_vec());
+        let me = crate::cluster::raft_id(self.node_id);
+        let (restarts, detached) = self
+            .actors
+            .get(&actor)
+            .map_or((0, false), |a| (a.restarts, a.opts.detached));
+        let node = (state == raft_gcs::ActorState::Alive).then_some(me);
+        if state == raft_gcs::ActorState::Dead {
+            return self.history.push(raft_gcs::Command::RemoveActor { id });
+        }
+        if state == raft_gcs::ActorState::Alive {
+            // Unnamed actors enter the table here; a named one is in it
+            // already (this is then refused as a conflict, harmlessly).
+            let info = raft_gcs::ActorInfo {
+                owner: self.node_id.0.to_vec(),
+                detached,
+                ..raft_gcs::ActorInfo::default()
+            };
+            self.history.push(raft_gcs::Command::CreateActor {
+                id: id.clone(),
+                info,
+            });
+        }
+        self.history.push(raft_gcs::Command::UpdateActor {
+            id,
+            node,
+            state,
+            restarts,
+        });
+    }
+
+    /// The Raft leader's word on a node's liveness, in the nodes table.
+    pub(super) fn record_node_alive(&mut self, node: raynode_proto::NodeId, alive: bool) {
+        let id = crate::cluster::raft_id(node);
+        self.history
+            .push(raft_gcs::Command::SetNodeAlive { id, alive });
+    }
+
     /// Adds an entry to the cluster's event log, about this node.
     pub(super) fn record_event(&mut self, kind: &str, message: String) {
         let command = raft_gcs::Command::AppendEvent {

@@ -221,6 +221,7 @@ impl Core {
                 tracing::info!(%node, "peer joined");
                 if self.leads_control_store() {
                     self.record_event("node_joined", format!("node {node} joined"));
+                    self.record_node_alive(node, true);
                 }
                 self.remote.peers.insert(
                     node,
@@ -285,6 +286,7 @@ impl Core {
         tracing::warn!(%node, "peer lost: {why}");
         if self.leads_control_store() {
             self.record_event("node_lost", format!("node {node} was lost: {why}"));
+            self.record_node_alive(node, false);
         }
         self.remote.outboxes.remove(&node);
         let homed_there: Vec<ActorId> = self

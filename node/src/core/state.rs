@@ -287,6 +287,50 @@ impl Core {
         })
     }
 
+    /// The live actors the control store holds (their state as their nodes
+    /// last wrote it), for the rows of nodes that do not answer. `known`:
+    /// the nodes of the cluster, to name an actor's node by its id.
+    fn stored_actor_rows(&self, known: &[NodeId]) -> Vec<Value> {
+        let node_of = |raft: raft_gcs::NodeId| {
+            known
+                .iter()
+                .find(|n| crate::cluster::raft_id(**n) == raft)
+                .map(|n| n.to_string())
+        };
+        self.gcs.read_local(|s| {
+            s.actors
+                .iter()
+                .filter_map(|(id, info)| {
+                    let id = raynode_proto::ActorId::from_slice(&id.0)?;
+                    let (namespace, name) = info
+                        .name
+                        .as_deref()
+                        .and_then(|n| n.split_once('\u{0}'))
+                        .unwrap_or(("", ""));
+                    let state = match info.state {
+                        raft_gcs::ActorState::Pending => "PENDING_CREATION",
+                        raft_gcs::ActorState::Alive => "ALIVE",
+                        raft_gcs::ActorState::Restarting => "RESTARTING",
+                        raft_gcs::ActorState::Dead => "DEAD",
+                    };
+                    Some(json!({
+                        "actor_id": id.to_string(),
+                        "class_name": "",
+                        "name": name,
+                        "ray_namespace": namespace,
+                        "state": state,
+                        "node_id": info.node.and_then(node_of),
+                        "pid": null,
+                        "num_restarts": info.restarts,
+                        "death_cause": null,
+                        "is_detached": info.detached,
+                        "from_control_store": true,
+                    }))
+                })
+                .collect()
+        })
+    }
+
     /// This node's answer to another node's query.
     pub(super) fn state_rows(&self, what: StateQuery) -> Vec<u8> {
         match what {
@@ -323,9 +367,15 @@ impl Core {
                 .collect()
         });
         let silent: Vec<NodeId> = known
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|n| *n != self.node_id && !peers.iter().any(|(id, _)| id == n))
             .collect();
+        let stored = if query == StateQuery::Actors {
+            self.stored_actor_rows(&known)
+        } else {
+            Vec::new()
+        };
         let p2p = self.cluster.p2p.clone();
         let me = self.node_id;
         tokio::spawn(async move {
@@ -359,7 +409,7 @@ impl Core {
                     Err(_) => {}
                 }
             }
-            reply.send(merge_answers(query, answers, &missing, &silent));
+            reply.send(merge_answers(query, answers, &missing, &silent, stored));
         });
     }
 }
@@ -370,6 +420,7 @@ fn merge_answers(
     answers: Vec<(NodeId, Vec<u8>)>,
     missing: &[(NodeId, String)],
     silent: &[NodeId],
+    stored: Vec<Value>,
 ) -> String {
     let mut missing_rows: Vec<Value> = missing
         .iter()
@@ -409,7 +460,13 @@ fn merge_answers(
                 }
             }
             if query == StateQuery::Actors {
+                // Actors of nodes that did not answer, as the control store last heard.
                 rows = newest_actor_rows(rows);
+                for row in stored {
+                    if !rows.iter().any(|r| r["actor_id"] == row["actor_id"]) {
+                        rows.push(row);
+                    }
+                }
             }
             if query == StateQuery::Node {
                 let unanswered = missing.iter().map(|(n, _)| (n, false));
