@@ -397,3 +397,29 @@ print(json.dumps({"actors": [dict(a) for a in actors], "took": took, "warned": [
         assert row.get("from_control_store") is True, row
     finally:
         frozen.send_signal(signal.SIGCONT)
+
+
+def test_objects_are_listed_with_their_owner_size_and_locations(cluster3):
+    here = cluster3.nodes[0].node_id
+    code = """
+import json
+import numpy as np
+import raynode as ray
+from raynode.util.state import list_objects, summarize_objects
+ray.init()
+big = ray.put(np.zeros(1 << 18, dtype=np.float64))  # 2 MiB: in the store
+small = ray.put("tiny")
+rows = {r.object_id: dict(r) for r in list_objects(limit=10_000)}
+print(json.dumps({"big": rows.get(big.hex()), "small": rows.get(small.hex()),
+                  "summary": summarize_objects()["cluster"]["total_objects"]}))
+"""
+    out = cluster3.run_driver(0, code)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    big, small = got["big"], got["small"]
+    assert big["state"] == "READY" and big["location"] == "store" and big["object_size"] >= 2 << 20, big
+    assert big["owner_node_id"] == here and big["locations"] == [here] and big["pinned"] is True, big
+    assert small["location"] == "inline" and small["pinned"] is True, small
+    assert got["summary"] >= 2

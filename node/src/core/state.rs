@@ -468,6 +468,9 @@ fn merge_answers(
                     }
                 }
             }
+            if query == StateQuery::Objects {
+                rows = merged_object_rows(rows);
+            }
             if query == StateQuery::Node {
                 let unanswered = missing.iter().map(|(n, _)| (n, false));
                 let dead = silent.iter().map(|n| (n, true));
@@ -484,6 +487,48 @@ fn merge_answers(
         }
     };
     json!({"rows": rows, "missing": missing_rows}).to_string()
+}
+
+/// One row per object: the nodes that hold it (its value in their table)
+/// become its `locations`; its state, size and references are its owner's
+/// where the owner answered (the first holder's otherwise).
+fn merged_object_rows(rows: Vec<Value>) -> Vec<Value> {
+    let mut merged: Vec<Value> = Vec::with_capacity(rows.len());
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for row in rows {
+        let id = row["object_id"].as_str().unwrap_or_default().to_string();
+        let node = row["node_id"].clone();
+        let holds = row["state"] == "READY";
+        let owners = row["node_id"] == row["owner_node_id"];
+        match at.get(&id) {
+            None => {
+                let mut row = row;
+                row["locations"] = Value::Array(if holds { vec![node] } else { Vec::new() });
+                row["pinned"] = Value::Bool(row["ref_count"].as_u64().unwrap_or(0) > 0);
+                at.insert(id, merged.len());
+                merged.push(row);
+            }
+            Some(&i) => {
+                let mut locations = match merged[i]["locations"].take() {
+                    Value::Array(l) => l,
+                    _ => Vec::new(),
+                };
+                if holds {
+                    locations.push(node);
+                }
+                if owners {
+                    let mut row = row;
+                    row["pinned"] = Value::Bool(row["ref_count"].as_u64().unwrap_or(0) > 0);
+                    if row["object_size"].is_null() {
+                        row["object_size"] = merged[i]["object_size"].take();
+                    }
+                    merged[i] = row;
+                }
+                merged[i]["locations"] = Value::Array(locations);
+            }
+        }
+    }
+    merged
 }
 
 /// One row per actor: an actor that moved (restarted on another node)
@@ -570,6 +615,22 @@ mod tests {
         let raised = objstore::layout::encode(meta::TASK_ERROR, b"pickled", &[]);
         assert_eq!(error_of(&raised).0, "TASK_EXECUTION_EXCEPTION");
         assert_eq!(error_of(b"garbage").0, "TASK_EXECUTION_EXCEPTION");
+    }
+
+    #[test]
+    fn an_object_held_by_two_nodes_is_one_row_with_two_locations() {
+        let rows = vec![
+            json!({"object_id": "o", "state": "READY", "node_id": "b", "owner_node_id": "a", "ref_count": 0, "object_size": 8}),
+            json!({"object_id": "o", "state": "READY", "node_id": "a", "owner_node_id": "a", "ref_count": 2, "object_size": null}),
+            json!({"object_id": "p", "state": "PENDING", "node_id": "a", "owner_node_id": "a", "ref_count": 1, "object_size": null}),
+        ];
+        let rows = merged_object_rows(rows);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["locations"], json!(["b", "a"]));
+        assert_eq!(rows[0]["node_id"], "a");
+        assert_eq!(rows[0]["pinned"], true);
+        assert_eq!(rows[0]["object_size"], 8);
+        assert_eq!(rows[1]["locations"], json!([]));
     }
 
     #[test]

@@ -121,8 +121,9 @@ def get_actor(id, **_ignored):
 
 
 def list_objects(filters=None, limit=DEFAULT_LIMIT, detail=False, raise_on_missing_output=True, **_ignored):
-    """The objects in every node's object table (an object held by two
-    nodes has a row on each)."""
+    """The objects in every node's object table, one row each: its size,
+    state, owner's node, the nodes that hold its value (`locations`) and
+    whether references pin it (`pinned`, `ref_count` at its owner)."""
     return _select(_cluster_rows("objects", raise_on_missing_output), filters, limit)
 
 
