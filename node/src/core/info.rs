@@ -265,6 +265,12 @@ impl Core {
                 one(self.ledger.sched().total().get("CPU")),
             ),
             (
+                "ray_node_cpu_utilization",
+                "gauge",
+                "Percent of this machine's CPU time in use over the last second",
+                one(self.cpu.percent),
+            ),
+            (
                 "ray_node_mem_total",
                 "gauge",
                 "Memory of this machine in bytes",
@@ -397,6 +403,44 @@ impl Core {
         out.push_str(&self.metrics.render());
         out
     }
+}
+
+/// The machine's CPU use between two ticks, from /proc/stat.
+#[derive(Default)]
+pub(super) struct CpuGauge {
+    /// The last sample: (busy, total) jiffies.
+    last: Option<(u64, u64)>,
+    /// Percent of all CPUs busy between the last two samples.
+    pub percent: f64,
+}
+
+impl CpuGauge {
+    pub fn sample(&mut self) {
+        let Some(now) = cpu_jiffies() else { return };
+        if let Some((busy, total)) = self.last {
+            let (d_busy, d_total) = (now.0.saturating_sub(busy), now.1.saturating_sub(total));
+            if d_total > 0 {
+                self.percent = 100.0 * d_busy as f64 / d_total as f64;
+            }
+        }
+        self.last = Some(now);
+    }
+}
+
+/// (busy, total) jiffies of all CPUs since boot.
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    // idle and iowait are the 4th and 5th.
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((total.saturating_sub(idle), total))
 }
 
 /// This machine's memory in bytes: (total, available), from /proc/meminfo.

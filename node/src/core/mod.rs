@@ -254,6 +254,8 @@ pub struct Core {
     /// Workers that exited, (pid, id), newest last: their logs stay
     /// reachable by pid.
     past_workers: VecDeque<(u32, WorkerId)>,
+    /// The machine's CPU use, sampled each tick.
+    cpu: info::CpuGauge,
     /// The tasks this node owns or runs, each attempt's states (bounded).
     task_table: crate::engine::task_table::TaskTable,
     groups: groups::Groups,
@@ -306,6 +308,7 @@ impl Core {
             client_addr: None,
             dashboard_addr: None,
             past_workers: VecDeque::new(),
+            cpu: info::CpuGauge::default(),
             task_table: crate::engine::task_table::TaskTable::new(task_table_size),
             groups: groups::Groups::default(),
             streams: HashMap::new(),
@@ -549,6 +552,7 @@ impl Core {
 
     fn on_tick(&mut self) {
         self.gossip_tick();
+        self.cpu.sample();
         self.watch_changes();
         self.flush_history();
         self.sync_groups();
