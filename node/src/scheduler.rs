@@ -142,15 +142,30 @@ impl Scheduler {
             .any(|s| !s.queue.is_empty() && self.fits(&s.demand))
     }
 
-    /// Number of queued tasks that fit now, counted up to `limit`.
+    /// How many queued tasks could start at once in the free resources,
+    /// counted up to `limit`: each one counted takes its demand from what
+    /// is left, so ten 1-CPU tasks with two CPUs free count two (the
+    /// workers worth starting for them).
     pub fn fitting_len(&self, limit: usize) -> usize {
+        if self.shapes.iter().all(|s| s.queue.is_empty()) {
+            return 0;
+        }
+        let mut left = self.available.clone();
+        let fits = |left: &HashMap<String, f64>, demand: &Resources| {
+            demand.0.iter().all(|(name, amount)| {
+                *amount <= EPSILON || *amount <= left.get(name).copied().unwrap_or(0.0) + EPSILON
+            })
+        };
         let mut n = 0;
         for shape in &self.shapes {
-            if self.fits(&shape.demand) {
-                n += shape.queue.len();
-                if n >= limit {
-                    return limit;
+            for _ in 0..shape.queue.len() {
+                if n >= limit || !fits(&left, &shape.demand) {
+                    break;
                 }
+                for (name, amount) in &shape.demand.0 {
+                    *left.entry(name.clone()).or_insert(0.0) -= amount;
+                }
+                n += 1;
             }
         }
         n
@@ -246,6 +261,28 @@ mod tests {
         assert!(s.enqueue(task(2), &special).is_ok());
         assert_eq!(s.queued(), 2);
         assert_eq!(s.pop_fitting(), None);
+    }
+
+    #[test]
+    fn workers_are_counted_for_what_can_run_at_once() {
+        let mut s = Scheduler::new(cpu(2.0));
+        for i in 0..10 {
+            s.enqueue(task(i), &cpu(1.0)).expect("feasible");
+        }
+        // Ten 1-CPU tasks on two free CPUs need two workers, not ten.
+        assert_eq!(s.fitting_len(8), 2);
+        s.acquire(&cpu(1.0));
+        assert_eq!(s.fitting_len(8), 1);
+        s.enqueue(task(20), &cpu(0.5)).expect("feasible");
+        assert_eq!(
+            s.fitting_len(8),
+            1,
+            "the first shape's task takes the last CPU"
+        );
+        s.enqueue(task(21), &Resources::default())
+            .expect("feasible");
+        assert_eq!(s.fitting_len(8), 2, "a task that needs nothing always fits");
+        assert_eq!(s.fitting_len(1), 1);
     }
 
     #[test]

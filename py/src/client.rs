@@ -298,14 +298,14 @@ impl Client {
         refs: Vec<Bound<'py, ObjectRef>>,
         timeout: Option<f64>,
     ) -> PyResult<Option<Vec<Bound<'py, PyAny>>>> {
-        let ids = refs.iter().map(|r| r.get().id).collect();
+        let ids: Vec<ObjectId> = refs.iter().map(|r| r.get().id).collect();
         let req = self.conn.next_req();
         let timeout_ms = timeout.map(|t| (t.max(0.0) * 1000.0) as u64);
         self.send(
             py,
             ToNode::Get {
                 req,
-                ids,
+                ids: ids.clone(),
                 timeout_ms,
             },
         )?;
@@ -313,12 +313,15 @@ impl Client {
             FromNode::Got {
                 values: Some(values),
                 ..
-            } => Ok(Some(
-                values
-                    .into_iter()
-                    .map(|v| value_to_py(py, v))
-                    .collect::<PyResult<_>>()?,
-            )),
+            } => {
+                self.conn.refs.mark_ready(ids);
+                Ok(Some(
+                    values
+                        .into_iter()
+                        .map(|v| value_to_py(py, v))
+                        .collect::<PyResult<_>>()?,
+                ))
+            }
             FromNode::Got { values: None, .. } => Ok(None),
             other => Err(unexpected(other)),
         }
@@ -394,20 +397,34 @@ impl Client {
         num_returns: u32,
         timeout: Option<f64>,
     ) -> PyResult<Vec<u32>> {
-        let ids = refs.iter().map(|r| r.get().id).collect();
+        let ids: Vec<ObjectId> = refs.iter().map(|r| r.get().id).collect();
+        // Refs known to be ready answer without a round trip.
+        let mut known = self.conn.refs.known_ready(&ids);
+        if known.len() >= num_returns as usize {
+            known.truncate(num_returns as usize);
+            return Ok(known);
+        }
         let req = self.conn.next_req();
         let timeout_ms = timeout.map(|t| (t.max(0.0) * 1000.0) as u64);
         self.send(
             py,
             ToNode::Wait {
                 req,
-                ids,
+                ids: ids.clone(),
                 num_returns,
                 timeout_ms,
             },
         )?;
         match self.reply(py, req)? {
-            FromNode::Waited { ready, .. } => Ok(ready),
+            // The node lists every ready id it found; the caller gets the
+            // first `num_returns`, and the rest are remembered.
+            FromNode::Waited { mut ready, .. } => {
+                self.conn
+                    .refs
+                    .mark_ready(ready.iter().filter_map(|i| ids.get(*i as usize).copied()));
+                ready.truncate(num_returns as usize);
+                Ok(ready)
+            }
             other => Err(unexpected(other)),
         }
     }

@@ -23,6 +23,9 @@ pub struct RefCounts {
     at_node: HashSet<ObjectId>,
     /// Ids whose count crossed zero since the last flush.
     touched: Vec<ObjectId>,
+    /// Held ids known to be ready (a value exists): `wait` answers for
+    /// them without asking the node. Forgotten with the last reference.
+    ready: HashSet<ObjectId>,
 }
 
 #[derive(Default)]
@@ -60,8 +63,30 @@ impl RefTable {
         };
         if zero {
             c.local.remove(&id);
+            c.ready.remove(&id);
             c.touched.push(id);
         }
+    }
+
+    /// Records that these held ids are ready.
+    pub fn mark_ready(&self, ids: impl IntoIterator<Item = ObjectId>) {
+        let mut c = self.lock();
+        for id in ids {
+            if c.local.contains_key(&id) {
+                c.ready.insert(id);
+            }
+        }
+    }
+
+    /// The positions of the ids known to be ready, in order.
+    pub fn known_ready(&self, ids: &[ObjectId]) -> Vec<u32> {
+        let c = self.lock();
+        if c.ready.is_empty() {
+            return Vec::new();
+        }
+        (0..ids.len() as u32)
+            .filter(|i| c.ready.contains(&ids[*i as usize]))
+            .collect()
     }
 
     /// The changes the node has not been told of: (gained, lost).

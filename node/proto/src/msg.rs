@@ -324,7 +324,8 @@ pub enum FromNode {
         req: u64,
         values: Vec<Value>,
     },
-    /// Indexes (into the request's ids) of the ready objects, in order.
+    /// Indexes (into the request's ids) of every ready object, in order
+    /// (possibly more than the `num_returns` asked for).
     Waited {
         req: u64,
         ready: Vec<u32>,

@@ -225,16 +225,16 @@ impl Core {
                     },
                 }
             }
-            Some(n) => {
-                let mut ready = Vec::new();
-                for (i, id) in w.ids.iter().enumerate() {
-                    if ready.len() >= n {
-                        break;
-                    }
-                    if self.objects.get(id).is_some_and(|e| e.is_ready()) {
-                        ready.push(i as u32);
-                    }
-                }
+            // Every ready id, though `n` were asked for: the client keeps
+            // the rest, and answers its next waits on them itself.
+            Some(_) => {
+                let ready = (0..w.ids.len() as u32)
+                    .filter(|i| {
+                        self.objects
+                            .get(&w.ids[*i as usize])
+                            .is_some_and(|e| e.is_ready())
+                    })
+                    .collect();
                 FromNode::Waited { req: w.req, ready }
             }
         };
