@@ -333,6 +333,15 @@ def w_wait_refs(ray, d, p):
     return timeit(fn, 1, p)
 
 
+def w_wait_ready_refs(ray, d, p):
+    """Repeated `ray.wait(refs, num_returns=len(refs))` over refs that are
+    all ready: an answer the driver can know without asking (calls/s)."""
+    n = p["wait_refs"]
+    refs = [d.small_value.remote() for _ in range(n)]
+    ray.get(refs)
+    return timeit(lambda: ray.wait(refs, num_returns=n), 1, p)
+
+
 def w_tasks_and_get_batch(ray, d, p):
     n = p["batch"]
     return timeit(
@@ -481,6 +490,7 @@ GROUPS = {
         ("single client get object containing 10k refs",
          w_get_containing_refs, OPS, True),
         ("single client wait 1k refs", w_wait_refs, OPS, True),
+        ("single client wait on 1k ready refs", w_wait_ready_refs, OPS, True),
     ],
     "tasks": [
         ("single client tasks and get batch", w_tasks_and_get_batch, OPS,

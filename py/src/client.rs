@@ -429,6 +429,38 @@ impl Client {
         }
     }
 
+    /// `ray.wait` over plain refs: (ready, not ready), each in the order
+    /// given. Raises TypeError for anything but an ObjectRef (the caller
+    /// then takes its general path) and ValueError for a repeated ref.
+    fn wait_split<'py>(
+        &self,
+        py: Python<'py>,
+        refs: Vec<Bound<'py, ObjectRef>>,
+        num_returns: u32,
+        timeout: Option<f64>,
+    ) -> PyResult<(Vec<Bound<'py, ObjectRef>>, Vec<Bound<'py, ObjectRef>>)> {
+        let mut seen = std::collections::HashSet::with_capacity(refs.len());
+        if !refs.iter().all(|r| seen.insert(r.get().id)) {
+            return Err(errors::value("Wait requires a list of unique object refs."));
+        }
+        let ready = self.wait(py, refs.clone(), num_returns, timeout)?;
+        let mut is_ready = vec![false; refs.len()];
+        for i in ready {
+            if let Some(flag) = is_ready.get_mut(i as usize) {
+                *flag = true;
+            }
+        }
+        let (mut yes, mut no) = (Vec::with_capacity(num_returns as usize), Vec::new());
+        for (r, ready) in refs.into_iter().zip(is_ready) {
+            if ready {
+                yes.push(r);
+            } else {
+                no.push(r);
+            }
+        }
+        Ok((yes, no))
+    }
+
     /// A new ref to an id (a ref unpickled from a value).
     fn make_ref(&self, object_id: &[u8]) -> PyResult<ObjectRef> {
         Ok(ObjectRef::new(

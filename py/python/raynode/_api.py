@@ -268,6 +268,12 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     items = list(object_refs)
     if not items:
         return [], []
+    if 0 < num_returns <= len(items) and (timeout is None or timeout >= 0):
+        try:
+            # Plain refs: checked and split in one native call.
+            return _runtime.client().wait_split(items, num_returns, timeout)
+        except TypeError:
+            pass  # a generator (or a mistake): the general path says which
     keys = set()
     for x in items:
         if not isinstance(x, (ObjectRef, _generators.ObjectRefGenerator)):
