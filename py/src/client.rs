@@ -16,6 +16,9 @@ use raynode_proto::{
     SchedulingStrategy, TaskId, TaskKind, TaskSpec, ToNode, WorkerId, PROTOCOL_VERSION,
 };
 use std::io::Write;
+
+/// Refs split in two: (ready, not ready).
+type Split<'py> = (Vec<Bound<'py, ObjectRef>>, Vec<Bound<'py, ObjectRef>>);
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -438,7 +441,7 @@ impl Client {
         refs: Vec<Bound<'py, ObjectRef>>,
         num_returns: u32,
         timeout: Option<f64>,
-    ) -> PyResult<(Vec<Bound<'py, ObjectRef>>, Vec<Bound<'py, ObjectRef>>)> {
+    ) -> PyResult<Split<'py>> {
         let mut seen = std::collections::HashSet::with_capacity(refs.len());
         if !refs.iter().all(|r| seen.insert(r.get().id)) {
             return Err(errors::value("Wait requires a list of unique object refs."));
@@ -518,6 +521,7 @@ impl Client {
     /// `strategy` its name. A name already taken raises `RaySystemError`
     /// (as Ray), an invalid group `ValueError`.
     #[pyo3(signature = (group_id, bundles, strategy, name, namespace, detached))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments, one by one
     fn create_placement_group(
         &self,
         py: Python<'_>,

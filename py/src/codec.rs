@@ -97,9 +97,13 @@ fn plan<'py>(
         .into_pyobject(py)
 }
 
-fn ranges(
-    layout: &objstore::layout::Layout,
-) -> ((usize, usize), (usize, usize), Vec<(usize, usize)>) {
+/// (start, end) of a section.
+type Span = (usize, usize);
+
+/// The metadata's, the data's and each buffer's span.
+type SectionSpans = (Span, Span, Vec<Span>);
+
+fn ranges(layout: &objstore::layout::Layout) -> SectionSpans {
     (
         (layout.meta.start, layout.meta.end),
         (layout.data.start, layout.data.end),
@@ -109,17 +113,14 @@ fn ranges(
 
 /// Sections of an inline value: `((meta), (data), [(buffer)])` as (start, end).
 #[pyfunction]
-fn parse(value: &[u8]) -> PyResult<((usize, usize), (usize, usize), Vec<(usize, usize)>)> {
+fn parse(value: &[u8]) -> PyResult<SectionSpans> {
     let layout = objstore::layout::parse(value).map_err(crate::errors::value)?;
     Ok(ranges(&layout))
 }
 
 /// Sections of a stored value from its header bytes and the object's length.
 #[pyfunction]
-fn parse_header(
-    header: &[u8],
-    object_len: usize,
-) -> PyResult<((usize, usize), (usize, usize), Vec<(usize, usize)>)> {
+fn parse_header(header: &[u8], object_len: usize) -> PyResult<SectionSpans> {
     let layout =
         objstore::layout::parse_header(header, object_len).map_err(crate::errors::value)?;
     Ok(ranges(&layout))

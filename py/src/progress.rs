@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn a_state_line_round_trips_and_renders() {
-        let s = BarState::parse("ab12\t4\t10\t0\tfiles\tcopying\twith a tab").unwrap();
+        let s = BarState::parse("ab12\t4\t10\t0\tfiles\tcopying\twith a tab").expect("a bar state");
         assert_eq!(s.n, 4);
         assert_eq!(s.total, Some(10));
         assert_eq!(s.desc, "copying\twith a tab");
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_bar_without_total_counts_only() {
-        let s = BarState::parse("x\t7\t\t1\t\t").unwrap();
+        let s = BarState::parse("x\t7\t\t1\t\t").expect("a bar state");
         assert!(s.closed);
         assert_eq!(
             s.render("g pid=2, ip=1.2.3.4"),

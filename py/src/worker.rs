@@ -12,6 +12,10 @@ use raynode_proto::{
 };
 use std::time::Duration;
 
+/// A task's results as the worker reports them: each `(bytes, nested)`,
+/// bytes `None` when written to the store.
+type Returned<'py> = Vec<(Option<Bound<'py, PyAny>>, Vec<Vec<u8>>)>;
+
 #[pymethods]
 impl Client {
     /// Worker: the id of a task a `ray.cancel` reached, waiting up to
@@ -143,7 +147,7 @@ impl Client {
         &self,
         py: Python<'_>,
         task_id: &[u8],
-        results: Vec<(Option<Bound<'_, PyAny>>, Vec<Vec<u8>>)>,
+        results: Returned<'_>,
         app_error: bool,
         error: Option<String>,
     ) -> PyResult<()> {

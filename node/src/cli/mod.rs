@@ -465,6 +465,16 @@ pub fn node_address(address: Option<&str>) -> anyhow::Result<String> {
     }
 }
 
+fn parse_dashboard_addr(value: &str) -> Result<DashboardAddr, String> {
+    if value == "off" {
+        return Ok(DashboardAddr::Off);
+    }
+    value
+        .parse()
+        .map(DashboardAddr::At)
+        .map_err(|e| format!("{e}: give HOST:PORT (e.g. 127.0.0.1:8265) or off"))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -511,14 +521,4 @@ mod tests {
         let err = args.to_config().unwrap_err();
         assert!(format!("{err:#}").contains("--resources must be a JSON object"));
     }
-}
-
-fn parse_dashboard_addr(value: &str) -> Result<DashboardAddr, String> {
-    if value == "off" {
-        return Ok(DashboardAddr::Off);
-    }
-    value
-        .parse()
-        .map(DashboardAddr::At)
-        .map_err(|e| format!("{e}: give HOST:PORT (e.g. 127.0.0.1:8265) or off"))
 }

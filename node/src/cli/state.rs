@@ -358,7 +358,10 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<()> {
         print_event(e);
         last = e["event_id"].as_u64().or(last);
     }
-    while args.follow {
+    if !args.follow {
+        return Ok(());
+    }
+    loop {
         std::thread::sleep(Duration::from_secs(1));
         for e in rows(&args.node, InfoKind::Events)? {
             let id = e["event_id"].as_u64();
@@ -368,7 +371,6 @@ pub fn events(args: &EventsArgs) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
 }
 
 pub fn logs(args: &LogsArgs) -> anyhow::Result<()> {

@@ -230,7 +230,9 @@ impl Core {
                 .collect::<Vec<_>>()
         };
         let leads = status.leader == Some(status.id);
-        let gauges: Vec<(&str, &str, &str, Vec<(String, f64)>)> = vec![
+        // (name, type, help, samples as (labels, value)).
+        type Gauge<'a> = (&'a str, &'a str, &'a str, Vec<(String, f64)>);
+        let gauges: Vec<Gauge> = vec![
             (
                 "ray_tasks",
                 "gauge",

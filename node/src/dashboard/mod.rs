@@ -206,11 +206,9 @@ fn carries_token(head: &str, token: &str) -> bool {
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("cookie") {
-            value.split(';').any(|c| {
-                c.trim()
-                    .strip_prefix("raynode_token=")
-                    .is_some_and(|v| same(v))
-            })
+            value
+                .split(';')
+                .any(|c| c.trim().strip_prefix("raynode_token=").is_some_and(&same))
         } else if name.eq_ignore_ascii_case("authorization") {
             value
                 .strip_prefix("Bearer ")
