@@ -166,7 +166,7 @@ def pack(path, excludes=(), prefix=""):
     return buf.getvalue()
 
 
-_packages = {}  # (client, kind, path, excludes) -> (name, ref)
+_packages: dict = {}  # (client, kind, path, excludes) -> (name, ref)
 
 
 def package(client, kind, path, excludes):

@@ -122,7 +122,7 @@ def _serialize_in_band(value, meta):
 # from it lives: (path, object key) -> weak reference to the mmap. Values
 # (numpy arrays) hold the mapping through their buffers; the last one to go
 # unmaps it, and with it goes the shared lock that kept the file from reuse.
-_read_maps = {}
+_read_maps: dict = {}
 _read_maps_lock = threading.Lock()
 
 

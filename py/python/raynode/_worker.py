@@ -629,9 +629,9 @@ def main():
 if __name__ == "__main__":
     # Run as the module `raynode._worker`, not as `__main__`: the worker's
     # state and ActorExit are then the ones `raynode.actor` sees.
-    from raynode import _worker
+    from raynode import _worker as this
 
-    _worker.main()
+    this.main()
 
 
 #: Longest error description the task table keeps.

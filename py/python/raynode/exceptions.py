@@ -77,7 +77,7 @@ class RayTaskError(RayError):
         return err
 
 
-_dual_classes = {}
+_dual_classes: dict[type, type] = {}
 
 
 def _set_fields(err, function_name, traceback_str, cause, proctitle, pid, ip, actor_repr, actor_id):

@@ -21,9 +21,9 @@ class ActorPool:
 
     def __init__(self, actors: list):
         self._idle = list(actors)
-        self._busy = {}  # ObjectRef -> (submission index, actor)
-        self._refs = {}  # submission index -> ObjectRef, for the ordered getters
-        self._waiting = deque()  # (fn, value) submitted while no actor was idle
+        self._busy: dict = {}  # ObjectRef -> (submission index, actor)
+        self._refs: dict = {}  # submission index -> ObjectRef, for the ordered getters
+        self._waiting: deque = deque()  # (fn, value) submitted while no actor was idle
         self._next_task_index = 0
         self._next_return_index = 0
 

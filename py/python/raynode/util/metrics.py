@@ -20,7 +20,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 class Metric:
     """What the three kinds share: name, description, tag keys, default tags."""
 
-    _kind = None
+    _kind: str | None = None
 
     def __init__(self, name, description="", tag_keys=None):
         if not isinstance(name, str) or not name:

@@ -35,7 +35,7 @@ def inspect_serializability(
     name = name or getattr(base_obj, "__name__", None) or repr(base_obj)
     out = print_file or sys.stdout
     print(f"Checking serializability of {name}", file=out)
-    failures = set()
+    failures: set[FailureTuple] = set()
     ok = _check(base_obj, name, None, depth, failures, set(), out, 1)
     if ok:
         print(f"{name} is serializable", file=out)

@@ -84,8 +84,8 @@ class Pool:
             _pool_actor().options(**(ray_remote_args or {})).remote, initializer, tuple(initargs or ())
         )
         self._actors = [[self._new_actor(), 0] for _ in range(processes)]  # [actor, chunks sent]
-        self._retired = []  # (actor, its __ray_terminate__ ref): ending once its chunks ran
-        self._unfinished = []  # AsyncResults not ready when last looked at, for join
+        self._retired: list = []  # (actor, its __ray_terminate__ ref): ending once its chunks ran
+        self._unfinished: list = []  # AsyncResults not ready when last looked at, for join
         self._turn = itertools.cycle(range(processes))
         self._state = _RUN
         try:

@@ -86,7 +86,7 @@ class IMapIterator:
     def __init__(self, refs: List["ray.ObjectRef"], ordered: bool):
         self._refs = list(refs)
         self._ordered = ordered
-        self._ready = []
+        self._ready: list = []
 
     def __iter__(self) -> "IMapIterator":
         return self
