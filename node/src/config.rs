@@ -156,7 +156,7 @@ impl NodeConfig {
         let data_dir =
             std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
         let digest = sha2::Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
-        let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let name = raynode_proto::hex(&digest[..8]);
         PathBuf::from("/dev/shm").join(format!("{}{name}", crate::store::STORE_DIR_PREFIX))
     }
 

@@ -10,10 +10,9 @@
 //!
 //! - identity: `<data_dir>/identity.key`, libp2p's protobuf key encoding
 //!   (an Ed25519 key).
-//! - cluster key: `~/.raynode/cluster.key` unless a path is given, in
-//!   libp2p's pre-shared key text format (`/key/swarm/psk/1.0.0/`,
-//!   `/base16/`, 64 hex digits); a file holding only the 64 hex digits is
-//!   accepted too.
+//! - cluster key: `~/.raynode/cluster.key` unless a path is given, in the
+//!   format `raynode_proto::cluster_key` defines (shared with the clients,
+//!   which read it).
 
 use std::{
     fs,
@@ -30,11 +29,8 @@ use crate::error::KeyError;
 /// Identity file name inside a node's data dir.
 pub const IDENTITY_FILE: &str = "identity.key";
 /// Default cluster key location, relative to `$HOME`.
-pub const DEFAULT_CLUSTER_KEY: &str = ".raynode/cluster.key";
-/// Key files are never larger than this; anything bigger is malformed.
-const MAX_KEY_FILE_BYTES: u64 = 4096;
-/// First line of a key file in libp2p's pre-shared key format.
-const KEY_FILE_HEADER: &str = "/key/swarm/psk/1.0.0/";
+pub use raynode_proto::cluster_key::DEFAULT_PATH as DEFAULT_CLUSTER_KEY;
+use raynode_proto::cluster_key::MAX_FILE_BYTES as MAX_KEY_FILE_BYTES;
 
 /// The cluster key: 32 secret bytes every member of a cluster holds. Other
 /// secrets are derived from it ([`ClusterKey::derive`]); the bytes
@@ -73,12 +69,12 @@ impl ClusterKey {
 
     /// 16 hex digits that tell keys apart in logs without revealing them.
     pub fn fingerprint(&self) -> String {
-        hex(&self.derive(b"raynode/cluster-key-fingerprint/1", &[])[..8])
+        raynode_proto::hex(&self.derive(b"raynode/cluster-key-fingerprint/1", &[])[..8])
     }
 
     /// The key file's text (libp2p's pre-shared key format).
     pub fn to_key_file(&self) -> String {
-        format!("{KEY_FILE_HEADER}\n/base16/\n{}\n", hex(&self.0))
+        raynode_proto::cluster_key::file_text(&self.0)
     }
 }
 
@@ -86,10 +82,6 @@ impl std::fmt::Debug for ClusterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ClusterKey({})", self.fingerprint())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Loads `<data_dir>/identity.key`, or creates it (0600) with a fresh
@@ -113,10 +105,7 @@ pub fn load_or_create_identity(data_dir: &Path) -> Result<Keypair, KeyError> {
 
 /// `$HOME/.raynode/cluster.key`.
 pub fn default_cluster_key_path() -> Result<PathBuf, KeyError> {
-    match std::env::var_os("HOME") {
-        Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(DEFAULT_CLUSTER_KEY)),
-        _ => Err(KeyError::NoHome),
-    }
+    raynode_proto::cluster_key::default_path().ok_or(KeyError::NoHome)
 }
 
 /// Loads the cluster key from `path` (default [`default_cluster_key_path`]),
@@ -152,33 +141,7 @@ pub fn load_cluster_key(path: Option<&Path>) -> Result<ClusterKey, KeyError> {
 
 /// Parses a cluster key file's contents.
 pub fn parse_cluster_key(bytes: &[u8]) -> Result<ClusterKey, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
-    let trimmed = text.trim();
-    if trimmed.starts_with("/key/") {
-        let lines: Vec<&str> = trimmed.lines().map(str::trim).collect();
-        return match lines.as_slice() {
-            [KEY_FILE_HEADER, "/base16/", hex] => parse_hex32(hex).map(ClusterKey),
-            _ => Err(format!(
-                "not a key file of the form {KEY_FILE_HEADER}, /base16/, 64 hex digits"
-            )),
-        };
-    }
-    parse_hex32(trimmed).map(ClusterKey)
-}
-
-fn parse_hex32(hex: &str) -> Result<[u8; 32], String> {
-    if hex.len() != 64 {
-        return Err(format!(
-            "expected a key file or 64 hex digits, found {} characters",
-            hex.len()
-        ));
-    }
-    let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        let pair = hex.get(i * 2..i * 2 + 2).ok_or("not hex digits")?;
-        *byte = u8::from_str_radix(pair, 16).map_err(|_| "not hex digits".to_string())?;
-    }
-    Ok(key)
+    raynode_proto::cluster_key::parse(bytes).map(ClusterKey)
 }
 
 /// Reads `path`, or creates it with `create()`'s bytes if it is missing.

@@ -36,6 +36,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(refs::set_ref_hooks, m)?)?;
     m.add_function(wrap_pyfunction!(sessions::started_nodes, m)?)?;
     m.add_function(wrap_pyfunction!(sessions::sessions_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(sessions::load_cluster_key, m)?)?;
     codec::register(m)?;
     m.add("NodeError", m.py().get_type::<errors::NodeError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -1,6 +1,8 @@
 //! Wire types shared by the `raynode` node and its Python clients.
 //!
-//! - [`ids`]: fixed-size identifiers with hex display.
+//! - [`ids`]: fixed-size identifiers with hex display (and [`hex`], the
+//!   one hex encoder).
+//! - [`cluster_key`]: the cluster key file, where it is and what it holds.
 //! - [`task`]: the task specification a client submits.
 //! - [`msg`]: the frames a client and its node exchange.
 //! - [`frame`]: the length-prefixed postcard codec with its size bound.
@@ -10,6 +12,7 @@
 //! - [`session`]: the files through which drivers and `raynode stop` find
 //!   the nodes `raynode start` left running on this machine.
 
+pub mod cluster_key;
 pub mod frame;
 pub mod ids;
 pub mod meta;
@@ -20,7 +23,9 @@ pub mod session;
 pub mod task;
 
 pub use frame::{FrameError, MAX_FRAME_BYTES};
-pub use ids::{ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, WorkerId};
+pub use ids::{
+    hex, ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, WorkerId,
+};
 pub use msg::{
     AckError, Execute, FromNode, InfoKind, LogQuery, LogTarget, MetricKind, Output, PutView,
     ReturnValue, Role, StoreError, StreamItem, ToNode, Value, OUTPUT_MARK, PROGRESS_MARK,

@@ -85,7 +85,7 @@ pub fn dashboard_token(psk: &[u8; 32]) -> String {
     hash.update(b"raynode dashboard token v1");
     hash.update(psk);
     let digest: [u8; 32] = hash.finalize().into();
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::ids::hex(&digest)
 }
 
 fn builder(psk: &[u8; 32]) -> Result<snow::Builder<'_>, SecureError> {

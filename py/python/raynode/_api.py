@@ -142,20 +142,9 @@ def job_runtime_env():
 
 def _cluster_key():
     """The cluster key a driver connecting over TCP proves it holds: the file
-    ~/.raynode/cluster.key, or the one RAYNODE_CLUSTER_KEY names."""
-    path = os.environ.get("RAYNODE_CLUSTER_KEY") or os.path.expanduser("~/.raynode/cluster.key")
-    try:
-        with open(path) as f:
-            lines = [line.strip() for line in f if line.strip()]
-        key = bytes.fromhex(lines[-1])
-    except (OSError, IndexError, ValueError) as e:
-        raise ConnectionError(
-            f"cannot read the cluster key {path} ({e}); a driver connecting over TCP needs the "
-            "cluster's key file (copy it from a node, or name it with RAYNODE_CLUSTER_KEY)"
-        ) from None
-    if len(key) != 32:
-        raise ConnectionError(f"the cluster key {path} does not hold 32 bytes")
-    return key
+    ~/.raynode/cluster.key, or the one RAYNODE_CLUSTER_KEY names (read, never
+    created, by the native module: one reader for the node and its clients)."""
+    return _core.load_cluster_key()
 
 
 def _context(address=None):
