@@ -118,7 +118,8 @@ pub(crate) fn unexpected(msg: FromNode) -> PyErr {
 /// first four bytes of the node id), so any node can tell who owns an
 /// object, then four random bytes that tell this client from the others.
 pub(crate) fn id_prefix(node: &raynode_proto::NodeId) -> [u8; 8] {
+    use raynode_proto::ids::OWNER_TAG_LEN;
     let mut prefix: [u8; 8] = rand::random();
-    prefix[..4].copy_from_slice(&node.0[..4]);
+    prefix[..OWNER_TAG_LEN].copy_from_slice(&raynode_proto::owner_tag(&node.0));
     prefix
 }

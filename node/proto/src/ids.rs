@@ -15,6 +15,19 @@ fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     Ok(())
 }
 
+/// Bytes of an owner tag: every id a node's clients make (tasks, objects,
+/// actors) begins with the first bytes of that node's id, so any node can
+/// tell whose an object is without asking.
+pub const OWNER_TAG_LEN: usize = 4;
+
+/// The owner tag an id begins with (or a node's own, from its id).
+pub fn owner_tag(id: &[u8]) -> [u8; OWNER_TAG_LEN] {
+    let mut tag = [0u8; OWNER_TAG_LEN];
+    let n = id.len().min(OWNER_TAG_LEN);
+    tag[..n].copy_from_slice(&id[..n]);
+    tag
+}
+
 /// Bytes as lowercase hex: ids, keys, digests.
 pub fn hex(bytes: &[u8]) -> String {
     struct Hex<'a>(&'a [u8]);

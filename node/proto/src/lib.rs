@@ -24,7 +24,8 @@ pub mod task;
 
 pub use frame::{FrameError, MAX_FRAME_BYTES};
 pub use ids::{
-    hex, ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, WorkerId,
+    hex, owner_tag, ActorId, FunctionId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId,
+    WorkerId,
 };
 pub use msg::{
     AckError, Execute, FromNode, InfoKind, LogQuery, LogTarget, MetricKind, Output, PutView,

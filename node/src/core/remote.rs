@@ -102,9 +102,7 @@ fn take(capacity: &mut Resources, demand: &Resources) {
     }
 }
 
-fn tag(id: &[u8]) -> [u8; 4] {
-    [id[0], id[1], id[2], id[3]]
-}
+use raynode_proto::owner_tag as tag;
 
 impl Core {
     // ---- peers and their load ----
@@ -163,7 +161,7 @@ impl Core {
                         id: id_key,
                         node: me,
                         size,
-                        owner: id.0[..4].to_vec(),
+                        owner: tag(&id.0).to_vec(),
                     },
                     None => raft_gcs::Command::RemoveObjectLocation {
                         id: id_key,

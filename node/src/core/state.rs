@@ -220,16 +220,16 @@ impl Core {
 
     fn object_rows(&self) -> Vec<Value> {
         let node = self.node_id.to_string();
-        let mut owners: HashMap<[u8; 4], String> = HashMap::new();
+        let mut owners = HashMap::new();
         for id in self
             .remote
             .peers
             .keys()
             .chain(std::iter::once(&self.node_id))
         {
-            owners.insert([id.0[0], id.0[1], id.0[2], id.0[3]], id.to_string());
+            owners.insert(raynode_proto::owner_tag(&id.0), id.to_string());
         }
-        let owner = |id: &ObjectId| owners.get(&[id.0[0], id.0[1], id.0[2], id.0[3]]).cloned();
+        let owner = |id: &ObjectId| owners.get(&raynode_proto::owner_tag(&id.0)).cloned();
         self.objects
             .iter()
             .take(MAX_ROWS)
