@@ -164,3 +164,28 @@ def test_help_says_where_options_differ_from_ray():
                    "--head", "--port"):
         assert option in res.stdout, option
     assert "Ray" in res.stdout
+
+
+def test_a_home_too_deep_for_a_socket_path_still_works(home):
+    """A Unix socket path holds at most 107 bytes; a node whose data dir is
+    deeper serves its socket from a short directory of this user's instead
+    of failing at start."""
+    deep = os.path.join(home, "d" * 60, "e" * 40)
+    os.makedirs(deep)
+    try:
+        first = raynode(deep, "start", "--port", "0", *NODE_ARGS)
+        assert first.returncode == 0, first.stderr + first.stdout
+        [session] = sessions(deep)
+        assert len(os.fsencode(session["socket"])) <= 107, session["socket"]
+        res = driver(deep, """
+            import raynode as ray
+            ray.init(address="auto")
+            print(ray.get(ray.put("deep")))
+        """)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.strip().splitlines()[-1] == "deep"
+        socket_file = session["socket"]
+    finally:
+        stopped = raynode(deep, "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not os.path.exists(socket_file)

@@ -60,6 +60,18 @@ pub enum DashboardAddr {
     Off,
 }
 
+/// Longest Unix socket path: `sun_path` holds 108 bytes with its NUL.
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// Where sockets of data dirs too deep for one go: `/tmp/raynode-<uid>`
+/// (made 0700 by the node).
+pub fn short_socket_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to this process's user.
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| m.uid());
+    std::env::temp_dir().join(format!("raynode-{uid}"))
+}
+
 /// Ray's dashboard address.
 pub const DEFAULT_DASHBOARD_ADDR: ([u8; 4], u16) = ([127, 0, 0, 1], 8265);
 
@@ -160,10 +172,20 @@ impl NodeConfig {
         PathBuf::from("/dev/shm").join(format!("{}{name}", crate::store::STORE_DIR_PREFIX))
     }
 
+    /// `--socket`, else `<data dir>/node.sock`; for a data dir too deep
+    /// for a Unix socket path ([`MAX_SOCKET_PATH`] bytes), a short path of
+    /// this user's named after the data dir ([`short_socket_dir`]).
     pub fn socket_path(&self) -> PathBuf {
-        self.socket
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join(raynode_proto::SOCKET_FILE))
+        if let Some(socket) = &self.socket {
+            return socket.clone();
+        }
+        let path = self.data_dir.join(raynode_proto::SOCKET_FILE);
+        if path.as_os_str().len() <= MAX_SOCKET_PATH {
+            return path;
+        }
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(self.data_dir.as_os_str().as_encoded_bytes());
+        short_socket_dir().join(format!("{}.sock", raynode_proto::hex(&digest[..8])))
     }
 
     /// Everything this node offers: CPU, GPU and the custom resources.

@@ -59,6 +59,11 @@ async fn serve(config: NodeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", config.logs_dir().display()))?;
     logfile::open(&config.logs_dir())
         .with_context(|| format!("opening the node's log in {}", config.logs_dir().display()))?;
+    if let Some(dir) = config.socket_path().parent() {
+        if dir == config::short_socket_dir() {
+            private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+    }
     let store = store::Store::open(&config)?;
     let core_store_root = store.root().to_path_buf();
     let (events_tx, events_rx) = mpsc::channel(core::EVENT_QUEUE);
