@@ -83,7 +83,8 @@ pub struct NodeArgs {
     /// ~/.raynode, removed when the node stops].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Unix socket for local drivers and workers [default: <data-dir>/node.sock].
+    /// Unix socket for local drivers and workers [default: <data-dir>/node.sock,
+    /// or /tmp/raynode-<uid>/<hash>.sock for a data dir too deep for a socket path].
     #[arg(long)]
     pub socket: Option<PathBuf>,
     /// TCP address serving remote drivers, e.g. 127.0.0.1:7001 (port 0 picks one).
