@@ -321,6 +321,28 @@ impl Transport for SwarmTransport {
     }
 }
 
+/// Hands a peer's request to the core (the event `ask` makes around the
+/// reply channel) and answers the peer once the core has, without holding
+/// up the dispatcher. False once the core is gone.
+async fn core_answers(
+    cluster: &Cluster,
+    core: &mpsc::Sender<Event>,
+    ask: impl FnOnce(tokio::sync::oneshot::Sender<Vec<u8>>) -> Event,
+    responder: p2p::Responder,
+) -> bool {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if core.send(ask(reply)).await.is_err() {
+        return false;
+    }
+    let p2p = cluster.p2p.clone();
+    tokio::spawn(async move {
+        if let Ok(bytes) = answer.await {
+            let _ = p2p.respond(responder, bytes).await;
+        }
+    });
+    true
+}
+
 /// Serves the swarm's events until it stops.
 async fn dispatch(
     cluster: Cluster,
@@ -380,28 +402,16 @@ async fn dispatch(
                     let _ = cluster.p2p.respond(responder, Vec::new()).await;
                 }
                 Ok(PeerRequest::State(what)) => {
-                    let (reply, answer) = tokio::sync::oneshot::channel();
-                    if core.send(Event::StateQuery { what, reply }).await.is_err() {
+                    let ask = |reply| Event::StateQuery { what, reply };
+                    if !core_answers(&cluster, &core, ask, responder).await {
                         return;
                     }
-                    let c = cluster.clone();
-                    tokio::spawn(async move {
-                        if let Ok(rows) = answer.await {
-                            let _ = c.p2p.respond(responder, rows).await;
-                        }
-                    });
                 }
                 Ok(PeerRequest::Logs(query)) => {
-                    let (reply, answer) = tokio::sync::oneshot::channel();
-                    if core.send(Event::LogQuery { query, reply }).await.is_err() {
+                    let ask = |reply| Event::LogQuery { query, reply };
+                    if !core_answers(&cluster, &core, ask, responder).await {
                         return;
                     }
-                    let c = cluster.clone();
-                    tokio::spawn(async move {
-                        if let Ok(bytes) = answer.await {
-                            let _ = c.p2p.respond(responder, bytes).await;
-                        }
-                    });
                 }
                 Err(e) => tracing::warn!(%peer, "dropping an undecodable peer request: {e}"),
             },
