@@ -233,14 +233,10 @@ pub fn key_from_env() -> Option<PathBuf> {
 /// Ray's default: 30% of the machine's memory (/dev/shm is half of it on a
 /// default Linux); 2 GiB where /proc/meminfo cannot be read.
 fn default_object_store_memory() -> u64 {
-    let total = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        });
-    total.map_or(2 << 30, |t| t / 10 * 3)
+    match crate::config::machine_memory().0 {
+        0 => 2 << 30,
+        total => total / 10 * 3,
+    }
 }
 
 /// A fresh, unguessable directory of the user's own: under

@@ -23,6 +23,18 @@ pub(super) enum ActorState {
     },
 }
 
+impl Actor {
+    /// Its state by Ray's name (`ray.util.state`, `ray_actors{State}`).
+    pub fn ray_state(&self) -> &'static str {
+        match self.state {
+            ActorState::Pending if self.restarts > 0 => "RESTARTING",
+            ActorState::Pending => "PENDING_CREATION",
+            ActorState::Running { .. } => "ALIVE",
+            ActorState::Dead { .. } => "DEAD",
+        }
+    }
+}
+
 pub(super) struct Actor {
     pub opts: ActorOptions,
     pub creation: TaskId,

@@ -214,15 +214,9 @@ impl Core {
         }
         let mut actors: std::collections::BTreeMap<&str, f64> = Default::default();
         for a in self.actors.values() {
-            let state = match a.state {
-                super::actors::ActorState::Pending if a.restarts > 0 => "RESTARTING",
-                super::actors::ActorState::Pending => "PENDING_CREATION",
-                super::actors::ActorState::Running { .. } => "ALIVE",
-                super::actors::ActorState::Dead { .. } => "DEAD",
-            };
-            *actors.entry(state).or_default() += 1.0;
+            *actors.entry(a.ray_state()).or_default() += 1.0;
         }
-        let (mem_total, mem_available) = memory_info();
+        let (mem_total, mem_available) = crate::config::machine_memory();
         let one = |v: f64| vec![(String::new(), v)];
         let by = |label: &str, m: &std::collections::BTreeMap<&str, f64>| {
             m.iter()
@@ -443,16 +437,4 @@ fn cpu_jiffies() -> Option<(u64, u64)> {
     // idle and iowait are the 4th and 5th.
     let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
     Some((total.saturating_sub(idle), total))
-}
-
-/// This machine's memory in bytes: (total, available), from /proc/meminfo.
-fn memory_info() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
-    };
-    (field("MemTotal:"), field("MemAvailable:"))
 }

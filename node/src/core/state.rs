@@ -117,44 +117,38 @@ impl Core {
         );
     }
 
+    /// The current attempt of a known task, with a row in the table (made
+    /// if missing); `None` when the table is off or the task unknown.
+    fn noted_attempt(&mut self, task_id: TaskId) -> Option<u32> {
+        if !self.task_table.is_on() {
+            return None;
+        }
+        let attempt = self.tasks.get(&task_id)?.attempt;
+        self.note_task(task_id, TaskStatus::PendingNodeAssignment);
+        Some(attempt)
+    }
+
     /// It was sent to `node` to run.
     pub(super) fn note_sent(&mut self, task_id: TaskId, node: NodeId) {
-        if !self.task_table.is_on() {
-            return;
-        }
-        if let Some(task) = self.tasks.get(&task_id) {
-            let attempt = task.attempt;
-            self.note_task(task_id, TaskStatus::PendingNodeAssignment);
+        if let Some(attempt) = self.noted_attempt(task_id) {
             self.task_table.sent(task_id, attempt, node, now_ms());
         }
     }
 
     /// It was handed to `worker` here.
     pub(super) fn note_running(&mut self, task_id: TaskId, worker: WorkerId) {
-        if !self.task_table.is_on() {
-            return;
+        if let Some(attempt) = self.noted_attempt(task_id) {
+            let pid = self.workers.get(&worker).map_or(0, |w| w.process.pid);
+            self.task_table
+                .running(task_id, attempt, self.node_id, pid, now_ms());
         }
-        let Some(task) = self.tasks.get(&task_id) else {
-            return;
-        };
-        let attempt = task.attempt;
-        let pid = self.workers.get(&worker).map_or(0, |w| w.process.pid);
-        self.note_task(task_id, TaskStatus::PendingNodeAssignment);
-        self.task_table
-            .running(task_id, attempt, self.node_id, pid, now_ms());
     }
 
     /// The current attempt ended: `error` is Ray's error type and message.
     pub(super) fn note_ended(&mut self, task_id: TaskId, error: Option<(String, String)>) {
-        if !self.task_table.is_on() {
-            return;
+        if let Some(attempt) = self.noted_attempt(task_id) {
+            self.task_table.ended(task_id, attempt, error, now_ms());
         }
-        let Some(task) = self.tasks.get(&task_id) else {
-            return;
-        };
-        let attempt = task.attempt;
-        self.note_task(task_id, TaskStatus::PendingNodeAssignment);
-        self.task_table.ended(task_id, attempt, error, now_ms());
     }
 
     /// The current attempt failed and another follows: the next attempt's
@@ -188,19 +182,14 @@ impl Core {
                 let spec = self.tasks.get(&a.creation).map(|t| t.spec.clone());
                 let class = spec.as_ref().map_or("", |s| s.name.as_str());
                 let class = class.strip_suffix(".__init__").unwrap_or(class);
-                let (state, pid, death) = match &a.state {
-                    super::actors::ActorState::Pending if a.restarts > 0 => {
-                        ("RESTARTING", None, None)
-                    }
-                    super::actors::ActorState::Pending => ("PENDING_CREATION", None, None),
+                let (pid, death) = match &a.state {
                     super::actors::ActorState::Running { worker } => {
-                        let pid = self.workers.get(worker).map(|w| w.process.pid);
-                        ("ALIVE", pid, None)
+                        (self.workers.get(worker).map(|w| w.process.pid), None)
                     }
-                    super::actors::ActorState::Dead { cause, .. } => {
-                        ("DEAD", None, Some(cause.clone()))
-                    }
+                    super::actors::ActorState::Dead { cause, .. } => (None, Some(cause.clone())),
+                    super::actors::ActorState::Pending => (None, None),
                 };
+                let state = a.ray_state();
                 json!({
                     "actor_id": id.to_string(),
                     "class_name": class,
