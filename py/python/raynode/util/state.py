@@ -191,9 +191,12 @@ def summarize_objects(raise_on_missing_output=True, **_ignored):
     }
 
 
-def get_log(node_id=None, actor_id=None, pid=None, filename=None, suffix="out", tail=1000, follow=False,
-            _poll_s=0.5, **_ignored):
-    """A log's lines, as Ray's `get_log`: a generator of text chunks.
+def get_log(address=None, node_id=None, node_ip=None, filename=None, actor_id=None, task_id=None, pid=None,
+            follow=False, tail=-1, timeout=None, suffix="out", _poll_s=0.5, **_ignored):
+    """A log's lines, as Ray's `get_log` (same parameters, in Ray's order):
+    a generator of text chunks. `address` and `node_ip` are not needed (any
+    node answers; nodes are named by `node_id`); a task's log by `task_id`
+    is not kept apart from its worker's: give the worker's `pid`.
 
     With `actor_id`, the output of the worker the actor lives in; with
     `pid`, of that worker (`node_id` says on which node; the one connected
@@ -202,6 +205,8 @@ def get_log(node_id=None, actor_id=None, pid=None, filename=None, suffix="out", 
     a worker's stderr. `tail` lines from the end (-1: all that is kept);
     with `follow`, then everything written after, until the caller stops.
     """
+    if task_id is not None:
+        raise ValueError("get_log(task_id=...) is not supported: give the worker's pid or the actor_id")
     client = _runtime.client()
     stderr = suffix == "err"
     if actor_id is not None:
