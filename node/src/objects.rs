@@ -2,7 +2,7 @@
 //! its reference count, and who waits for it. Pure data, no I/O: the core
 //! acts on what these methods return (ids to free, waiters to wake).
 
-use raynode_proto::{ObjectId, TaskId};
+use raynode_proto::{NodeId, ObjectId, TaskId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -17,6 +17,9 @@ pub enum ObjState {
     Inline { bytes: Arc<Vec<u8>>, error: bool },
     /// Sealed in the shared-memory store.
     Stored { size: u64 },
+    /// Sealed in another node's store (a result of ours made there): ready,
+    /// but pulled here before anything here reads it.
+    Remote { holder: NodeId, size: u64 },
 }
 
 #[derive(Debug)]
@@ -120,6 +123,15 @@ impl Objects {
         nested: Vec<ObjectId>,
     ) -> Option<Readied> {
         let entry = self.table.get_mut(&id)?;
+        if let (ObjState::Remote { .. }, ObjState::Stored { .. }) = (&entry.state, &state) {
+            // A copy of a value made elsewhere is here now: what waited
+            // for it here goes on; the references inside stay as they are.
+            entry.state = state;
+            return Some(Readied {
+                dependents: std::mem::take(&mut entry.dependents),
+                waiters: std::mem::take(&mut entry.waiters),
+            });
+        }
         if entry.is_ready() {
             // A retried task's second result: the first one stands.
             return Some(Readied {
@@ -138,6 +150,29 @@ impl Objects {
             self.add_ref(inner);
         }
         Some(readied)
+    }
+
+    /// Makes a ready object pending again (its value was lost and is to be
+    /// made again, or replaced by an error). Returns the references that
+    /// were inside the value, for the caller to drop.
+    pub fn reset(&mut self, id: ObjectId) -> Vec<ObjectId> {
+        match self.table.get_mut(&id) {
+            Some(entry) if entry.is_ready() => {
+                entry.state = ObjState::Pending;
+                std::mem::take(&mut entry.nested)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Points a stored object back at the node that holds its value (the
+    /// copy here is gone).
+    pub fn unlocalize(&mut self, id: ObjectId, holder: NodeId) {
+        if let Some(entry) = self.table.get_mut(&id) {
+            if let ObjState::Stored { size } = entry.state {
+                entry.state = ObjState::Remote { holder, size };
+            }
+        }
     }
 
     /// Forgets a waiter on the given objects (it was answered or timed out).
@@ -211,6 +246,31 @@ mod tests {
         let freed = objects.drop_waiter(&[id(4)], 7);
         assert_eq!(freed.len(), 1);
         assert!(objects.is_empty());
+    }
+
+    #[test]
+    fn a_remote_value_pulled_here_wakes_its_waiters_once() {
+        let mut objects = Objects::default();
+        objects.add_ref(id(6));
+        objects.add_ref(id(7));
+        let remote = ObjState::Remote {
+            holder: NodeId([2; 16]),
+            size: 9,
+        };
+        objects.set_value(id(6), remote, vec![id(7)]);
+        if let Some(entry) = objects.get_mut(&id(6)) {
+            entry.waiters.push(1);
+        }
+        let readied = objects.set_value(id(6), ObjState::Stored { size: 9 }, vec![]);
+        assert_eq!(readied.map(|r| r.waiters), Some(vec![1]));
+        let entry = objects
+            .get(&id(6))
+            .map(|e| (e.state.clone(), e.nested.clone()));
+        assert!(matches!(entry, Some((ObjState::Stored { size: 9 }, ref n)) if n == &vec![id(7)]));
+        // Lost: pending again, and what it held is handed back once.
+        assert_eq!(objects.reset(id(6)), vec![id(7)]);
+        assert!(objects.reset(id(6)).is_empty());
+        assert!(!objects.get(&id(6)).is_some_and(|e| e.is_ready()));
     }
 
     #[test]

@@ -150,6 +150,17 @@ impl Store {
         }
     }
 
+    /// Whether a sealed copy (in memory or spilled) is here.
+    pub fn contains(&self, id: ObjectId) -> bool {
+        self.inner.contains(&key(id))
+    }
+
+    /// Makes a copy primary (spilled under pressure, never evicted) or
+    /// secondary (evicted first).
+    pub fn set_primary(&self, id: ObjectId, primary: bool) {
+        self.inner.set_primary(&key(id), primary);
+    }
+
     /// Removes every object file: the node is stopping.
     pub fn remove_all(&self) {
         if let Err(e) = std::fs::remove_dir_all(&self.root) {

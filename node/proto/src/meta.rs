@@ -25,6 +25,12 @@ pub enum SystemErrorKind {
     TaskUnschedulableError,
     /// An actor that no node may host.
     ActorUnschedulableError,
+    /// The object's owner died, so its value is gone.
+    OwnerDiedError,
+    /// A lost object whose task's retries are used up.
+    ObjectReconstructionFailedMaxAttemptsExceededError,
+    /// A lost object whose task's lineage was dropped to bound memory.
+    ObjectReconstructionFailedLineageEvictedError,
 }
 
 impl SystemErrorKind {
@@ -39,6 +45,13 @@ impl SystemErrorKind {
             Self::RaySystemError => "RaySystemError",
             Self::TaskUnschedulableError => "TaskUnschedulableError",
             Self::ActorUnschedulableError => "ActorUnschedulableError",
+            Self::OwnerDiedError => "OwnerDiedError",
+            Self::ObjectReconstructionFailedMaxAttemptsExceededError => {
+                "ObjectReconstructionFailedMaxAttemptsExceededError"
+            }
+            Self::ObjectReconstructionFailedLineageEvictedError => {
+                "ObjectReconstructionFailedLineageEvictedError"
+            }
         }
     }
 }
@@ -57,11 +70,18 @@ impl SystemErrorKind {
             Self::RaySystemError => "RAY_SYSTEM_ERROR",
             Self::TaskUnschedulableError => "TASK_UNSCHEDULABLE_ERROR",
             Self::ActorUnschedulableError => "ACTOR_UNSCHEDULABLE_ERROR",
+            Self::OwnerDiedError => "OWNER_DIED",
+            Self::ObjectReconstructionFailedMaxAttemptsExceededError => {
+                "OBJECT_UNRECONSTRUCTABLE_MAX_ATTEMPTS_EXCEEDED"
+            }
+            Self::ObjectReconstructionFailedLineageEvictedError => {
+                "OBJECT_UNRECONSTRUCTABLE_LINEAGE_EVICTED"
+            }
         }
     }
 
     fn from_name(name: &str) -> Option<SystemErrorKind> {
-        const ALL: [SystemErrorKind; 9] = [
+        const ALL: [SystemErrorKind; 12] = [
             SystemErrorKind::WorkerCrashedError,
             SystemErrorKind::TaskCancelledError,
             SystemErrorKind::ObjectLostError,
@@ -71,6 +91,9 @@ impl SystemErrorKind {
             SystemErrorKind::RaySystemError,
             SystemErrorKind::TaskUnschedulableError,
             SystemErrorKind::ActorUnschedulableError,
+            SystemErrorKind::OwnerDiedError,
+            SystemErrorKind::ObjectReconstructionFailedMaxAttemptsExceededError,
+            SystemErrorKind::ObjectReconstructionFailedLineageEvictedError,
         ];
         ALL.into_iter().find(|k| k.name() == name)
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub const SOCKET_FILE: &str = "node.sock";
 
 /// Bumped on any incompatible change to these frames.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]

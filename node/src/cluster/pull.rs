@@ -157,11 +157,12 @@ pub async fn pull(
     id: ObjectId,
     size: u64,
     holders: Vec<PeerId>,
+    primary: bool,
 ) -> Result<(), PullError> {
     let key = ObjectKey(id.0);
     // Making room may spill objects to disk: off the async threads.
     let room = store.clone();
-    let created = tokio::task::spawn_blocking(move || room.create(key, size, true))
+    let created = tokio::task::spawn_blocking(move || room.create(key, size, primary))
         .await
         .map_err(|e| PullError::Failed(format!("creating the copy: {e}")))?;
     let mut created = match created {
@@ -376,7 +377,14 @@ mod tests {
         /// Pulls `id` of `size` bytes from `holders` into this member's
         /// store, bounded by a minute.
         async fn pull(&self, id: ObjectId, size: u64, holders: Vec<PeerId>) -> Result<(), String> {
-            let pulled = pull(self.p2p.clone(), self.store.clone(), id, size, holders);
+            let pulled = pull(
+                self.p2p.clone(),
+                self.store.clone(),
+                id,
+                size,
+                holders,
+                true,
+            );
             bounded(pulled).await.map_err(|e| e.to_string())
         }
     }

@@ -100,14 +100,28 @@ impl Core {
 
     /// Drops one reference, deleting whatever that frees.
     pub(super) fn release(&mut self, id: ObjectId) {
-        let freed = self.objects.remove_ref(id);
-        if freed.is_empty() {
-            return;
+        // A loop, not recursion: a long chain of lineage frees link by link.
+        let mut next = vec![id];
+        while let Some(id) = next.pop() {
+            let freed = self.objects.remove_ref(id);
+            if !freed.is_empty() {
+                next.extend(self.discard_freed(freed));
+            }
         }
+    }
+
+    /// Objects nothing holds any more: their copies here go, results kept
+    /// on other nodes are freed there, and owners elsewhere are told.
+    /// Returns the references the lineage of freed results held, to drop.
+    pub(super) fn discard_freed(&mut self, freed: Vec<(ObjectId, ObjState)>) -> Vec<ObjectId> {
         let mut ids = Vec::with_capacity(freed.len());
+        let mut held = Vec::new();
         for (freed, state) in freed {
             if let ObjState::Stored { .. } = state {
                 self.store.delete(freed);
+            }
+            if !self.remote.borrowed.is_empty() || !self.remote.lineage.is_empty() {
+                held.extend(self.free_borrowed(freed));
             }
             ids.push(freed);
         }
@@ -119,6 +133,7 @@ impl Core {
         if !self.remote.peers.is_empty() {
             self.freed_here(&ids);
         }
+        held
     }
 
     pub(super) fn on_refs(&mut self, conn: ConnId, add: Vec<ObjectId>, remove: Vec<ObjectId>) {

@@ -204,9 +204,6 @@ enum TaskState {
     Done,
     /// Forwarded to another node, which reports back when it is done.
     Remote(NodeId),
-    /// Ran elsewhere; this many stored results are still being pulled. The
-    /// task is kept (its lineage) to run again if a pull fails.
-    Fetching(u32),
 }
 
 struct Task {

@@ -5,15 +5,16 @@
 //! so copies being written never crowd out everything else and a store
 //! under pressure spills instead of refusing. A pull the store has no room
 //! for now waits and is tried again; only a pull no holder can serve fails.
-//! A result lent by the node that ran our task is freed there once our copy
-//! is sealed; if it cannot be had, its task runs again (lineage).
+//! An item of a generator lent by the node that ran it is freed there once
+//! our copy is sealed. A result of ours whose holder cannot serve it is
+//! made again (lineage, see `remote.rs`).
 
-use super::{Core, TaskState};
+use super::Core;
 use crate::cluster::wire::PeerMsg;
 use crate::cluster::PullError;
 use crate::objects::ObjState;
 use raynode_proto::meta::SystemErrorKind;
-use raynode_proto::{NodeId, ObjectId, TaskId};
+use raynode_proto::{NodeId, ObjectId};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,10 +26,11 @@ const NO_ROOM_RETRY: Duration = Duration::from_millis(200);
 pub(super) struct Pull {
     holder: NodeId,
     size: u64,
-    /// The task of ours that made it, when it is a result lent by the node
-    /// that ran it: that node frees its copy once we have ours, and the
-    /// task runs again if the pull fails.
-    made_by: Option<TaskId>,
+    /// Lent by the node that made it, which frees its copy once we have ours.
+    lent: bool,
+    /// Whether our copy is primary (else the holder keeps its own, and ours
+    /// may be evicted).
+    primary: bool,
     running: bool,
     /// Not to be started before this (after the store had no room).
     not_before: Option<Instant>,
@@ -55,9 +57,9 @@ impl Pulls {
         self.all.contains_key(&id)
     }
 
-    /// The task whose lent result the pull of `id` brings, if any.
-    pub fn made_by(&self, id: ObjectId) -> Option<TaskId> {
-        self.all.get(&id).and_then(|p| p.made_by)
+    /// Gives up a pull (its object is to be made again): what it brings is dropped.
+    pub fn forget(&mut self, id: ObjectId) {
+        self.remove(id);
     }
 
     fn remove(&mut self, id: ObjectId) -> Option<Pull> {
@@ -72,7 +74,7 @@ impl Pulls {
 
     /// The pulls to start now, within `budget` bytes under way, in order:
     /// first come, first served, so a pull that cannot start holds the line.
-    fn due(&mut self, budget: u64, now: Instant) -> Vec<(ObjectId, NodeId, u64)> {
+    fn due(&mut self, budget: u64, now: Instant) -> Vec<(ObjectId, NodeId, u64, bool)> {
         let mut start = Vec::new();
         while let Some(&id) = self.line.front() {
             let Some(pull) = self.all.get_mut(&id) else {
@@ -88,7 +90,7 @@ impl Pulls {
             pull.running = true;
             pull.not_before = None;
             self.running_bytes += pull.size;
-            start.push((id, pull.holder, pull.size));
+            start.push((id, pull.holder, pull.size, pull.primary));
         }
         start
     }
@@ -101,12 +103,14 @@ impl Core {
         id: ObjectId,
         holder: NodeId,
         size: u64,
-        made_by: Option<TaskId>,
+        lent: bool,
+        primary: bool,
     ) {
         let pull = Pull {
             holder,
             size,
-            made_by,
+            lent,
+            primary,
             running: false,
             not_before: None,
         };
@@ -118,7 +122,7 @@ impl Core {
     /// Starts the pulls in line that the store has room for now.
     pub(super) fn start_pulls(&mut self) {
         let budget = (self.config.object_store_memory / 4).max(1);
-        for (id, holder, size) in self.remote.pulls.due(budget, Instant::now()) {
+        for (id, holder, size, primary) in self.remote.pulls.due(budget, Instant::now()) {
             let Some(peer) = self.peer_id_of(holder) else {
                 self.remote.pulls.remove(id);
                 let why = format!("no address is known for its holder {holder}");
@@ -133,7 +137,7 @@ impl Core {
             let holders = self.holders(id, peer);
             tracing::debug!(object = %id, holders = holders.len(), size, "pulling an object");
             tokio::spawn(async move {
-                let result = crate::cluster::pull(p2p, store, id, size, holders).await;
+                let result = crate::cluster::pull(p2p, store, id, size, holders, primary).await;
                 let _ = events.send(super::Event::Pulled { id, size, result }).await;
             });
         }
@@ -151,16 +155,18 @@ impl Core {
             Ok(()) => {
                 self.remote.pulls.done += 1;
                 self.remote.pulls.done_bytes += size;
-                let nested = self
-                    .objects
-                    .get_mut(&id)
-                    .map(|e| std::mem::take(&mut e.nested))
-                    .unwrap_or_default();
+                // A copy of a result of ours made elsewhere keeps the
+                // references its entry already holds.
+                let nested = match self.objects.get_mut(&id) {
+                    Some(e) if !matches!(e.state, ObjState::Remote { .. }) => {
+                        std::mem::take(&mut e.nested)
+                    }
+                    _ => Vec::new(),
+                };
                 self.store.record(id, size);
                 self.set_value(id, ObjState::Stored { size }, nested);
-                if let Some(task_id) = pull.made_by {
+                if pull.lent {
                     self.send_peer(pull.holder, PeerMsg::Free { ids: vec![id] });
-                    self.fetched(task_id);
                 }
             }
             Err(PullError::NoRoom(why)) if self.remote.peers.contains_key(&pull.holder) => {
@@ -183,59 +189,38 @@ impl Core {
         self.start_pulls();
     }
 
-    /// One stored result of a task is here; the task ends with the last.
-    pub(super) fn fetched(&mut self, task_id: TaskId) {
-        let done = match self.tasks.get_mut(&task_id) {
-            Some(task) => match &mut task.state {
-                TaskState::Fetching(n) => {
-                    *n = n.saturating_sub(1);
-                    *n == 0
-                }
-                _ => false,
-            },
-            None => false,
-        };
-        if done {
-            self.drop_task(task_id);
-        }
-    }
-
     /// A pull failed: a result of ours is made again by running its task
-    /// once more (lineage), within its retries; anything else is lost.
+    /// once more (lineage); anything else is lost.
     fn pull_failed(&mut self, id: ObjectId, pull: Pull, why: &str) {
-        if let Some(task_id) = pull.made_by {
-            let rerun = self.tasks.get(&task_id).is_some_and(|t| {
-                matches!(t.state, TaskState::Fetching(_))
-                    && super::tasks::retries_left(&t.spec, t.attempt)
-                    && !t.cancelled
-            });
-            if rerun {
-                tracing::info!(object = %id, task = %task_id, "rebuilding a lost result by running its task again: {why}");
-                // Other pulls of its results stop counting; the new run brings them again.
-                let others: Vec<ObjectId> = self
-                    .remote
-                    .pulls
-                    .all
-                    .iter()
-                    .filter(|(_, p)| p.made_by == Some(task_id))
-                    .map(|(id, _)| *id)
-                    .collect();
-                for other in others {
-                    self.remote.pulls.remove(other);
-                }
-                let why = format!("a result could not be pulled ({why})");
-                return self.retry_task(task_id, "OBJECT_LOST", &why);
-            }
-            self.fetched(task_id);
+        let ours_elsewhere = self
+            .objects
+            .get(&id)
+            .is_some_and(|e| matches!(e.state, ObjState::Remote { .. }));
+        if ours_elsewhere {
+            // Its holder cannot serve it: it is made again, and the holder
+            // may drop whatever it still has of it.
+            self.remote.borrowed.remove(&id);
+            self.send_peer(pull.holder, PeerMsg::Free { ids: vec![id] });
+            let why = format!("its holder {} could not serve it ({why})", pull.holder);
+            return self.rebuild_lost(vec![id], &why);
+        }
+        if pull.lent {
+            self.send_peer(pull.holder, PeerMsg::Free { ids: vec![id] });
         }
         self.set_lost(id, why);
     }
 
     pub(super) fn set_lost(&mut self, id: ObjectId, why: &str) {
-        let bytes = crate::values::system_error(
+        self.set_error(
+            id,
             SystemErrorKind::ObjectLostError,
             &format!("object {id} was lost: {why}"),
         );
+    }
+
+    /// A pending object's value becomes the error `kind`, saying `why`.
+    pub(super) fn set_error(&mut self, id: ObjectId, kind: SystemErrorKind, why: &str) {
+        let bytes = crate::values::system_error(kind, why);
         let state = ObjState::Inline {
             bytes: Arc::new(bytes),
             error: true,
@@ -247,6 +232,7 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raynode_proto::TaskId;
 
     fn pulls(sizes: &[u64]) -> (Pulls, Vec<ObjectId>) {
         let mut p = Pulls::default();
@@ -258,7 +244,8 @@ mod tests {
                 Pull {
                     holder: NodeId([9; 16]),
                     size: *size,
-                    made_by: None,
+                    lent: false,
+                    primary: true,
                     running: false,
                     not_before: None,
                 },
@@ -273,11 +260,11 @@ mod tests {
     fn pulls_start_in_order_within_the_budget() {
         let (mut p, ids) = pulls(&[8, 8, 8, 8]);
         let now = Instant::now();
-        let started: Vec<ObjectId> = p.due(16, now).into_iter().map(|(id, _, _)| id).collect();
+        let started: Vec<ObjectId> = p.due(16, now).into_iter().map(|(id, ..)| id).collect();
         assert_eq!(started, ids[..2].to_vec());
         assert!(p.due(16, now).is_empty(), "nothing more fits while two run");
         p.remove(ids[0]);
-        let started: Vec<ObjectId> = p.due(16, now).into_iter().map(|(id, _, _)| id).collect();
+        let started: Vec<ObjectId> = p.due(16, now).into_iter().map(|(id, ..)| id).collect();
         assert_eq!(started, vec![ids[2]]);
     }
 
@@ -287,7 +274,7 @@ mod tests {
         let started: Vec<ObjectId> = p
             .due(10, Instant::now())
             .into_iter()
-            .map(|(id, _, _)| id)
+            .map(|(id, ..)| id)
             .collect();
         assert_eq!(started, vec![ids[0]]);
     }

@@ -11,8 +11,11 @@
 //! - Ownership: the node a task was submitted to owns it and its results.
 //!   It sends the task with its arguments' values ([`PeerMsg::Run`]); the
 //!   node that runs it answers [`PeerMsg::Done`] with inline values or the
-//!   location of stored ones, which the owner pulls into its own store and
-//!   then lets the runner free.
+//!   location of stored ones. A stored result stays where it was made (a
+//!   primary copy there): the owner notes its holder, pulls a copy only
+//!   when something here reads it, and frees it there when its last
+//!   reference goes. Should its holder die, the owner makes it again by
+//!   running its task once more ([`crate::engine::lineage`]).
 //! - Objects owned elsewhere: an id carries its owner's tag (the first four
 //!   bytes of the owner's node id, given to clients in their welcome). A node
 //!   that needs such an object subscribes to its owner ([`PeerMsg::Subscribe`])
@@ -24,6 +27,7 @@
 use super::{Core, TaskState};
 use crate::cluster::wire::{KillReason, Load, PeerMsg, RunTask, WireValue, MAX_HOPS};
 use crate::engine::actor as engine;
+use crate::engine::lineage::{Lineage, Rebuild};
 use crate::objects::ObjState;
 use p2p::PeerId;
 use raynode_proto::meta::SystemErrorKind;
@@ -65,8 +69,16 @@ pub(super) struct Remote {
     subscribers: HashMap<ObjectId, Vec<NodeId>>,
     /// Pulls waiting or under way.
     pub pulls: super::pulls::Pulls,
-    /// Stored results we made for other owners, kept until they have their copy.
+    /// Stored results we made for other owners, kept until they free them.
     lent: HashSet<ObjectId>,
+    /// Our results stored on the node that made them (their holder).
+    pub borrowed: HashMap<ObjectId, NodeId>,
+    /// How to make those results again should their holder die.
+    pub lineage: Lineage<(Arc<TaskSpec>, JobId)>,
+    /// Results made again since the node started.
+    pub rebuilt: u64,
+    /// Nodes seen lost (and not back since): objects they owned are gone.
+    lost: HashSet<NodeId>,
     /// Our objects referenced inside values we sent to other nodes, held
     /// (once per sending) until that node frees its entry.
     lent_nested: HashMap<ObjectId, u32>,
@@ -207,6 +219,7 @@ impl Core {
             return;
         }
         let node = load.node;
+        self.remote.lost.remove(&node);
         if let Ok(peer) = load.peer.parse::<PeerId>() {
             self.remote.peer_ids.insert(node, peer);
         }
@@ -287,6 +300,10 @@ impl Core {
             self.record_node_alive(node, false);
         }
         self.remote.outboxes.remove(&node);
+        self.remote.lost.insert(node);
+        // First, so that tasks sent again below wait for lost arguments.
+        self.lost_holder(node, why);
+        self.lost_owner(node, why);
         let homed_there: Vec<ActorId> = self
             .remote
             .actors
@@ -476,20 +493,23 @@ impl Core {
         }
     }
 
-    /// Nodes that own one of these arguments stored (large) there.
+    /// Nodes that hold one of these arguments stored (large) there.
     fn arg_holders(&self, args: &[raynode_proto::Arg]) -> HashSet<NodeId> {
         args.iter()
             .filter_map(|a| match a {
                 raynode_proto::Arg::Ref(id) => Some(*id),
                 _ => None,
             })
-            .filter(|id| {
-                matches!(
-                    self.objects.get(id).map(|e| &e.state),
-                    Some(ObjState::Stored { .. })
-                )
+            .filter_map(|id| match self.objects.get(&id).map(|e| &e.state) {
+                Some(ObjState::Remote { holder, .. }) => Some(*holder),
+                Some(ObjState::Stored { .. }) => self
+                    .remote
+                    .borrowed
+                    .get(&id)
+                    .copied()
+                    .or_else(|| self.owner_of(&id.0)),
+                _ => None,
             })
-            .filter_map(|id| self.owner_of(&id.0))
             .collect()
     }
 
@@ -503,6 +523,7 @@ impl Core {
             match self.place(&spec, hops, foreign) {
                 Place::Remote(node) => self.forward(task_id, node),
                 Place::SpillBack => self.spill_back(task_id),
+                Place::Local if self.pull_args_first(task_id) => {}
                 Place::Local => {
                     let _ = self.ledger.queue().enqueue(task_id, &spec.demand());
                     self.dispatch();
@@ -523,8 +544,18 @@ impl Core {
                 bytes: bytes.as_ref().clone(),
                 error: *error,
             }),
+            // A copy pulled here may be evicted; the holder keeps its own.
             ObjState::Stored { size } => Some(WireValue::Stored {
-                holder: self.node_id,
+                holder: self
+                    .remote
+                    .borrowed
+                    .get(&id)
+                    .copied()
+                    .unwrap_or(self.node_id),
+                size: *size,
+            }),
+            ObjState::Remote { holder, size } => Some(WireValue::Stored {
+                holder: *holder,
                 size: *size,
             }),
         }
@@ -740,19 +771,198 @@ impl Core {
             );
             return self.drop_task(task_id);
         }
-        let mut fetching = 0;
+        let Some((spec, job, attempt)) = self
+            .tasks
+            .get(&task_id)
+            .map(|t| (t.spec.clone(), t.job, t.attempt))
+        else {
+            return;
+        };
         for (i, (value, nested)) in results.into_iter().enumerate() {
             let id = ObjectId::for_return(task_id, i as u32);
-            self.receive_value(id, value, nested, Some((from, task_id)));
-            if self.remote.pulls.made_by(id) == Some(task_id) {
-                fetching += 1;
+            self.keep_result(id, value, nested, (&spec, job, attempt));
+        }
+        self.drop_task(task_id);
+        self.rebalance(from);
+    }
+
+    /// A result of a task of ours run on another node. A stored one stays
+    /// on its holder: we note where it is, and keep the task's lineage to
+    /// make it again should the holder die.
+    fn keep_result(
+        &mut self,
+        id: ObjectId,
+        value: WireValue,
+        nested: Vec<ObjectId>,
+        (spec, job, attempt): (&Arc<TaskSpec>, JobId, u32),
+    ) {
+        let WireValue::Stored { holder, size } = value else {
+            return self.receive_value(id, value, nested, None);
+        };
+        if holder == self.node_id {
+            return self.receive_value(id, value, nested, None);
+        }
+        if self.objects.get(&id).is_none_or(|e| e.is_ready()) {
+            // Nobody wants it, or an earlier run's value stands.
+            self.send_peer(holder, PeerMsg::Free { ids: vec![id] });
+            return;
+        }
+        self.remote.borrowed.insert(id, holder);
+        if matches!(spec.kind, TaskKind::Normal) {
+            let args: Vec<ObjectId> = spec
+                .dependencies()
+                .chain(spec.nested_refs.iter().copied())
+                .collect();
+            let recorded = self.remote.lineage.record(
+                spec.task_id,
+                &(spec.clone(), job),
+                lineage_cost(spec),
+                &args,
+                spec.max_retries,
+                attempt,
+                id.index(),
+            );
+            for arg in recorded.hold {
+                self.objects.add_ref(arg);
+            }
+            for arg in recorded.release {
+                self.release(arg);
             }
         }
-        match self.tasks.get_mut(&task_id) {
-            Some(task) if fetching > 0 => task.state = TaskState::Fetching(fetching),
-            _ => self.drop_task(task_id),
+        self.set_value(id, ObjState::Remote { holder, size }, nested);
+    }
+
+    /// A result of ours whose last reference went: its holder may free it,
+    /// and its lineage may go. Returns the references the lineage held.
+    pub(super) fn free_borrowed(&mut self, id: ObjectId) -> Vec<ObjectId> {
+        if let Some(holder) = self.remote.borrowed.remove(&id) {
+            self.send_peer(holder, PeerMsg::Free { ids: vec![id] });
         }
-        self.rebalance(from);
+        if self.remote.lineage.is_empty() {
+            return Vec::new();
+        }
+        self.remote.lineage.freed(id)
+    }
+
+    /// Whether object `id` is ready but must be pulled here before it is
+    /// read here (made elsewhere, or our copy of it was evicted).
+    pub(super) fn needs_pull(&mut self, id: ObjectId) -> bool {
+        match self.objects.get(&id).map(|e| &e.state) {
+            Some(ObjState::Remote { .. }) => true,
+            Some(ObjState::Stored { .. }) => match self.remote.borrowed.get(&id) {
+                Some(&holder) if !self.store.contains(id) => {
+                    self.objects.unlocalize(id, holder);
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Pulls a copy of a result of ours from its holder, once. The copy is
+    /// secondary: the holder keeps its own, so ours may be evicted.
+    pub(super) fn localize(&mut self, id: ObjectId) {
+        if self.remote.pulls.contains(id) {
+            return;
+        }
+        if let Some(ObjState::Remote { holder, size }) = self.objects.get(&id).map(|e| &e.state) {
+            let (holder, size) = (*holder, *size);
+            self.queue_pull(id, holder, size, false, false);
+        }
+    }
+
+    /// `node` died: results of ours it held are made again, or fail. A copy
+    /// of one pulled here is the one left, so it is kept as primary.
+    fn lost_holder(&mut self, node: NodeId, why: &str) {
+        let held: Vec<ObjectId> = self
+            .remote
+            .borrowed
+            .iter()
+            .filter(|(_, holder)| **holder == node)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut lost = Vec::new();
+        for id in held {
+            self.remote.borrowed.remove(&id);
+            match self.objects.get(&id).map(|e| &e.state) {
+                Some(ObjState::Stored { .. }) if self.store.contains(id) => {
+                    self.store.set_primary(id, true);
+                }
+                Some(ObjState::Stored { .. } | ObjState::Remote { .. }) => lost.push(id),
+                _ => {}
+            }
+        }
+        if !lost.is_empty() {
+            let why = format!("the node {node} that held it was lost ({why})");
+            self.rebuild_lost(lost, &why);
+        }
+    }
+
+    /// `node` died: objects it owned that we asked it for will never come.
+    fn lost_owner(&mut self, node: NodeId, why: &str) {
+        let orphans: Vec<ObjectId> = self
+            .remote
+            .subscribed
+            .iter()
+            .filter(|id| self.owner_of(&id.0) == Some(node))
+            .copied()
+            .collect();
+        for id in orphans {
+            self.remote.subscribed.remove(&id);
+            let why = format!("object {id} is lost: its owner, node {node}, died ({why})");
+            self.set_error(id, SystemErrorKind::OwnerDiedError, &why);
+        }
+    }
+
+    /// Results of ours whose every copy is gone: made again by running
+    /// their tasks once more (lineage), within the tasks' retries; else
+    /// they become Ray's errors for a lost object.
+    pub(super) fn rebuild_lost(&mut self, lost: Vec<ObjectId>, why: &str) {
+        // All pending first, so that a task run again waits for its own
+        // lost arguments to be made again.
+        for id in &lost {
+            self.remote.pulls.forget(*id);
+            for inner in self.objects.reset(*id) {
+                self.release(inner);
+            }
+        }
+        let mut tasks: Vec<TaskId> = lost.iter().map(|id| id.task()).collect();
+        tasks.sort();
+        tasks.dedup();
+        for task_id in tasks {
+            if self.tasks.contains_key(&task_id) {
+                // Running again already: its results come with it.
+                continue;
+            }
+            let (kind, what) = match self.remote.lineage.rebuild(task_id) {
+                Rebuild::Run {
+                    spec: (spec, job),
+                    attempt,
+                } => {
+                    tracing::info!(task = %task_id, attempt, "making lost results again by running their task once more: {why}");
+                    self.remote.rebuilt += 1;
+                    self.submit(spec.as_ref().clone(), job, None, 0, attempt);
+                    continue;
+                }
+                Rebuild::MaxAttempts => (
+                    SystemErrorKind::ObjectReconstructionFailedMaxAttemptsExceededError,
+                    "its task's retries (max_retries) are used up",
+                ),
+                Rebuild::Evicted => (
+                    SystemErrorKind::ObjectReconstructionFailedLineageEvictedError,
+                    "its task's lineage was dropped to stay within --max-lineage-bytes",
+                ),
+                Rebuild::Unknown => (
+                    SystemErrorKind::ObjectLostError,
+                    "only results of tasks (not of actor calls) are made again",
+                ),
+            };
+            for id in lost.iter().filter(|id| id.task() == task_id) {
+                let why = format!("object {id} was lost: {why}; {what}");
+                self.set_error(*id, kind, &why);
+            }
+        }
     }
 
     fn free_lent(&mut self, from: NodeId, results: &[(WireValue, Vec<ObjectId>)], task_id: TaskId) {
@@ -815,6 +1025,11 @@ impl Core {
                     size,
                 }
             }
+            // Made elsewhere and relayed through us: it stays where it is.
+            ObjState::Remote { holder, size } => WireValue::Stored {
+                holder: *holder,
+                size: *size,
+            },
             ObjState::Pending => return None,
         };
         for inner in &nested {
@@ -899,11 +1114,15 @@ impl Core {
         if owner == self.node_id {
             return;
         }
+        if self.remote.lost.contains(&owner) {
+            let why = format!("object {id} is lost: its owner, node {owner}, died");
+            return self.set_error(id, SystemErrorKind::OwnerDiedError, &why);
+        }
         self.remote.subscribed.insert(id);
         if !self.send_peer(owner, PeerMsg::Subscribe { id }) {
             self.remote.subscribed.remove(&id);
-            let why = format!("its owner {owner} cannot be reached");
-            self.set_lost(id, &why);
+            let why = format!("object {id} is lost: its owner {owner} cannot be reached");
+            self.set_error(id, SystemErrorKind::OwnerDiedError, &why);
         }
     }
 
@@ -1008,8 +1227,7 @@ impl Core {
                 if let Some(entry) = self.objects.get_mut(&id) {
                     entry.nested = nested;
                 }
-                let made_by = lent.map(|(_, task)| task);
-                self.queue_pull(id, holder, size, made_by);
+                self.queue_pull(id, holder, size, lent.is_some(), true);
             }
         }
     }
@@ -1190,4 +1408,18 @@ impl Core {
             );
         }
     }
+}
+
+/// What keeping a task's spec for lineage costs, in bytes: its inline
+/// arguments and name, plus a fixed part for the rest.
+fn lineage_cost(spec: &TaskSpec) -> usize {
+    let inline: usize = spec
+        .args
+        .iter()
+        .map(|a| match a {
+            raynode_proto::Arg::Value(bytes) => bytes.len(),
+            raynode_proto::Arg::Ref(_) => 20,
+        })
+        .sum();
+    512 + spec.name.len() + inline + 20 * spec.nested_refs.len()
 }

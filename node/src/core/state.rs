@@ -230,6 +230,8 @@ impl Core {
                         ("READY", Some("inline"), Some(bytes.len() as u64), *error)
                     }
                     ObjState::Stored { size } => ("READY", Some("store"), Some(*size), false),
+                    // Its holder lists it as stored there.
+                    ObjState::Remote { size, .. } => ("READY", Some("remote"), Some(*size), false),
                 };
                 json!({
                     "object_id": id.to_string(),
@@ -487,7 +489,7 @@ fn merged_object_rows(rows: Vec<Value>) -> Vec<Value> {
     for row in rows {
         let id = row["object_id"].as_str().unwrap_or_default().to_string();
         let node = row["node_id"].clone();
-        let holds = row["state"] == "READY";
+        let holds = row["state"] == "READY" && row["location"] != "remote";
         let owners = row["node_id"] == row["owner_node_id"];
         match at.get(&id) {
             None => {

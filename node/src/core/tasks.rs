@@ -134,6 +134,9 @@ impl Core {
                 task.state = TaskState::Queued;
                 let actor = *actor;
                 if self.actors.contains_key(&actor) {
+                    if self.pull_args_first(task_id) {
+                        return;
+                    }
                     self.pump_actor(actor);
                 } else {
                     self.pump_remote_actor(actor);
@@ -142,6 +145,7 @@ impl Core {
             _ => {
                 task.state = TaskState::Queued;
                 match self.place(&spec, hops, foreign) {
+                    super::remote::Place::Local if self.pull_args_first(task_id) => return,
                     super::remote::Place::Local => {}
                     super::remote::Place::Remote(node) => return self.forward(task_id, node),
                     super::remote::Place::SpillBack => return self.spill_back(task_id),
@@ -326,7 +330,7 @@ impl Core {
     /// The value of a ready object, as a client reads it.
     pub(super) fn value_of(&mut self, id: ObjectId) -> Option<Value> {
         match &self.objects.get(&id)?.state {
-            ObjState::Pending => None,
+            ObjState::Pending | ObjState::Remote { .. } => None,
             ObjState::Inline { bytes, .. } => Some(Value::Inline(bytes.as_ref().clone())),
             ObjState::Stored { size } => {
                 let size = *size;
@@ -399,14 +403,57 @@ impl Core {
     }
 
     /// Puts a task back in line for another attempt: the one before failed
-    /// with Ray's `error_type`, for the reason `why`.
+    /// with Ray's `error_type`, for the reason `why`. It waits for any of
+    /// its arguments that are being made again.
     pub(super) fn retry_task(&mut self, task_id: TaskId, error_type: &str, why: &str) {
         self.next_attempt(task_id, error_type, why);
-        let Some(task) = self.tasks.get_mut(&task_id) else {
+        let Some(deps) = self
+            .tasks
+            .get(&task_id)
+            .map(|t| t.spec.dependencies().collect::<Vec<_>>())
+        else {
             return;
         };
-        task.state = TaskState::Waiting(0);
-        self.on_task_ready(task_id);
+        let mut missing = 0;
+        for dep in deps {
+            if let Some(entry) = self.objects.get_mut(&dep) {
+                if !entry.is_ready() {
+                    entry.dependents.push(task_id);
+                    missing += 1;
+                }
+            }
+        }
+        if let Some(task) = self.tasks.get_mut(&task_id) {
+            task.state = TaskState::Waiting(missing);
+        }
+        if missing == 0 {
+            self.on_task_ready(task_id);
+        }
+    }
+
+    /// A task to run here whose arguments were made on other nodes waits
+    /// for copies of them pulled here. Returns whether it waits.
+    pub(super) fn pull_args_first(&mut self, task_id: TaskId) -> bool {
+        let Some(spec) = self.tasks.get(&task_id).map(|t| t.spec.clone()) else {
+            return false;
+        };
+        let remote: Vec<ObjectId> = spec
+            .dependencies()
+            .filter(|d| self.needs_pull(*d))
+            .collect();
+        if remote.is_empty() {
+            return false;
+        }
+        for id in &remote {
+            if let Some(entry) = self.objects.get_mut(id) {
+                entry.dependents.push(task_id);
+            }
+            self.localize(*id);
+        }
+        if let Some(task) = self.tasks.get_mut(&task_id) {
+            task.state = TaskState::Waiting(remote.len());
+        }
+        true
     }
 
     /// Sets every return value from `make` (given the return's id) and ends the task.
@@ -517,7 +564,7 @@ impl Core {
             }
         }
         for waiter in readied.waiters {
-            self.on_waiter_progress(waiter);
+            self.on_waiter_progress(waiter, id);
         }
     }
 
@@ -571,7 +618,7 @@ impl Core {
                     w.process.kill();
                 }
             }
-            TaskState::Done | TaskState::Fetching(_) => {}
+            TaskState::Done => {}
         }
     }
 }

@@ -57,9 +57,19 @@ impl Core {
         self.next_waiter += 1;
         let mut pending = 0;
         let mut wanted = Vec::new();
+        let mut pull = Vec::new();
         for id in &ids {
             let elsewhere = self.owned_elsewhere(*id);
+            // A get reads the value here: one made elsewhere is pulled first.
+            let remote = num_returns.is_none() && self.needs_pull(*id);
             match self.objects.get_mut(id) {
+                Some(entry) if remote => {
+                    if !entry.waiters.contains(&waiter_id) {
+                        entry.waiters.push(waiter_id);
+                        pending += 1;
+                        pull.push(*id);
+                    }
+                }
                 Some(entry) if !entry.is_ready() => {
                     if !entry.waiters.contains(&waiter_id) {
                         entry.waiters.push(waiter_id);
@@ -107,6 +117,9 @@ impl Core {
         for id in wanted {
             self.want(id);
         }
+        for id in pull {
+            self.localize(id);
+        }
         if self.try_answer(waiter_id) {
             return;
         }
@@ -145,7 +158,19 @@ impl Core {
         self.ledger.unblock(worker);
     }
 
-    pub(super) fn on_waiter_progress(&mut self, waiter_id: WaiterId) {
+    /// Object `id`, which the waiter waits for, is ready.
+    pub(super) fn on_waiter_progress(&mut self, waiter_id: WaiterId, id: ObjectId) {
+        let get = self
+            .waiters
+            .get(&waiter_id)
+            .is_some_and(|w| w.num_returns.is_none());
+        if get && self.needs_pull(id) {
+            // Made elsewhere: the get waits on for the copy pulled here.
+            if let Some(entry) = self.objects.get_mut(&id) {
+                entry.waiters.push(waiter_id);
+            }
+            return self.localize(id);
+        }
         if let Some(w) = self.waiters.get_mut(&waiter_id) {
             w.pending = w.pending.saturating_sub(1);
         }
@@ -253,11 +278,12 @@ impl Core {
     }
 
     fn drop_waiter_refs(&mut self, ids: &[ObjectId], waiter_id: WaiterId) {
-        for (id, state) in self.objects.drop_waiter(ids, waiter_id) {
-            if let crate::objects::ObjState::Stored { .. } = state {
-                self.store.delete(id);
-            }
-            self.stream_freed(id);
+        let freed = self.objects.drop_waiter(ids, waiter_id);
+        if freed.is_empty() {
+            return;
+        }
+        for held in self.discard_freed(freed) {
+            self.release(held);
         }
     }
 }

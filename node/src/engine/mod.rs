@@ -11,11 +11,14 @@
 //! - [`actor`]: what follows an actor's loss of its worker or node (one
 //!   restart budget wherever it lives);
 //! - [`stream`]: a generator task's items, held for its caller until taken;
-//! - [`task_table`]: the bounded record of the tasks a node owns or runs.
+//! - [`task_table`]: the bounded record of the tasks a node owns or runs;
+//! - [`lineage`]: the specs of tasks whose results live on other nodes,
+//!   kept (within a bound) to make those results again if they are lost.
 
 pub mod actor;
 pub mod bundles;
 pub mod ledger;
+pub mod lineage;
 pub mod placement;
 pub mod stream;
 pub mod task_table;

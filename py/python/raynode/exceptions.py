@@ -172,6 +172,23 @@ class ObjectLostError(RayError):
     """The object's value is gone and cannot be rebuilt."""
 
 
+class OwnerDiedError(ObjectLostError):
+    """The object's owner (the node of the driver or worker that made the
+    reference) died, so its value is gone."""
+
+
+class ObjectReconstructionFailedError(ObjectLostError):
+    """The object was lost and could not be made again."""
+
+
+class ObjectReconstructionFailedMaxAttemptsExceededError(ObjectReconstructionFailedError):
+    """The object was lost, and its task's retries (`max_retries`) are used up."""
+
+
+class ObjectReconstructionFailedLineageEvictedError(ObjectReconstructionFailedError):
+    """The object was lost, and its task's lineage was dropped to bound memory."""
+
+
 class OutOfMemoryError(RayError):
     """The task was stopped because memory ran out."""
 
@@ -206,6 +223,10 @@ __all__ = [
     "WorkerCrashedError",
     "TaskCancelledError",
     "ObjectLostError",
+    "OwnerDiedError",
+    "ObjectReconstructionFailedError",
+    "ObjectReconstructionFailedMaxAttemptsExceededError",
+    "ObjectReconstructionFailedLineageEvictedError",
     "OutOfMemoryError",
     "ObjectStoreFullError",
     "TaskUnschedulableError",
