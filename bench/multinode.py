@@ -9,6 +9,10 @@ metrics on clusters it starts and always stops:
 * loopback      no cluster: the machine's TCP bandwidth over 127.0.0.1, the
                 reference for the transfer figure
 * spread        a 3-node cluster; one driver submits batches of tasks
+* locality      a 3-node cluster; a driver on node 1 maps and reduces large
+                arrays on node 3 (the bytes moved between nodes are counted)
+* rebuild       per round, a 3-node cluster; the node holding a large result
+                is killed and a task reads the result, made again by lineage
 * join          per round, a 2-node cluster with a pending task only a third
                 node can run; the third node is started and the task awaited
 * leader kill   per round, a 3-node cluster; the Raft leader is killed and a
@@ -33,6 +37,7 @@ import statistics
 import sys
 import threading
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -43,6 +48,8 @@ TRANSFER = "1 GiB transfer between two nodes"
 LOOPBACK = "loopback TCP bandwidth"
 TASKS = "tasks/s across a 3-node testnet"
 TASKS_10MS = "tasks/s across a 3-node testnet (10 ms tasks)"
+LOCAL_REDUCE = "map and reduce on one node of three"
+REBUILD = "node kill to a lost result rebuilt and read"
 JOIN = "join to first task on the new node"
 NEW_LEADER = "leader kill to new leader"
 LEADER_WRITE = "leader kill to next committed write"
@@ -337,6 +344,97 @@ def spread(ctx, ray, todo):
                 ctx.ok(metric, rates, batch=n, tasks_per_node=dict(sorted(ran_on.items())))
 
 
+def pulled_bytes(cluster):
+    """Bytes all live members have pulled from other nodes (their /metrics)."""
+    total = 0.0
+    for node in cluster.live():
+        view = cluster.status(node.index)
+        addr = next((e.get("DashboardAddress") for e in view
+                     if str(e.get("NodeID", "")).lower() == node.node_id), None)
+        if not addr:
+            raise RuntimeError("%s has no dashboard address" % node.name)
+        with urllib.request.urlopen("http://%s/metrics" % addr, timeout=10) as reply:
+            for line in reply.read().decode().splitlines():
+                if line.startswith("raynode_pulled_bytes_total"):
+                    total += float(line.split()[-1])
+    return total
+
+
+def locality(ctx, ray, todo):
+    """A driver on node 1 makes `count` arrays on node 3 and reduces each
+    there. Timed per round, with the bytes pulled between nodes meanwhile."""
+    np = numpy_module()
+    testnet = testnet_module()
+    p = ctx.p
+    count, size = p["locality"]
+    dl = Deadline(ctx.budget)
+    ctx.start(LOCAL_REDUCE)
+    store = ("--object-store-memory", str(max(2 * GiB, 2 * count * size)))
+    with testnet.Cluster() as cluster:
+        start_cluster(cluster, 3, dl, resources_on={2: {"special": 1}}, args_on={0: store, 1: store, 2: store})
+        with driver(ray, cluster, 0):
+            @ray.remote(resources={"special": 0.01})
+            def produce(i):
+                return np.full(size // 8, i, dtype=np.int64)
+
+            @ray.remote(resources={"special": 0.01})
+            def reduce(a):
+                return int(a[0])
+
+            times, moved = [], []
+            for rep in range(1 + p["reps"]):  # the first is the warm-up
+                before = pulled_bytes(cluster)
+                t0 = time.perf_counter()
+                made = [produce.remote(i) for i in range(count)]
+                got = ray.get([reduce.remote(m) for m in made], timeout=dl.left())
+                elapsed = time.perf_counter() - t0
+                del made
+                if got != list(range(count)):
+                    raise RuntimeError("the reduce saw %s" % got[:5])
+                if rep:
+                    times.append(elapsed)
+                    moved.append((pulled_bytes(cluster) - before) / MiB)
+            ctx.ok(LOCAL_REDUCE, times, arrays=count, bytes_each=size, mib_moved_between_nodes=moved)
+
+
+def rebuild(ctx, ray, todo):
+    """Per round: nodes 2 and 3 may run the work; a task makes a large
+    array on one of them, that node is killed (SIGKILL), and a task on the
+    other reads the array. Timed from the kill to the read's result: the
+    loss is noticed and the array made again from its lineage."""
+    np = numpy_module()
+    testnet = testnet_module()
+    p = ctx.p
+    size = p["transfer_bytes"]
+    dl = Deadline(ctx.budget)
+    ctx.start(REBUILD)
+    store = ("--object-store-memory", str(max(2 * GiB, 2 * size + 512 * MiB)))
+    times = []
+    for _ in range(ctx.p["cluster_rounds"]):
+        with testnet.Cluster() as cluster:
+            start_cluster(cluster, 3, dl, resources_on={1: {"special": 1}, 2: {"special": 1}},
+                          args_on={0: store, 1: store, 2: store})
+            with driver(ray, cluster, 0):
+                @ray.remote(resources={"special": 1}, num_returns=2)
+                def produce():
+                    return np.ones(size // 8, dtype=np.int64), ray.get_runtime_context().get_node_id()
+
+                @ray.remote(resources={"special": 1})
+                def read(a):
+                    return int(a.sum())
+
+                ref, where = produce.remote()
+                where = str(ray.get(where, timeout=dl.left())).lower()
+                holder = next(n.index for n in cluster.nodes if n.node_id == where)
+                t0 = time.perf_counter()
+                cluster.kill(holder, signal.SIGKILL)
+                got = ray.get(read.remote(ref), timeout=dl.left())
+                times.append(time.perf_counter() - t0)
+                if got != size // 8:
+                    raise RuntimeError("the rebuilt array sums to %d, not %d" % (got, size // 8))
+    ctx.ok(REBUILD, times, bytes=size)
+
+
 def join(ctx, ray, todo):
     """Per round: a 2-node cluster whose driver has submitted a task needing
     {"special": 1}, which neither node has; a third node with it is
@@ -450,6 +548,8 @@ SCENARIOS = [
     (transfer, (TRANSFER,)),
     (loopback, (LOOPBACK,)),
     (spread, (TASKS, TASKS_10MS)),
+    (locality, (LOCAL_REDUCE,)),
+    (rebuild, (REBUILD,)),
     (join, (JOIN,)),
     (leader_kill, (NEW_LEADER, LEADER_WRITE)),
 ]  # then remote_driver.on_testnet

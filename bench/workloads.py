@@ -57,7 +57,8 @@ MODES = {
         n_to_n=(4, 5000),           # (client tasks, calls each)
         n_to_n_arg=1000,            # calls per client
         # multi-node (bench/multinode.py)
-        transfer_bytes=1024 * MiB,  # object moved between nodes; loopback TCP
+        transfer_bytes=1024 * MiB,  # object moved between nodes; loopback TCP; rebuilt
+        locality=(20, 50 * MiB),    # (arrays, bytes each) mapped and reduced on node 3
         sleep_batch=600,            # 10 ms tasks per batch
         remote_put_bytes=100 * MiB,  # remote driver put gigabytes
         cluster_rounds=4,           # fresh clusters for join / leader kill
@@ -77,6 +78,7 @@ MODES = {
         n_to_n=(4, 1000),
         n_to_n_arg=500,
         transfer_bytes=256 * MiB,
+        locality=(10, 50 * MiB),
         sleep_batch=120,
         remote_put_bytes=100 * MiB,
         cluster_rounds=2,
@@ -96,6 +98,7 @@ MODES = {
         n_to_n=(2, 20),
         n_to_n_arg=20,
         transfer_bytes=8 * MiB,
+        locality=(2, 1 * MiB),
         sleep_batch=12,
         remote_put_bytes=1 * MiB,
         cluster_rounds=1,
@@ -528,6 +531,8 @@ GROUPS = {
         ("loopback TCP bandwidth", None, GBS, True),
         ("tasks/s across a 3-node testnet", None, OPS, True),
         ("tasks/s across a 3-node testnet (10 ms tasks)", None, OPS, True),
+        ("map and reduce on one node of three", None, "s", False),
+        ("node kill to a lost result rebuilt and read", None, "s", False),
         ("join to first task on the new node", None, "s", False),
         ("leader kill to new leader", None, "s", False),
         ("leader kill to next committed write", None, "s", False),

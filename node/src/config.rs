@@ -21,6 +21,8 @@ pub struct NodeConfig {
     pub dashboard_addr: DashboardAddr,
     /// Task attempts the task table keeps (the oldest dropped); 0: none.
     pub task_table_size: usize,
+    /// Bytes of task specs kept to make lost results again (lineage).
+    pub max_lineage_bytes: usize,
     pub num_cpus: f64,
     pub num_gpus: f64,
     /// Custom resources, besides CPU and GPU.
@@ -95,6 +97,7 @@ impl Default for NodeConfig {
             metrics_addr: None,
             dashboard_addr: DashboardAddr::Default,
             task_table_size: crate::engine::task_table::DEFAULT_CAPACITY,
+            max_lineage_bytes: crate::engine::lineage::DEFAULT_MAX_BYTES,
             num_cpus: 1.0,
             num_gpus: 0.0,
             resources: Resources::default(),

@@ -166,10 +166,10 @@ impl Objects {
     }
 
     /// Points a stored object back at the node that holds its value (the
-    /// copy here is gone).
+    /// copy here is gone), or a remote one at another holder.
     pub fn unlocalize(&mut self, id: ObjectId, holder: NodeId) {
         if let Some(entry) = self.table.get_mut(&id) {
-            if let ObjState::Stored { size } = entry.state {
+            if let ObjState::Stored { size } | ObjState::Remote { size, .. } = entry.state {
                 entry.state = ObjState::Remote { holder, size };
             }
         }

@@ -108,6 +108,13 @@ pub struct NodeArgs {
     /// keeps none.
     #[arg(long, default_value_t = crate::engine::task_table::DEFAULT_CAPACITY)]
     pub task_table_size: usize,
+    /// Bytes of task specs this node keeps to make lost results again
+    /// (lineage): a task whose stored results live on another node is kept
+    /// until they are freed, with holds on its arguments. Past this the
+    /// oldest are dropped, and their results, if lost, raise
+    /// ObjectReconstructionFailedLineageEvictedError.
+    #[arg(long, default_value_t = crate::engine::lineage::DEFAULT_MAX_BYTES)]
+    pub max_lineage_bytes: usize,
     /// CPUs this node offers to tasks [default: the machine's core count].
     #[arg(long)]
     pub num_cpus: Option<f64>,
@@ -303,6 +310,7 @@ impl NodeArgs {
             client_addr: self.client_addr,
             dashboard_addr: self.dashboard_addr.unwrap_or(DashboardAddr::Default),
             task_table_size: self.task_table_size,
+            max_lineage_bytes: self.max_lineage_bytes,
             metrics_addr: self.metrics_addr.or_else(|| {
                 self.metrics_export_port
                     .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
@@ -369,6 +377,12 @@ impl NodeArgs {
         }
         if self.task_table_size != crate::engine::task_table::DEFAULT_CAPACITY {
             push("--task-table-size", self.task_table_size.to_string().into());
+        }
+        if self.max_lineage_bytes != crate::engine::lineage::DEFAULT_MAX_BYTES {
+            push(
+                "--max-lineage-bytes",
+                self.max_lineage_bytes.to_string().into(),
+            );
         }
         match &self.dashboard_addr {
             Some(DashboardAddr::At(v)) => push("--dashboard-addr", v.to_string().into()),

@@ -199,11 +199,22 @@ impl Core {
 
     pub(super) fn on_create(&mut self, conn: ConnId, req: u64, id: ObjectId, size: u64) {
         let mut result = self.store.create(id, size);
-        if matches!(result, Err(objstore::CreateError::AlreadyExists(_))) && self.rerunning(id) {
+        let exists = matches!(result, Err(objstore::CreateError::AlreadyExists(_)));
+        if exists && self.rerunning(id) && self.remote.pulls.defer_create(id, (conn, req, size)) {
+            // A copy an earlier run made is being pulled here: this run
+            // writes its own once that pull has ended.
+            return;
+        }
+        if exists && self.rerunning(id) {
             // A copy made by an earlier run of this task (kept for its
             // owner, which gave up on it and ran the task again) is replaced.
             tracing::debug!(object = %id, "replacing a result an earlier run made");
             self.forget_stale_result(id);
+            if self.store.contains(id) {
+                // A copy pulled here for another reader: the new run's
+                // value takes its place (readers keep what they mapped).
+                self.store.delete(id);
+            }
             result = self.store.create(id, size);
         }
         let result = result.map_err(|e| match e {

@@ -357,6 +357,24 @@ impl Core {
                 one(self.remote.pulls.done_bytes as f64),
             ),
             (
+                "raynode_lineage_bytes",
+                "gauge",
+                "Bytes of task specs kept to make lost results again",
+                one(self.remote.lineage.bytes() as f64),
+            ),
+            (
+                "raynode_lineage_evicted_total",
+                "counter",
+                "Tasks whose lineage was dropped to stay within --max-lineage-bytes",
+                one(self.remote.lineage.evicted as f64),
+            ),
+            (
+                "raynode_objects_rebuilt_total",
+                "counter",
+                "Tasks run again to make lost results again (lineage)",
+                one(self.remote.rebuilt as f64),
+            ),
+            (
                 "raynode_raft_term",
                 "gauge",
                 "The control store's Raft term, as this member knows it",

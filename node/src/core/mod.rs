@@ -131,6 +131,10 @@ pub enum Event {
     },
     /// Pulls that waited for room in the store may be tried again.
     PullsDue,
+    /// The owner of an object that could not be pulled is to be asked again.
+    Reask {
+        id: ObjectId,
+    },
     /// The control store answered a placement group's creation or removal.
     GroupRecorded {
         conn: ConnId,
@@ -280,6 +284,7 @@ impl Core {
         let gcs = cluster.gcs.clone();
         let ledger = Ledger::new(config.total_resources());
         let task_table_size = config.task_table_size;
+        let remote = remote::Remote::with_lineage_bytes(config.max_lineage_bytes);
         Core {
             config,
             node_id,
@@ -301,7 +306,7 @@ impl Core {
             timeline: VecDeque::new(),
             started: Instant::now(),
             cluster,
-            remote: remote::Remote::default(),
+            remote,
             client_addr: None,
             dashboard_addr: None,
             past_workers: VecDeque::new(),
@@ -386,6 +391,7 @@ impl Core {
                     self.send(conn, FromNode::ActorFound { req, found })
                 }
                 Event::PullsDue => self.start_pulls(),
+                Event::Reask { id } => self.reask_owner(id),
                 Event::GroupRecorded {
                     conn,
                     req,

@@ -15,12 +15,17 @@ use crate::cluster::PullError;
 use crate::objects::ObjState;
 use raynode_proto::meta::SystemErrorKind;
 use raynode_proto::{NodeId, ObjectId};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Pause before a pull the store had no room for is tried again.
 const NO_ROOM_RETRY: Duration = Duration::from_millis(200);
+
+/// Pause before the owner of an object that could not be pulled is asked
+/// for it again, and how often it is.
+const REASK_AFTER: Duration = Duration::from_millis(500);
+const MAX_REASKS: u32 = 20;
 
 /// A pull of an object into this node's store.
 pub(super) struct Pull {
@@ -42,6 +47,11 @@ pub(super) struct Pulls {
     all: HashMap<ObjectId, Pull>,
     line: VecDeque<ObjectId>,
     running_bytes: u64,
+    /// Objects a pull is writing into the store now (given up or not).
+    writing: HashSet<ObjectId>,
+    /// Creates of those objects by a new run of their task, answered once
+    /// the pull ends: (client, request, size).
+    creates: HashMap<ObjectId, Vec<(super::ConnId, u64, u64)>>,
     /// Objects and bytes pulled since the node started.
     pub done: u64,
     pub done_bytes: u64,
@@ -55,6 +65,16 @@ impl Pulls {
 
     pub fn contains(&self, id: ObjectId) -> bool {
         self.all.contains_key(&id)
+    }
+
+    /// Holds a create of `id` back if a pull is writing it now; returns
+    /// whether it did.
+    pub fn defer_create(&mut self, id: ObjectId, create: (super::ConnId, u64, u64)) -> bool {
+        if !self.writing.contains(&id) {
+            return false;
+        }
+        self.creates.entry(id).or_default().push(create);
+        true
     }
 
     /// Gives up a pull (its object is to be made again): what it brings is dropped.
@@ -136,6 +156,7 @@ impl Core {
             );
             let holders = self.holders(id, peer);
             tracing::debug!(object = %id, holders = holders.len(), size, "pulling an object");
+            self.remote.pulls.writing.insert(id);
             tokio::spawn(async move {
                 let result = crate::cluster::pull(p2p, store, id, size, holders, primary).await;
                 let _ = events.send(super::Event::Pulled { id, size, result }).await;
@@ -144,6 +165,16 @@ impl Core {
     }
 
     pub(super) fn on_pulled(&mut self, id: ObjectId, size: u64, result: Result<(), PullError>) {
+        self.remote.pulls.writing.remove(&id);
+        let creates = self.remote.pulls.creates.remove(&id);
+        self.pull_ended(id, size, result);
+        // A new run of the object's task may write it now.
+        for (conn, req, size) in creates.unwrap_or_default() {
+            self.on_create(conn, req, id, size);
+        }
+    }
+
+    fn pull_ended(&mut self, id: ObjectId, size: u64, result: Result<(), PullError>) {
         let Some(mut pull) = self.remote.pulls.remove(id) else {
             // The pull was given up (its task runs again); drop what it made.
             if result.is_ok() && self.objects.get(&id).is_none_or(|e| e.is_ready()) {
@@ -155,6 +186,9 @@ impl Core {
             Ok(()) => {
                 self.remote.pulls.done += 1;
                 self.remote.pulls.done_bytes += size;
+                if !self.remote.reasked.is_empty() {
+                    self.remote.reasked.remove(&id);
+                }
                 // A copy of a result of ours made elsewhere keeps the
                 // references its entry already holds.
                 let nested = match self.objects.get_mut(&id) {
@@ -206,8 +240,46 @@ impl Core {
         }
         if pull.lent {
             self.send_peer(pull.holder, PeerMsg::Free { ids: vec![id] });
+        } else if self.reask_owner_later(id) {
+            return;
         }
-        self.set_lost(id, why);
+        self.remote.reasked.remove(&id);
+        match self.owner_of(&id.0) {
+            Some(owner) if self.remote.is_lost(owner) => {
+                let why = format!("object {id} is lost: its owner, node {owner}, died ({why})");
+                self.set_error(id, SystemErrorKind::OwnerDiedError, &why);
+            }
+            _ => self.set_lost(id, why),
+        }
+    }
+
+    /// An object owned by a live peer could not be pulled from the holder it
+    /// named: that holder may have died, and the owner be making the object
+    /// again. The owner is asked anew shortly, a bounded number of times.
+    fn reask_owner_later(&mut self, id: ObjectId) -> bool {
+        let owner = self.owner_of(&id.0);
+        let alive = owner.is_some_and(|o| o != self.node_id && self.remote.peers.contains_key(&o));
+        let wanted = self.objects.get(&id).is_some_and(|e| !e.is_ready());
+        if !alive || !wanted {
+            return false;
+        }
+        let tries = self.remote.reasked.entry(id).or_default();
+        *tries += 1;
+        if *tries > MAX_REASKS {
+            return false;
+        }
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REASK_AFTER).await;
+            let _ = events.send(super::Event::Reask { id }).await;
+        });
+        true
+    }
+
+    /// Asks an object's owner again for it (see [`Core::reask_owner_later`]).
+    pub(super) fn reask_owner(&mut self, id: ObjectId) {
+        self.remote.forget_subscription(id);
+        self.want(id);
     }
 
     pub(super) fn set_lost(&mut self, id: ObjectId, why: &str) {

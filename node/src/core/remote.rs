@@ -79,6 +79,9 @@ pub(super) struct Remote {
     pub rebuilt: u64,
     /// Nodes seen lost (and not back since): objects they owned are gone.
     lost: HashSet<NodeId>,
+    /// Objects owned elsewhere whose pull failed, and how often: their
+    /// owner is asked again, as it may be making them again.
+    pub reasked: HashMap<ObjectId, u32>,
     /// Our objects referenced inside values we sent to other nodes, held
     /// (once per sending) until that node frees its entry.
     lent_nested: HashMap<ObjectId, u32>,
@@ -95,6 +98,22 @@ pub(super) struct Remote {
 }
 
 impl Remote {
+    /// Whether `node` was seen lost (and has not come back).
+    pub fn is_lost(&self, node: NodeId) -> bool {
+        self.lost.contains(&node)
+    }
+
+    pub fn forget_subscription(&mut self, id: ObjectId) {
+        self.subscribed.remove(&id);
+    }
+
+    pub fn with_lineage_bytes(max_bytes: usize) -> Remote {
+        Remote {
+            lineage: Lineage::new(max_bytes),
+            ..Remote::default()
+        }
+    }
+
     pub fn actor_queue(&mut self, actor: ActorId) -> &mut VecDeque<TaskId> {
         self.actor_queues.entry(actor).or_default()
     }
@@ -374,7 +393,7 @@ impl Core {
     }
 
     /// The node whose clients made `id` (from the tag in its first bytes).
-    fn owner_of(&self, id: &[u8]) -> Option<NodeId> {
+    pub(super) fn owner_of(&self, id: &[u8]) -> Option<NodeId> {
         let t = tag(id);
         if t == tag(&self.node_id.0) {
             return Some(self.node_id);
@@ -563,6 +582,9 @@ impl Core {
 
     /// Sends a ready task to `node` to run there.
     pub(super) fn forward(&mut self, task_id: TaskId, node: NodeId) {
+        if self.await_args_again(task_id) {
+            return;
+        }
         self.note_sent(task_id, node);
         let Some(task) = self.tasks.get_mut(&task_id) else {
             return;
@@ -889,7 +911,18 @@ impl Core {
                 Some(ObjState::Stored { .. }) if self.store.contains(id) => {
                     self.store.set_primary(id, true);
                 }
-                Some(ObjState::Stored { .. } | ObjState::Remote { .. }) => lost.push(id),
+                Some(ObjState::Stored { .. } | ObjState::Remote { .. }) => {
+                    match self.other_holder(id, node) {
+                        // A node that pulled a copy serves it from now on
+                        // (should it have dropped it, the pull fails and
+                        // the object is made again then).
+                        Some(other) => {
+                            self.remote.borrowed.insert(id, other);
+                            self.objects.unlocalize(id, other);
+                        }
+                        None => lost.push(id),
+                    }
+                }
                 _ => {}
             }
         }
@@ -897,6 +930,25 @@ impl Core {
             let why = format!("the node {node} that held it was lost ({why})");
             self.rebuild_lost(lost, &why);
         }
+    }
+
+    /// A live peer the object directory lists as holding a copy of `id`,
+    /// other than `gone`.
+    fn other_holder(&self, id: ObjectId, gone: NodeId) -> Option<NodeId> {
+        let key = raft_gcs::ObjectId(id.0.to_vec());
+        let listed: Vec<raft_gcs::NodeId> = self
+            .gcs
+            .read_local(|s| {
+                s.objects
+                    .get(&key)
+                    .map(|o| o.locations.iter().copied().collect())
+            })
+            .unwrap_or_default();
+        self.remote
+            .peers
+            .keys()
+            .find(|n| **n != gone && listed.contains(&crate::cluster::raft_id(**n)))
+            .copied()
     }
 
     /// `node` died: objects it owned that we asked it for will never come.

@@ -265,6 +265,11 @@ impl Core {
                 Arg::Value(bytes) => Value::Inline(bytes.clone()),
                 Arg::Ref(id) => match self.value_of(*id) {
                     Some(v) => v,
+                    None if self.is_plain_task(worker) && self.await_args_again(task_id) => {
+                        // Being made again: the worker is free meanwhile.
+                        self.worker_idle(worker);
+                        return self.dispatch();
+                    }
                     None => {
                         let why = format!("argument {id} of task {} is gone", spec.name);
                         let kind = SystemErrorKind::ObjectLostError;
@@ -325,6 +330,11 @@ impl Core {
         }
         self.fail_task(task_id, kind, why);
         self.dispatch();
+    }
+
+    /// Whether `worker` runs plain tasks (not an actor).
+    fn is_plain_task(&self, worker: WorkerId) -> bool {
+        !matches!(self.ledger.slot(worker), Some(Slot::Actor { .. }))
     }
 
     /// The value of a ready object, as a client reads it.
@@ -429,6 +439,34 @@ impl Core {
         if missing == 0 {
             self.on_task_ready(task_id);
         }
+    }
+
+    /// A task whose arguments were ready when it was queued, one of which is
+    /// being made again since (its holder died), waits for it anew. Returns
+    /// whether it waits.
+    pub(super) fn await_args_again(&mut self, task_id: TaskId) -> bool {
+        let Some(spec) = self.tasks.get(&task_id).map(|t| t.spec.clone()) else {
+            return false;
+        };
+        let pending: Vec<ObjectId> = spec
+            .dependencies()
+            .filter(|d| self.objects.get(d).is_some_and(|e| !e.is_ready()))
+            .collect();
+        if pending.is_empty() {
+            return false;
+        }
+        tracing::debug!(task = %task_id, "a task waits again for arguments being made again");
+        self.ledger.queue().remove(task_id);
+        self.remote.unplaced.retain(|t| *t != task_id);
+        for id in &pending {
+            if let Some(entry) = self.objects.get_mut(id) {
+                entry.dependents.push(task_id);
+            }
+        }
+        if let Some(task) = self.tasks.get_mut(&task_id) {
+            task.state = TaskState::Waiting(pending.len());
+        }
+        true
     }
 
     /// A task to run here whose arguments were made on other nodes waits
