@@ -90,7 +90,11 @@ pub enum PeerMsg {
         nested: Vec<ObjectId>,
     },
     /// Send me the value of this object you own once it is ready.
-    Subscribe { id: ObjectId },
+    /// `failed`: the holder you named before, which could not serve it.
+    Subscribe {
+        id: ObjectId,
+        failed: Option<NodeId>,
+    },
     /// The value of an object the receiver subscribed to.
     Value {
         id: ObjectId,

@@ -134,6 +134,8 @@ pub enum Event {
     /// The owner of an object that could not be pulled is to be asked again.
     Reask {
         id: ObjectId,
+        /// The holder the owner named, which could not serve it.
+        failed: NodeId,
     },
     /// The control store answered a placement group's creation or removal.
     GroupRecorded {
@@ -391,7 +393,7 @@ impl Core {
                     self.send(conn, FromNode::ActorFound { req, found })
                 }
                 Event::PullsDue => self.start_pulls(),
-                Event::Reask { id } => self.reask_owner(id),
+                Event::Reask { id, failed } => self.reask_owner(id, failed),
                 Event::GroupRecorded {
                     conn,
                     req,

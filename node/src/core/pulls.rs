@@ -94,13 +94,21 @@ impl Pulls {
 
     /// The pulls to start now, within `budget` bytes under way, in order:
     /// first come, first served, so a pull that cannot start holds the line.
+    /// A pull of an object an earlier, given-up pull still writes waits
+    /// aside until that one ends.
     fn due(&mut self, budget: u64, now: Instant) -> Vec<(ObjectId, NodeId, u64, bool)> {
         let mut start = Vec::new();
+        let mut aside = VecDeque::new();
         while let Some(&id) = self.line.front() {
             let Some(pull) = self.all.get_mut(&id) else {
                 self.line.pop_front();
                 continue;
             };
+            if self.writing.contains(&id) {
+                self.line.pop_front();
+                aside.push_back(id);
+                continue;
+            }
             let waiting = pull.not_before.is_some_and(|t| t > now);
             let fits = self.running_bytes == 0 || self.running_bytes + pull.size <= budget;
             if waiting || !fits {
@@ -111,6 +119,9 @@ impl Pulls {
             pull.not_before = None;
             self.running_bytes += pull.size;
             start.push((id, pull.holder, pull.size, pull.primary));
+        }
+        while let Some(id) = aside.pop_back() {
+            self.line.push_front(id);
         }
         start
     }
@@ -176,9 +187,17 @@ impl Core {
 
     fn pull_ended(&mut self, id: ObjectId, size: u64, result: Result<(), PullError>) {
         let Some(mut pull) = self.remote.pulls.remove(id) else {
-            // The pull was given up (its task runs again); drop what it made.
-            if result.is_ok() && self.objects.get(&id).is_none_or(|e| e.is_ready()) {
-                self.store.delete(id);
+            // The pull was given up (its object is made again, or freed).
+            if result.is_ok() {
+                match self.objects.get(&id).map(|e| &e.state) {
+                    // Made elsewhere again meanwhile: this copy is as good.
+                    Some(ObjState::Remote { .. }) => {
+                        self.store.record(id, size);
+                        self.set_value(id, ObjState::Stored { size }, Vec::new());
+                    }
+                    Some(ObjState::Stored { .. }) => {}
+                    _ => self.store.delete(id),
+                }
             }
             return self.start_pulls();
         };
@@ -231,16 +250,18 @@ impl Core {
             .get(&id)
             .is_some_and(|e| matches!(e.state, ObjState::Remote { .. }));
         if ours_elsewhere {
-            // Its holder cannot serve it: it is made again, and the holder
-            // may drop whatever it still has of it.
-            self.remote.borrowed.remove(&id);
+            // Its holder cannot serve it (and may drop whatever it has of
+            // it): another copy serves, or it is made again.
             self.send_peer(pull.holder, PeerMsg::Free { ids: vec![id] });
-            let why = format!("its holder {} could not serve it ({why})", pull.holder);
-            return self.rebuild_lost(vec![id], &why);
+            if self.relocate(id, pull.holder) {
+                let why = format!("its holder {} could not serve it ({why})", pull.holder);
+                return self.rebuild_lost(vec![id], &why);
+            }
+            return self.localize(id);
         }
         if pull.lent {
             self.send_peer(pull.holder, PeerMsg::Free { ids: vec![id] });
-        } else if self.reask_owner_later(id) {
+        } else if self.reask_owner_later(id, pull.holder) {
             return;
         }
         self.remote.reasked.remove(&id);
@@ -256,7 +277,7 @@ impl Core {
     /// An object owned by a live peer could not be pulled from the holder it
     /// named: that holder may have died, and the owner be making the object
     /// again. The owner is asked anew shortly, a bounded number of times.
-    fn reask_owner_later(&mut self, id: ObjectId) -> bool {
+    fn reask_owner_later(&mut self, id: ObjectId, failed: NodeId) -> bool {
         let owner = self.owner_of(&id.0);
         let alive = owner.is_some_and(|o| o != self.node_id && self.remote.peers.contains_key(&o));
         let wanted = self.objects.get(&id).is_some_and(|e| !e.is_ready());
@@ -271,15 +292,15 @@ impl Core {
         let events = self.events.clone();
         tokio::spawn(async move {
             tokio::time::sleep(REASK_AFTER).await;
-            let _ = events.send(super::Event::Reask { id }).await;
+            let _ = events.send(super::Event::Reask { id, failed }).await;
         });
         true
     }
 
     /// Asks an object's owner again for it (see [`Core::reask_owner_later`]).
-    pub(super) fn reask_owner(&mut self, id: ObjectId) {
+    pub(super) fn reask_owner(&mut self, id: ObjectId, failed: NodeId) {
         self.remote.forget_subscription(id);
-        self.want(id);
+        self.ask_owner(id, Some(failed));
     }
 
     pub(super) fn set_lost(&mut self, id: ObjectId, why: &str) {
@@ -349,6 +370,18 @@ mod tests {
             .map(|(id, ..)| id)
             .collect();
         assert_eq!(started, vec![ids[0]]);
+    }
+
+    #[test]
+    fn a_pull_of_an_object_still_written_by_a_given_up_pull_waits_aside() {
+        let (mut p, ids) = pulls(&[1, 1]);
+        p.writing.insert(ids[0]);
+        let now = Instant::now();
+        let started: Vec<ObjectId> = p.due(10, now).into_iter().map(|(id, ..)| id).collect();
+        assert_eq!(started, vec![ids[1]]);
+        assert_eq!(p.line.front(), Some(&ids[0]), "it keeps its place");
+        p.writing.remove(&ids[0]);
+        assert_eq!(p.due(10, now).len(), 1);
     }
 
     #[test]

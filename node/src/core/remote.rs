@@ -663,7 +663,7 @@ impl Core {
                     value,
                     nested,
                 } => self.on_remote_item(from, task, index, value, nested),
-                PeerMsg::Subscribe { id } => self.on_subscribe(from, id),
+                PeerMsg::Subscribe { id, failed } => self.on_subscribe(from, id, failed),
                 PeerMsg::Value { id, value, nested } => self.receive_value(id, value, nested, None),
                 PeerMsg::Free { ids } => {
                     for id in ids {
@@ -904,31 +904,40 @@ impl Core {
             .filter(|(_, holder)| **holder == node)
             .map(|(id, _)| *id)
             .collect();
-        let mut lost = Vec::new();
-        for id in held {
-            self.remote.borrowed.remove(&id);
-            match self.objects.get(&id).map(|e| &e.state) {
-                Some(ObjState::Stored { .. }) if self.store.contains(id) => {
-                    self.store.set_primary(id, true);
-                }
-                Some(ObjState::Stored { .. } | ObjState::Remote { .. }) => {
-                    match self.other_holder(id, node) {
-                        // A node that pulled a copy serves it from now on
-                        // (should it have dropped it, the pull fails and
-                        // the object is made again then).
-                        Some(other) => {
-                            self.remote.borrowed.insert(id, other);
-                            self.objects.unlocalize(id, other);
-                        }
-                        None => lost.push(id),
-                    }
-                }
-                _ => {}
-            }
-        }
+        let lost: Vec<ObjectId> = held
+            .into_iter()
+            .filter(|id| self.relocate(*id, node))
+            .collect();
         if !lost.is_empty() {
             let why = format!("the node {node} that held it was lost ({why})");
             self.rebuild_lost(lost, &why);
+        }
+    }
+
+    /// Result `id` of ours is no longer on `gone`, the node that held it:
+    /// our own copy or another node's serves from now on. Returns whether
+    /// none is left (it is to be made again).
+    pub(super) fn relocate(&mut self, id: ObjectId, gone: NodeId) -> bool {
+        self.remote.borrowed.remove(&id);
+        match self.objects.get(&id).map(|e| &e.state) {
+            Some(ObjState::Stored { .. }) if self.store.contains(id) => {
+                self.store.set_primary(id, true);
+                false
+            }
+            Some(ObjState::Stored { .. } | ObjState::Remote { .. }) => {
+                match self.other_holder(id, gone) {
+                    // A node that pulled a copy serves it from now on
+                    // (should it have dropped it, the pull fails and the
+                    // object is made again then).
+                    Some(other) => {
+                        self.remote.borrowed.insert(id, other);
+                        self.objects.unlocalize(id, other);
+                        false
+                    }
+                    None => true,
+                }
+            }
+            _ => false,
         }
     }
 
@@ -1070,7 +1079,9 @@ impl Core {
                 let size = *size;
                 if self.remote.lent.insert(id) {
                     self.objects.add_ref(id);
-                    self.objects.set_value(id, state, nested.clone());
+                    // What waits here for it (a task of another owner
+                    // that takes it as an argument) goes on.
+                    self.set_value(id, state, nested.clone());
                 }
                 WireValue::Stored {
                     holder: self.node_id,
@@ -1154,6 +1165,12 @@ impl Core {
 
     /// Asks the owner of a pending object for its value, once.
     pub(super) fn want(&mut self, id: ObjectId) {
+        self.ask_owner(id, None);
+    }
+
+    /// Asks the owner of a pending object for its value, once; `failed` is
+    /// a holder it named that could not serve it.
+    pub(super) fn ask_owner(&mut self, id: ObjectId, failed: Option<NodeId>) {
         if self.objects.get(&id).is_none_or(|e| e.is_ready())
             || self.remote.subscribed.contains(&id)
             || self.remote.pulls.contains(id)
@@ -1171,14 +1188,23 @@ impl Core {
             return self.set_error(id, SystemErrorKind::OwnerDiedError, &why);
         }
         self.remote.subscribed.insert(id);
-        if !self.send_peer(owner, PeerMsg::Subscribe { id }) {
+        if !self.send_peer(owner, PeerMsg::Subscribe { id, failed }) {
             self.remote.subscribed.remove(&id);
             let why = format!("object {id} is lost: its owner {owner} cannot be reached");
             self.set_error(id, SystemErrorKind::OwnerDiedError, &why);
         }
     }
 
-    fn on_subscribe(&mut self, from: NodeId, id: ObjectId) {
+    fn on_subscribe(&mut self, from: NodeId, id: ObjectId, failed: Option<NodeId>) {
+        if let Some(bad) = failed.filter(|bad| self.remote.borrowed.get(&id) == Some(bad)) {
+            // The holder we named could not serve it: another copy serves,
+            // or it is made again (the asker hears of it then).
+            self.send_peer(bad, PeerMsg::Free { ids: vec![id] });
+            if self.relocate(id, bad) {
+                let why = format!("its holder {bad} could not serve it to {from}");
+                self.rebuild_lost(vec![id], &why);
+            }
+        }
         let ready = self.objects.get(&id).map(|e| e.is_ready());
         match ready {
             Some(true) => {

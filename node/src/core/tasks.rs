@@ -448,6 +448,10 @@ impl Core {
         let Some(spec) = self.tasks.get(&task_id).map(|t| t.spec.clone()) else {
             return false;
         };
+        if matches!(spec.kind, TaskKind::ActorMethod { .. }) {
+            // Calls keep their place in their actor's queue.
+            return false;
+        }
         let pending: Vec<ObjectId> = spec
             .dependencies()
             .filter(|d| self.objects.get(d).is_some_and(|e| !e.is_ready()))
