@@ -121,12 +121,15 @@ def consume(a, i):
 
 made = [produce.remote(i, counter) for i in range(20)]
 ready, _ = ray.wait(made, num_returns=len(made), timeout=240)
+from raynode.util.state import list_objects
+rows = list_objects(filters=[("object_id", "=", made[0].hex())])
+where = [str(n).lower() for n in rows[0]["locations"]] if rows else None
 print(json.dumps({"produced": len(ready)}), flush=True)
 if KILL:
     sys.stdin.readline()  # the test kills node 3 and starts it again
 ok = ray.get([consume.remote(m, i) for i, m in enumerate(made)], timeout=240)
 runs = ray.get(counter.get.remote())
-print(json.dumps({"ok": sum(ok), "runs": [runs.get(f"produce{i}", 0) for i in range(20)]}))
+print(json.dumps({"ok": sum(ok), "runs": [runs.get(f"produce{i}", 0) for i in range(20)], "where": where}))
 """
 
 
@@ -140,6 +143,8 @@ def test_results_consumed_where_they_were_made_never_cross_to_the_driver(fresh_c
         got = finish(proc, 240)
     assert got["ok"] == 20, got
     assert got["runs"] == [1] * 20, got
+    # The object table knows where it is: node 3 alone.
+    assert got["where"] == [cluster.nodes[2].node_id], got
     assert driver_node.peak < 100 * MIB, f"the driver's node stored {driver_node.peak / MIB:.0f} MiB"
     # The arrays were there, on the node that made them.
     assert maker.peak >= 20 * 50 * MIB * 0.9, f"node 3 stored only {maker.peak / MIB:.0f} MiB"

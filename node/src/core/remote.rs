@@ -867,7 +867,9 @@ impl Core {
     }
 
     /// Whether object `id` is ready but must be pulled here before it is
-    /// read here (made elsewhere, or our copy of it was evicted).
+    /// read here (made elsewhere, or our copy of it was evicted). A copy of
+    /// an object owned elsewhere that was evicted here makes it pending
+    /// again, to be asked of its owner anew.
     pub(super) fn needs_pull(&mut self, id: ObjectId) -> bool {
         match self.objects.get(&id).map(|e| &e.state) {
             Some(ObjState::Remote { .. }) => true,
@@ -875,6 +877,15 @@ impl Core {
                 Some(&holder) if !self.store.contains(id) => {
                     self.objects.unlocalize(id, holder);
                     true
+                }
+                None if !self.remote.lent.contains(&id)
+                    && self.owned_elsewhere(id)
+                    && !self.store.contains(id) =>
+                {
+                    for inner in self.objects.reset(id) {
+                        self.release(inner);
+                    }
+                    false
                 }
                 _ => false,
             },
@@ -1305,7 +1316,10 @@ impl Core {
                 if let Some(entry) = self.objects.get_mut(&id) {
                     entry.nested = nested;
                 }
-                self.queue_pull(id, holder, size, lent.is_some(), true);
+                // A copy of an object another node holds is secondary here
+                // (evicted first); an item its maker frees is the one copy.
+                let primary = lent.is_some();
+                self.queue_pull(id, holder, size, primary, primary);
             }
         }
     }

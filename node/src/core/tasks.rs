@@ -483,17 +483,27 @@ impl Core {
             .dependencies()
             .filter(|d| self.needs_pull(*d))
             .collect();
-        if remote.is_empty() {
+        // Copies evicted here since the task was ready: asked for anew.
+        let evicted: Vec<ObjectId> = spec
+            .dependencies()
+            .filter(|d| self.objects.get(d).is_some_and(|e| !e.is_ready()))
+            .collect();
+        if remote.is_empty() && evicted.is_empty() {
             return false;
         }
-        for id in &remote {
+        for id in remote.iter().chain(&evicted) {
             if let Some(entry) = self.objects.get_mut(id) {
                 entry.dependents.push(task_id);
             }
+        }
+        for id in &remote {
             self.localize(*id);
         }
+        for id in &evicted {
+            self.want(*id);
+        }
         if let Some(task) = self.tasks.get_mut(&task_id) {
-            task.state = TaskState::Waiting(remote.len());
+            task.state = TaskState::Waiting(remote.len() + evicted.len());
         }
         true
     }

@@ -565,8 +565,20 @@ def take_env(values, kwnames):
     return env, values, kwnames
 
 
+def unpack_arg(value):
+    """An argument's value. A stored one whose file changed after the node
+    named it (spilled, or a copy evicted under memory pressure) is asked
+    for again by id: the node restores or fetches it."""
+    try:
+        return _serialization.deserialize(value)
+    except _serialization.StalePath:
+        from . import _api
+
+        return _api.get(_core.ObjectRef(bytes(value[2])))
+
+
 def unpack_args(values, kwnames):
-    decoded = [_serialization.deserialize(v) for v in values]
+    decoded = [unpack_arg(v) for v in values]
     if not kwnames:
         return decoded, {}
     split = len(decoded) - len(kwnames)
