@@ -13,8 +13,6 @@ import time
 
 import pytest
 
-from conftest import start_cluster
-
 pytestmark = pytest.mark.timeout(300)
 
 MIB = 1 << 20
