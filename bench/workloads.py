@@ -523,6 +523,7 @@ GROUPS = {
     "memory": [
         ("idle node RSS", None, "MiB", False),
         ("idle worker RSS", None, "MiB", False),
+        ("worker processes after 10 quick tasks", None, "count", False),
     ],
     # Clusters of raynode nodes on loopback and remote drivers: run by
     # bench/multinode.py (Ray: only the remote driver, through Ray Client).
@@ -728,16 +729,19 @@ def run_startup(system, p, group, skip):
 
 
 def run_memory(system, ray, p, group, skip):
-    (m_node, _f, unit, higher), (m_worker, _g, _u, _h) = GROUPS[group]
+    """A fresh init, then 10 quick tasks at once (as many workers as CPUs
+    are needed); once settled, the node's RSS, an idle worker's, and how
+    many worker processes were started."""
+    (m_node, _f, unit, higher), (m_worker, _g, _u, _h), (m_count, _c, c_unit, _ch) = GROUPS[group]
     emit({"event": "start",
-          "metric": m_worker if m_node in skip else m_node})
+          "metric": next((m for m in (m_node, m_worker, m_count) if m not in skip), m_node)})
     init(ray, system)
 
     @ray.remote
     def f():
         return 1
 
-    ray.get(f.remote())
+    ray.get([f.remote() for _ in range(10)])
     time.sleep(p["settle_s"])
     procs = child_processes()
     nodes = [r for (_pid, cmd, r) in procs if not is_worker(cmd)]
@@ -761,6 +765,14 @@ def run_memory(system, ray, p, group, skip):
         else:
             emit(record(system, group, m_worker, unit, higher,
                         status="error", error="no idle worker process found"))
+    if m_count not in skip:
+        # Idle workers above the pool's size stop only after a while (10 s
+        # or more in both systems), so those alive now are those started.
+        if workers:
+            emit(record(system, group, m_count, c_unit, False, [float(len(workers))]))
+        else:
+            emit(record(system, group, m_count, c_unit, False, status="error",
+                        error="no worker process found"))
     ray.shutdown()
 
 

@@ -830,7 +830,9 @@ impl Core {
             return;
         }
         self.remote.borrowed.insert(id, holder);
-        if matches!(spec.kind, TaskKind::Normal) {
+        // Plain tasks only: an actor call's result depends on its actor's
+        // state, and a generator's items are taken as they come.
+        if matches!(spec.kind, TaskKind::Normal) && spec.generator == raynode_proto::Generator::No {
             let args: Vec<ObjectId> = spec
                 .dependencies()
                 .chain(spec.nested_refs.iter().copied())
@@ -1027,7 +1029,7 @@ impl Core {
                 ),
                 Rebuild::Unknown => (
                     SystemErrorKind::ObjectLostError,
-                    "only results of tasks (not of actor calls) are made again",
+                    "only results of plain tasks are made again (not of actor calls or generators)",
                 ),
             };
             for id in lost.iter().filter(|id| id.task() == task_id) {
