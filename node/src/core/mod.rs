@@ -19,18 +19,23 @@
 //! - `pulls.rs`: objects pulled from other nodes' stores, within the room
 //!   this node's store has;
 //! - `remote.rs`: the other nodes: placement, forwarded tasks and their
-//!   results, objects owned elsewhere, and the gossiped load of peers.
+//!   results, and the gossiped load of peers;
+//! - `locality.rs`: objects across nodes: results kept where they were
+//!   made, pulled copies, lineage, objects owned elsewhere;
+//! - `remote_actors.rs`: actors of ours that live on other nodes.
 
 mod actors;
 mod clients;
 mod groups;
 mod history;
 mod info;
+mod locality;
 mod logs;
 mod output;
 mod pool;
 mod pulls;
 mod remote;
+mod remote_actors;
 mod state;
 mod streams;
 mod tasks;
