@@ -18,10 +18,12 @@ pytestmark = pytest.mark.timeout(300)
 MIB = 1 << 20
 
 
-def store_bytes(node):
-    """Bytes of objects in a node's store directory and its spill directory."""
+def store_bytes(node, spill_only=False):
+    """Bytes of objects in a node's store directory and its spill directory
+    (or in its spill directory alone)."""
     total = 0
-    for root in (node.store_dir, os.path.join(node.data_dir, "spill")):
+    roots = [os.path.join(node.data_dir, "spill")] if spill_only else [node.store_dir, os.path.join(node.data_dir, "spill")]
+    for root in roots:
         for dirpath, _, files in os.walk(root):
             for f in files:
                 try:
@@ -34,13 +36,13 @@ def store_bytes(node):
 class Sampler:
     """Samples a node's store use in the background; `peak` is the most seen."""
 
-    def __init__(self, node):
-        self.node, self.peak, self._stop = node, 0, threading.Event()
+    def __init__(self, node, spill_only=False):
+        self.node, self.spill_only, self.peak, self._stop = node, spill_only, 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, store_bytes(self.node))
+            self.peak = max(self.peak, store_bytes(self.node, self.spill_only))
             self._stop.wait(0.05)
 
     def __enter__(self):
@@ -285,3 +287,41 @@ def test_get_of_an_object_whose_owner_died_raises_owner_died(fresh_cluster3):
             proc.wait()
     assert got["got"] == "OwnerDiedError", got
     assert got["seconds"] < 10, got
+
+
+def test_copies_read_through_a_small_store_are_evicted_not_spilled():
+    """A driver reads results made on node 2, twice over, through a node
+    whose store holds fewer than half of them: every value comes back
+    right each time, and node 1 spills nothing (its copies are secondary,
+    evicted and pulled again; the primaries stay on node 2)."""
+    from testnet import start_healthy
+
+    small = ["--object-store-memory", str(128 * MIB)]
+    cluster = start_healthy(2, num_cpus=1, resources_on={1: {"b": 1}}, args_on={0: small}, timeout=60)
+    try:
+        with Sampler(cluster.nodes[0], spill_only=True) as spill:
+            proc = driver(cluster, 0, """
+import json
+import numpy as np
+import raynode as ray
+ray.init()
+
+@ray.remote(resources={"b": 1})
+def make(i):
+    return np.full(16 * 1024 * 1024 // 8, i, dtype=np.int64)
+
+refs = [make.remote(i) for i in range(16)]
+bad = []
+for rnd in range(2):
+    for i, ref in enumerate(refs):
+        a = ray.get(ref, timeout=120)
+        if not (a.shape == (2 * 1024 * 1024,) and int(a[0]) == i and int(a[-1]) == i):
+            bad.append((rnd, i))
+        del a
+print(json.dumps({"bad": bad}))
+""")
+            got = finish(proc, 240)
+    finally:
+        cluster.stop()
+    assert got == {"bad": []}, got
+    assert spill.peak == 0, f"node 1 spilled {spill.peak / MIB:.0f} MiB"

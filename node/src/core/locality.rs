@@ -174,20 +174,7 @@ impl Core {
     /// A live peer the object directory lists as holding a copy of `id`,
     /// other than `gone`.
     fn other_holder(&self, id: ObjectId, gone: NodeId) -> Option<NodeId> {
-        let key = raft_gcs::ObjectId(id.0.to_vec());
-        let listed: Vec<raft_gcs::NodeId> = self
-            .gcs
-            .read_local(|s| {
-                s.objects
-                    .get(&key)
-                    .map(|o| o.locations.iter().copied().collect())
-            })
-            .unwrap_or_default();
-        self.remote
-            .peers
-            .keys()
-            .find(|n| **n != gone && listed.contains(&crate::cluster::raft_id(**n)))
-            .copied()
+        self.listed_holders(id).into_iter().find(|n| *n != gone)
     }
 
     /// `node` died: objects it owned that we asked it for will never come.

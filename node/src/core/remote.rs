@@ -199,8 +199,8 @@ impl Core {
         });
     }
 
-    /// Peers that hold a copy of `id`, by the object directory, besides `first`.
-    pub(super) fn holders(&self, id: ObjectId, first: PeerId) -> Vec<PeerId> {
+    /// Live peers the object directory lists as holding a copy of `id`.
+    pub(super) fn listed_holders(&self, id: ObjectId) -> Vec<NodeId> {
         let key = raft_gcs::ObjectId(id.0.to_vec());
         let listed: Vec<raft_gcs::NodeId> = self
             .gcs
@@ -210,13 +210,21 @@ impl Core {
                     .map(|o| o.locations.iter().copied().collect())
             })
             .unwrap_or_default();
+        self.remote
+            .peers
+            .keys()
+            .filter(|node| listed.contains(&crate::cluster::raft_id(**node)))
+            .copied()
+            .collect()
+    }
+
+    /// Peers that hold a copy of `id`, by the object directory, besides `first`.
+    pub(super) fn holders(&self, id: ObjectId, first: PeerId) -> Vec<PeerId> {
         let mut holders = vec![first];
-        for node in self.remote.peers.keys() {
-            if listed.contains(&crate::cluster::raft_id(*node)) {
-                if let Some(peer) = self.remote.peer_ids.get(node) {
-                    if !holders.contains(peer) {
-                        holders.push(*peer);
-                    }
+        for node in self.listed_holders(id) {
+            if let Some(peer) = self.remote.peer_ids.get(&node) {
+                if !holders.contains(peer) {
+                    holders.push(*peer);
                 }
             }
         }
