@@ -120,9 +120,7 @@ impl Core {
             if let ObjState::Stored { .. } = state {
                 self.store.delete(freed);
             }
-            if !self.remote.borrowed.is_empty() || !self.remote.lineage.is_empty() {
-                held.extend(self.free_borrowed(freed));
-            }
+            held.extend(self.free_borrowed(freed));
             ids.push(freed);
         }
         if !self.streams.is_empty() {

@@ -266,7 +266,7 @@ impl Core {
         }
         self.remote.reasked.remove(&id);
         match self.owner_of(&id.0) {
-            Some(owner) if self.remote.is_lost(owner) => {
+            Some(owner) if self.remote.lost.contains(&owner) => {
                 let why = format!("object {id} is lost: its owner, node {owner}, died ({why})");
                 self.set_error(id, SystemErrorKind::OwnerDiedError, &why);
             }
@@ -299,7 +299,7 @@ impl Core {
 
     /// Asks an object's owner again for it (see [`Core::reask_owner_later`]).
     pub(super) fn reask_owner(&mut self, id: ObjectId, failed: NodeId) {
-        self.remote.forget_subscription(id);
+        self.remote.subscribed.remove(&id);
         self.ask_owner(id, Some(failed));
     }
 

@@ -88,15 +88,6 @@ pub(super) struct Remote {
 }
 
 impl Remote {
-    /// Whether `node` was seen lost (and has not come back).
-    pub fn is_lost(&self, node: NodeId) -> bool {
-        self.lost.contains(&node)
-    }
-
-    pub fn forget_subscription(&mut self, id: ObjectId) {
-        self.subscribed.remove(&id);
-    }
-
     pub fn with_lineage_bytes(max_bytes: usize) -> Remote {
         Remote {
             lineage: Lineage::new(max_bytes),

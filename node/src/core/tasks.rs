@@ -424,20 +424,26 @@ impl Core {
         else {
             return;
         };
-        let mut missing = 0;
-        for dep in deps {
-            if let Some(entry) = self.objects.get_mut(&dep) {
-                if !entry.is_ready() {
-                    entry.dependents.push(task_id);
-                    missing += 1;
-                }
+        let pending: Vec<ObjectId> = deps
+            .into_iter()
+            .filter(|d| self.objects.get(d).is_some_and(|e| !e.is_ready()))
+            .collect();
+        self.wait_for(task_id, &pending);
+        if pending.is_empty() {
+            self.on_task_ready(task_id);
+        }
+    }
+
+    /// The task waits (again) until each of `ids` is set; one entry per
+    /// occurrence, as `submit` counts them.
+    fn wait_for(&mut self, task_id: TaskId, ids: &[ObjectId]) {
+        for id in ids {
+            if let Some(entry) = self.objects.get_mut(id) {
+                entry.dependents.push(task_id);
             }
         }
         if let Some(task) = self.tasks.get_mut(&task_id) {
-            task.state = TaskState::Waiting(missing);
-        }
-        if missing == 0 {
-            self.on_task_ready(task_id);
+            task.state = TaskState::Waiting(ids.len());
         }
     }
 
@@ -462,14 +468,7 @@ impl Core {
         tracing::debug!(task = %task_id, "a task waits again for arguments being made again");
         self.ledger.queue().remove(task_id);
         self.remote.unplaced.retain(|t| *t != task_id);
-        for id in &pending {
-            if let Some(entry) = self.objects.get_mut(id) {
-                entry.dependents.push(task_id);
-            }
-        }
-        if let Some(task) = self.tasks.get_mut(&task_id) {
-            task.state = TaskState::Waiting(pending.len());
-        }
+        self.wait_for(task_id, &pending);
         true
     }
 
@@ -491,19 +490,13 @@ impl Core {
         if remote.is_empty() && evicted.is_empty() {
             return false;
         }
-        for id in remote.iter().chain(&evicted) {
-            if let Some(entry) = self.objects.get_mut(id) {
-                entry.dependents.push(task_id);
-            }
+        let waited: Vec<ObjectId> = remote.iter().chain(&evicted).copied().collect();
+        self.wait_for(task_id, &waited);
+        for id in remote {
+            self.localize(id);
         }
-        for id in &remote {
-            self.localize(*id);
-        }
-        for id in &evicted {
-            self.want(*id);
-        }
-        if let Some(task) = self.tasks.get_mut(&task_id) {
-            task.state = TaskState::Waiting(remote.len() + evicted.len());
+        for id in evicted {
+            self.want(id);
         }
         true
     }
