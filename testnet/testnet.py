@@ -220,8 +220,18 @@ class Cluster:
         self.voters = voters
         resources_on = resources_on or {}
         args_on = args_on or {}
-        for i in range(n):
-            self.add_node(resources=resources_on.get(i), args=args_on.get(i, ()), timeout=timeout)
+        if n > 0:
+            self.add_node(resources=resources_on.get(0), args=args_on.get(0, ()), timeout=timeout)
+        # The rest join the first all at once, as machines of a real
+        # cluster would start.
+        rest = []
+        for i in range(1, n):
+            node = self.launch(resources=resources_on.get(i), args=args_on.get(i, ()))
+            self.nodes.append(node)
+            node.index = len(self.nodes) - 1
+            rest.append(node)
+        for node in rest:
+            self._wait_ready(node, timeout)
         return self.nodes
 
     def add_node(self, resources=None, args=(), join=True, timeout=READY_TIMEOUT_S):

@@ -270,7 +270,10 @@ async fn wait_for_stop(config: &NodeConfig, mut term: tokio::signal::unix::Signa
         if !watch_parent {
             return std::future::pending::<()>().await;
         }
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+        // Once a second: an idle node should wake as little as it can.
+        // (PR_SET_PDEATHSIG would need no polling, but it fires when the
+        // parent's *thread* that started us ends, not the parent.)
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tick.tick().await;
             if std::os::unix::process::parent_id() != parent {

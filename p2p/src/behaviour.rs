@@ -44,6 +44,19 @@ impl Behaviour {
         let gossip_config = gossipsub::ConfigBuilder::default()
             .protocol_id_prefix(GOSSIP_PROTOCOL_PREFIX)
             .heartbeat_interval(config.gossip_interval)
+            // A message goes to the mesh only, not to every peer at once:
+            // in a cluster of n nodes, flooding would make every report n
+            // sends, and every node receive each one several times.
+            .flood_publish(false)
+            // A small mesh. Every node receives each message about once per
+            // mesh peer, and checks its signature each time: that, not the
+            // message count, is gossip's cost in a large cluster. Four
+            // peers still reach 1,000 nodes in about five hops.
+            .mesh_n(4)
+            .mesh_n_low(3)
+            .mesh_n_high(6)
+            .mesh_outbound_min(2)
+            .gossip_lazy(3)
             .max_transmit_size(config.max_gossip_bytes)
             .validation_mode(gossipsub::ValidationMode::Strict)
             .build()

@@ -95,6 +95,9 @@ pub struct Config {
     /// Gossipsub heartbeat.
     pub gossip_interval: Duration,
     /// How often Kademlia re-runs its bootstrap query to find new peers.
+    /// A joining node runs one at once and dials everyone it finds, so the
+    /// rounds only mend what was missed; each costs tens of requests per
+    /// node in a large cluster, hence the long default (two minutes).
     pub discovery_interval: Duration,
     /// Capacity of the command and event channels.
     pub channel_capacity: usize,
@@ -136,7 +139,7 @@ impl Config {
             handshake_timeout: Duration::from_secs(10),
             join_timeout: Duration::from_secs(10),
             gossip_interval: Duration::from_secs(1),
-            discovery_interval: Duration::from_secs(30),
+            discovery_interval: Duration::from_secs(120),
             channel_capacity: 1024,
             max_pending_events: 16 * 1024,
         }

@@ -34,6 +34,11 @@ pub struct Config {
     pub event_log_capacity: u32,
     /// Raft heartbeat interval.
     pub heartbeat_interval: Duration,
+    /// Longest a learner goes without a heartbeat while nothing changes
+    /// (voters get one every `heartbeat_interval`; see `network`). At most
+    /// half of `voter_down_after` is used, so a quiet learner never looks
+    /// down to the membership policy.
+    pub learner_heartbeat_interval: Duration,
     /// Raft election timeout (lower bound; the upper bound is twice this).
     pub election_timeout: Duration,
     /// Most commands packed into one log entry by the write batcher.
@@ -143,6 +148,9 @@ impl Config {
         if self.heartbeat_interval.is_zero() || self.election_timeout <= self.heartbeat_interval {
             return bad("election_timeout must exceed a non-zero heartbeat_interval");
         }
+        if self.learner_heartbeat_interval < self.heartbeat_interval {
+            return bad("learner_heartbeat_interval must not be below heartbeat_interval");
+        }
         if self.max_batch_commands == 0 || self.max_inflight_entries == 0 {
             return bad("max_batch_commands and max_inflight_entries must be positive");
         }
@@ -188,6 +196,7 @@ impl Default for Config {
             logs_kept_after_snapshot: 1_000,
             event_log_capacity: 10_000,
             heartbeat_interval: Duration::from_millis(100),
+            learner_heartbeat_interval: Duration::from_secs(2),
             election_timeout: Duration::from_millis(500),
             max_batch_commands: 4096,
             max_inflight_entries: 2,

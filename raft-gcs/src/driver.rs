@@ -6,11 +6,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use openraft::{BasicNode, Raft, ServerState};
+use openraft::{BasicNode, ChangeMembers, Raft, ServerState};
 use tokio::sync::watch;
 
 use crate::membership::{decide, learners_to_add, Member, Policy, View};
-use crate::network::Contacts;
+use crate::network::{Contacts, Learners};
 use crate::state_machine::{read, Shared};
 use crate::types::{NodeId, TypeConfig};
 
@@ -42,8 +42,19 @@ impl Driver {
             }
             let since = *leader_since.get_or_insert_with(Instant::now);
             let membership = metrics.membership_config.membership().clone();
-            if membership.get_joint_config().len() > 1 {
-                continue; // a change is still in progress
+            if let [_, .., target] = membership.get_joint_config().as_slice() {
+                // A change left half done: its leader died or gave up
+                // waiting. openraft leaves a joint config as it is until
+                // asked again, so ask for its target.
+                let target = target.clone();
+                tracing::info!(voters = ?target, "finishing a GCS voter change left half done");
+                let finish = self.raft.change_membership(target, true);
+                match tokio::time::timeout(self.op_timeout, finish).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::debug!(error = %e, "finishing a voter change refused"),
+                    Err(_) => tracing::debug!("finishing a voter change timed out"),
+                }
+                continue;
             }
             let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
             let members: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
@@ -62,13 +73,26 @@ impl Driver {
                 (registered, ages)
             };
 
-            if let Some((id, addr)) = learners_to_add(&registered, &members).into_iter().next() {
-                tracing::info!(node = %id, %addr, "adding registered node as GCS learner");
-                let add = self.raft.add_learner(id, BasicNode::new(addr), false);
+            let joining = learners_to_add(&registered, &members);
+            if !joining.is_empty() {
+                // Every node waiting joins in one membership change: a
+                // cluster of many nodes starting at once is not added one
+                // per policy interval.
+                let ids: Vec<NodeId> = joining.iter().map(|(id, _)| *id).collect();
+                tracing::info!(nodes = ?ids, "adding registered nodes as GCS learners");
+                let nodes: BTreeMap<NodeId, BasicNode> = joining
+                    .into_iter()
+                    .map(|(id, addr)| (id, BasicNode::new(addr)))
+                    .collect();
+                let add = self
+                    .raft
+                    .change_membership(ChangeMembers::AddNodes(nodes), true);
                 match tokio::time::timeout(self.op_timeout, add).await {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => tracing::debug!(node = %id, error = %e, "add learner refused"),
-                    Err(_) => tracing::debug!(node = %id, "add learner timed out"),
+                    Ok(Err(e)) => {
+                        tracing::debug!(nodes = ?ids, error = %e, "adding learners refused")
+                    }
+                    Err(_) => tracing::debug!(nodes = ?ids, "adding learners timed out"),
                 }
                 continue;
             }
@@ -104,6 +128,35 @@ impl Driver {
                 Ok(Err(e)) => tracing::warn!(error = %e, "GCS voter change failed"),
                 Err(_) => tracing::warn!("GCS voter change timed out"),
             }
+        }
+    }
+}
+
+/// Keeps `learners` equal to the learners of the latest membership this
+/// member knows of, so that heartbeats are thinned to learners only
+/// (`network::PeerClient`). A member that is itself a learner turns its
+/// Raft timer off: a learner never stands for election, and the timer
+/// would wake it several times a second for nothing.
+pub(crate) async fn track_learners(
+    id: NodeId,
+    raft: Raft<TypeConfig>,
+    learners: Learners,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut metrics = raft.metrics();
+    let mut seen = None;
+    loop {
+        let membership = metrics.borrow_and_update().membership_config.clone();
+        if seen != Some(*membership.log_id()) {
+            seen = Some(*membership.log_id());
+            let config = membership.membership();
+            let now: BTreeSet<NodeId> = config.learner_ids().collect();
+            raft.runtime_config().tick(!now.contains(&id));
+            learners.set(now);
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            changed = metrics.changed() => if changed.is_err() { return },
         }
     }
 }

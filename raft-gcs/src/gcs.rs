@@ -12,11 +12,11 @@ use tokio::task::JoinHandle;
 use crate::batcher::{Batcher, WriteReq};
 use crate::config::Config;
 use crate::db::Db;
-use crate::driver::Driver;
+use crate::driver::{track_learners, Driver};
 use crate::error::{LeaderHint, MembershipError, OpenError, ReadError, WriteError};
 use crate::log_store::LogStore;
 use crate::membership::Policy;
-use crate::network::{Contacts, NetworkFactory, RaftReply, RaftRpc, Transport};
+use crate::network::{Contacts, Learners, NetworkFactory, RaftReply, RaftRpc, Transport};
 use crate::state::State;
 use crate::state_machine::{read, Shared, StateMachine};
 use crate::types::{Change, Command, NodeId, Response, TypeConfig};
@@ -111,9 +111,15 @@ impl Gcs {
         let sm = StateMachine::open(db.clone(), changes.clone())?;
         let shared = sm.shared();
         let contacts = Contacts::default();
+        let learners = Learners::default();
         let network = NetworkFactory {
             transport,
             contacts: contacts.clone(),
+            learners: learners.clone(),
+            learner_heartbeat: config
+                .learner_heartbeat_interval
+                .min(config.voter_down_after / 2)
+                .max(config.heartbeat_interval),
             backoff: config.heartbeat_interval.max(Duration::from_millis(50)),
         };
         let raft = Raft::new(config.node_id, raft_config, network, log_store, sm)
@@ -144,9 +150,18 @@ impl Gcs {
             },
             interval: config.policy_interval,
             op_timeout: config.op_timeout,
-            stop: stop_rx,
+            stop: stop_rx.clone(),
         };
-        let tasks = vec![tokio::spawn(batcher.run()), tokio::spawn(driver.run())];
+        let tasks = vec![
+            tokio::spawn(batcher.run()),
+            tokio::spawn(driver.run()),
+            tokio::spawn(track_learners(
+                config.node_id,
+                raft.clone(),
+                learners,
+                stop_rx.clone(),
+            )),
+        ];
         tracing::info!(node = %config.node_id, dir = %config.data_dir.display(), "GCS member started");
         Ok(Gcs {
             inner: Arc::new(Inner {

@@ -7,11 +7,21 @@
 //! transports that carry opaque bytes. The adapter here turns openraft's
 //! network calls into transport calls and records, per peer, when it last
 //! answered: that is the liveness the membership policy sees.
+//!
+//! Heartbeats to learners are thinned. openraft sends every member a
+//! heartbeat each `heartbeat_interval`, learners included; with every node
+//! a learner, that is the leader's whole idle cost in a large cluster. A
+//! learner needs a heartbeat only when it carries news (a new vote or
+//! commit index) or to show it is still there, so a heartbeat to a learner
+//! that repeats the last one it answered, within
+//! `learner_heartbeat_interval`, is answered here as it answered before,
+//! and not sent. Voters get every heartbeat: their election timers and the
+//! leader's quorum checks depend on them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use openraft::error::{
@@ -22,7 +32,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, LogId, Vote};
 use serde::{Deserialize, Serialize};
 
 use crate::error::NetError;
@@ -132,10 +142,31 @@ impl Contacts {
     }
 }
 
+/// The members that are learners in the latest membership this member
+/// knows of (kept up to date by `Gcs::open` from the Raft metrics). Empty
+/// until known, so that no heartbeat is ever thinned by mistake.
+#[derive(Clone, Default)]
+pub(crate) struct Learners(Arc<RwLock<BTreeSet<NodeId>>>);
+
+impl Learners {
+    pub fn set(&self, learners: BTreeSet<NodeId>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = learners;
+    }
+
+    fn contains(&self, id: NodeId) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+    }
+}
+
 /// openraft's network factory over a [`Transport`].
 pub(crate) struct NetworkFactory {
     pub transport: Arc<dyn Transport>,
     pub contacts: Contacts,
+    pub learners: Learners,
+    pub learner_heartbeat: Duration,
     pub backoff: Duration,
 }
 
@@ -148,10 +179,17 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             transport: self.transport.clone(),
             contacts: self.contacts.clone(),
+            learners: self.learners.clone(),
+            learner_heartbeat: self.learner_heartbeat,
+            answered: None,
             backoff: self.backoff,
         }
     }
 }
+
+/// What a heartbeat says: the leader's vote, the last log entry the
+/// target is known to hold and the commit index.
+type Heartbeat = (Vote<NodeId>, Option<LogId<NodeId>>, Option<LogId<NodeId>>);
 
 /// openraft's connection to one peer.
 pub(crate) struct PeerClient {
@@ -159,6 +197,10 @@ pub(crate) struct PeerClient {
     addr: String,
     transport: Arc<dyn Transport>,
     contacts: Contacts,
+    learners: Learners,
+    learner_heartbeat: Duration,
+    /// The last heartbeat the target answered with success, and when.
+    answered: Option<(Heartbeat, Instant)>,
     backoff: Duration,
 }
 
@@ -199,14 +241,41 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// Whether `rpc` is a heartbeat to a learner that says nothing the
+    /// learner has not answered within `learner_heartbeat`.
+    fn needless(&self, rpc: &AppendEntriesRequest<TypeConfig>) -> bool {
+        let Some((last, at)) = &self.answered else {
+            return false;
+        };
+        rpc.entries.is_empty()
+            && *last == (rpc.vote, rpc.prev_log_id, rpc.leader_commit)
+            && at.elapsed() < self.learner_heartbeat
+            && self.learners.contains(self.target)
+    }
+}
+
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        if self.needless(&rpc) {
+            return Ok(AppendEntriesResponse::Success);
+        }
+        let heartbeat =
+            rpc.entries
+                .is_empty()
+                .then_some((rpc.vote, rpc.prev_log_id, rpc.leader_commit));
+        self.answered = None;
         match self.send(RaftRpc::AppendEntries(rpc), &option).await? {
-            RaftReply::AppendEntries(Ok(r)) => Ok(r),
+            RaftReply::AppendEntries(Ok(r)) => {
+                if let (AppendEntriesResponse::Success, Some(said)) = (&r, heartbeat) {
+                    self.answered = Some((said, Instant::now()));
+                }
+                Ok(r)
+            }
             RaftReply::AppendEntries(Err(e)) => {
                 Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
             }

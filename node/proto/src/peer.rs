@@ -10,8 +10,10 @@
 //!   forwarded to the leader, and batches of [`PeerMsg`] (tasks, results,
 //!   object values) that the receiving core applies in order.
 //! - [`PullRequest`] on an object stream: one chunk of a sealed object.
-//! - [`Load`] on the gossip topic [`LOAD_TOPIC`], about once a second; its
-//!   `node` must be its signed author's.
+//! - [`Load`] on the gossip topic [`LOAD_TOPIC`] when it changes (at most
+//!   about once a second) and now and then while it does not; its `node`
+//!   must be its signed author's. A node also sends its load straight to a
+//!   peer it has just heard of ([`PeerMsg::Load`]).
 
 use crate::{ActorId, JobId, NodeId, ObjectId, Resources, TaskId, TaskSpec};
 use serde::{Deserialize, Serialize};
@@ -121,6 +123,10 @@ pub enum PeerMsg {
         no_restart: bool,
         why: KillReason,
     },
+    /// The sender's load, sent straight to a peer that just joined (the
+    /// gossip topic carries it only when it changes); its `node` must be
+    /// the sender's.
+    Load(Box<Load>),
 }
 
 /// Why an actor is killed, as the error of its calls says.
@@ -175,7 +181,7 @@ pub struct PullRequest {
 pub const CHUNK_OK: u8 = 0;
 pub const CHUNK_ERROR: u8 = 1;
 
-/// A node's load report, gossiped about once a second.
+/// A node's load report: what it offers and what it has free.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Load {

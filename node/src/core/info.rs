@@ -375,6 +375,18 @@ impl Core {
                 one(self.remote.rebuilt as f64),
             ),
             (
+                "raynode_load_reports_sent_total",
+                "counter",
+                "Load reports this node gossiped (when its load changed, or as a keepalive)",
+                one(self.remote.loads_sent as f64),
+            ),
+            (
+                "raynode_load_reports_received_total",
+                "counter",
+                "Load reports received from peers, each counted once",
+                one(self.remote.loads_received as f64),
+            ),
+            (
                 "raynode_raft_term",
                 "gauge",
                 "The control store's Raft term, as this member knows it",

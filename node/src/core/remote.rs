@@ -1,8 +1,12 @@
 //! The other nodes, as the core sees them.
 //!
-//! - Load: every node gossips its resources and queue about once a second
-//!   ([`Core::gossip_tick`]); peers silent for [`PEER_TIMEOUT`] or
-//!   disconnected are gone ([`Core::on_peer_lost`]).
+//! - Load: every node gossips its resources and queue when they change, at
+//!   most once a tick, and every [`LOAD_KEEPALIVE`] while they do not
+//!   ([`Core::gossip_tick`]). An idle cluster so sends little: the cost of
+//!   a report grows with the cluster, as every node receives every report.
+//!   A node that hears of a new peer sends it its load straight away, so a
+//!   newcomer knows the whole cluster within a tick. Peers silent for
+//!   [`PEER_TIMEOUT`] or disconnected are gone ([`Core::on_peer_lost`]).
 //! - Placement ([`Core::place`]): the engine's decision
 //!   ([`crate::engine::placement`]) over this node's resources and the
 //!   peers' gossiped load (minus what was sent there since). Tasks that wait
@@ -29,8 +33,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
-/// A peer that has not gossiped for this long is taken for gone.
-const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// An idle node repeats its unchanged load this often, to show it lives.
+const LOAD_KEEPALIVE: Duration = Duration::from_secs(10);
+/// A peer that has not gossiped for this long (three keepalives) is taken
+/// for gone. A node that dies closes its connections, which is noticed at
+/// once; this catches one that hangs or is cut off.
+const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) use crate::engine::placement::{self, Place};
 
@@ -85,6 +93,12 @@ pub(super) struct Remote {
     /// Work placed by `SPREAD` on each node since the last gossip tick:
     /// it counts against the node until its load report shows it.
     spread: HashMap<NodeId, f64>,
+    /// The load this node last gossiped, and when.
+    published: Option<(Load, Instant)>,
+    /// Load reports gossiped by this node, and received from peers (each
+    /// once, however many peers passed it on).
+    pub loads_sent: u64,
+    pub loads_received: u64,
 }
 
 impl Remote {
@@ -119,9 +133,9 @@ use raynode_proto::owner_tag as tag;
 impl Core {
     // ---- peers and their load ----
 
-    /// Publishes this node's load; forgets peers that went silent.
-    pub(super) fn gossip_tick(&mut self) {
-        let load = Load {
+    /// This node's load as peers see it.
+    fn own_load(&self) -> Load {
+        Load {
             node: self.node_id,
             peer: self.cluster.peer_id.to_string(),
             p2p_addrs: self.cluster.p2p_addrs.clone(),
@@ -130,14 +144,28 @@ impl Core {
             total: self.ledger.sched().total().clone(),
             available: self.ledger.sched().available(),
             queued: (self.ledger.sched().queued() + self.remote.unplaced.len()) as u32,
+        }
+    }
+
+    /// Publishes this node's load if it changed or the keepalive is due;
+    /// forgets peers that went silent.
+    pub(super) fn gossip_tick(&mut self) {
+        let load = self.own_load();
+        let due = match &self.remote.published {
+            Some((last, at)) => *last != load || at.elapsed() >= LOAD_KEEPALIVE,
+            None => true,
         };
-        let p2p = self.cluster.p2p.clone();
-        tokio::spawn(async move {
-            let data = crate::cluster::wire::encode(&load);
-            if let Err(e) = p2p.publish(crate::cluster::wire::LOAD_TOPIC, data).await {
-                tracing::trace!("publishing load: {e}");
-            }
-        });
+        if due {
+            self.remote.published = Some((load.clone(), Instant::now()));
+            self.remote.loads_sent += 1;
+            let p2p = self.cluster.p2p.clone();
+            tokio::spawn(async move {
+                let data = crate::cluster::wire::encode(&load);
+                if let Err(e) = p2p.publish(crate::cluster::wire::LOAD_TOPIC, data).await {
+                    tracing::trace!("publishing load: {e}");
+                }
+            });
+        }
         self.remote.spread.clear();
         let now = Instant::now();
         let silent: Vec<NodeId> = self
@@ -227,6 +255,7 @@ impl Core {
             return;
         }
         let node = load.node;
+        self.remote.loads_received += 1;
         self.remote.lost.remove(&node);
         if let Ok(peer) = load.peer.parse::<PeerId>() {
             self.remote.peer_ids.insert(node, peer);
@@ -238,6 +267,10 @@ impl Core {
             }
             None => {
                 tracing::info!(%node, "peer joined");
+                // It may not have heard our load yet: gossip repeats an
+                // unchanged load only every keepalive.
+                let ours = self.own_load();
+                self.send_peer(node, PeerMsg::Load(Box::new(ours)));
                 if self.leads_control_store() {
                     self.record_event("node_joined", format!("node {node} joined"));
                     self.record_node_alive(node, true);
@@ -668,6 +701,12 @@ impl Core {
                     }
                 }
                 PeerMsg::SpillBack { task } => self.on_spilled_back(from, task),
+                PeerMsg::Load(load) if load.node == from && load.peer == peer.to_string() => {
+                    self.on_load(*load)
+                }
+                PeerMsg::Load(load) => {
+                    tracing::warn!(%from, node = %load.node, "dropping a load report about another node")
+                }
                 PeerMsg::Cancel { task, force } => {
                     self.on_cancel(ObjectId::for_return(task, 0), force)
                 }

@@ -4,9 +4,11 @@
     ray.init()
 """
 
+from typing import TYPE_CHECKING
+
 import cloudpickle
 
-from . import _core, actor, dag, exceptions, experimental, util
+from . import _core, actor, exceptions
 from ._actor import ActorClass, ActorHandle
 from ._api import (
     available_resources,
@@ -62,3 +64,20 @@ __all__ = [
     "util",
     "wait",
 ]
+
+
+# `ray.util`, `ray.dag` and `ray.experimental` load on first use: a worker
+# process imports this package at start and rarely needs them, and they
+# cost about a third of its start-up.
+_LAZY = ("dag", "experimental", "util")
+
+if TYPE_CHECKING:
+    from . import dag, experimental, util
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
