@@ -20,6 +20,8 @@ struct Table {
     /// Partition label per node; nodes with different labels cannot talk.
     side: HashMap<NodeId, u32>,
     next_side: u32,
+    /// AppendEntries calls delivered to each member (heartbeats included).
+    appends: HashMap<NodeId, u64>,
 }
 
 /// Routes RPCs between the members of one process.
@@ -66,6 +68,12 @@ impl Router {
         }
     }
 
+    /// AppendEntries calls (replication and heartbeats) delivered to `id`
+    /// so far.
+    pub fn appends_to(&self, id: NodeId) -> u64 {
+        self.lock().appends.get(&id).copied().unwrap_or(0)
+    }
+
     /// Remove every partition.
     pub fn heal(&self) {
         self.lock().side.clear();
@@ -94,6 +102,9 @@ impl Transport for Endpoint {
     fn call<'a>(&'a self, target: NodeId, _addr: &'a str, rpc: RaftRpc) -> RpcFuture<'a> {
         Box::pin(async move {
             let target_gcs = self.router.route(self.from, target)?;
+            if matches!(rpc, RaftRpc::AppendEntries(_)) {
+                *self.router.lock().appends.entry(target).or_default() += 1;
+            }
             let rpc = RaftRpc::from_bytes(&rpc.to_bytes()?)?;
             let reply = target_gcs.handle_rpc(rpc).await;
             // The link may have been cut while the call was in flight.

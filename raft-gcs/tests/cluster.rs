@@ -152,6 +152,58 @@ async fn minority_cannot_commit_and_heals() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learners_hear_from_the_leader_only_with_news_or_now_and_then() {
+    // 3 voters and 2 learners; heartbeats every 50 ms, and a learner's at
+    // most every 750 ms (half of voter_down_after) while nothing changes.
+    let c = Cluster::start(3, 5).await;
+    let leader = c.leader().expect("leader");
+    let status = leader.status();
+    let follower = *status
+        .voters
+        .iter()
+        .find(|v| **v != leader.id())
+        .expect("a follower");
+    let learners: Vec<NodeId> = status.learners.iter().copied().collect();
+    assert_eq!(learners.len(), 2, "{status:?}");
+
+    let before = |id: NodeId| c.router.appends_to(id);
+    let (f0, l0): (u64, Vec<u64>) = (
+        before(follower),
+        learners.iter().map(|l| before(*l)).collect(),
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let follower_got = c.router.appends_to(follower) - f0;
+    let learner_got: Vec<u64> = learners
+        .iter()
+        .zip(&l0)
+        .map(|(l, b)| c.router.appends_to(*l) - b)
+        .collect();
+    // About 40 for the voter and 3 for each learner: the counts are far
+    // apart, whatever the scheduling.
+    assert!(
+        follower_got >= 10,
+        "a voter got {follower_got} heartbeats in 2 s"
+    );
+    for got in &learner_got {
+        assert!(
+            *got <= 8,
+            "a learner got {got} heartbeats in 2 s while nothing changed: {learner_got:?}"
+        );
+    }
+
+    // News still reaches them at once: a write is applied on every learner.
+    c.write(func(7)).await.expect("write");
+    for id in &learners {
+        let g = &c.members[&id.0];
+        wait_until("the write on a learner", || {
+            g.read_local(|s| s.functions.len()) == 1
+        })
+        .await;
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn learners_are_promoted_and_dead_voters_replaced_by_oldest() {
     // 5 nodes, 3 voters: 4 and 5 stay learners, 4 joined first.
     let mut c = Cluster::start(3, 5).await;
