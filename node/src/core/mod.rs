@@ -106,6 +106,8 @@ pub enum Event {
     /// A peer's gossiped load report.
     Load(Box<Load>),
     PeerDisconnected(p2p::PeerId),
+    /// Gossiping this node's load failed: send it again at the next tick.
+    LoadUnsent,
     /// Messages to a peer could not be delivered, even when sent again.
     PeerUnreachable(p2p::PeerId),
     /// A client's large inline put, already written into the store by its reader.
@@ -416,6 +418,7 @@ impl Core {
                     let _ = reply.send(self.state_rows(what));
                 }
                 Event::Tick => self.on_tick(),
+                Event::LoadUnsent => self.remote.published = None,
                 Event::Shutdown => break,
             }
         }

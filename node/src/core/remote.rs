@@ -94,7 +94,7 @@ pub(super) struct Remote {
     /// it counts against the node until its load report shows it.
     spread: HashMap<NodeId, f64>,
     /// The load this node last gossiped, and when.
-    published: Option<(Load, Instant)>,
+    pub published: Option<(Load, Instant)>,
     /// Load reports gossiped by this node, and received from peers (each
     /// once, however many peers passed it on).
     pub loads_sent: u64,
@@ -159,10 +159,14 @@ impl Core {
             self.remote.published = Some((load.clone(), Instant::now()));
             self.remote.loads_sent += 1;
             let p2p = self.cluster.p2p.clone();
+            let events = self.events.clone();
             tokio::spawn(async move {
                 let data = crate::cluster::wire::encode(&load);
                 if let Err(e) = p2p.publish(crate::cluster::wire::LOAD_TOPIC, data).await {
+                    // No peer subscribed yet (a node just joining): the next
+                    // tick sends it again rather than wait for the keepalive.
                     tracing::trace!("publishing load: {e}");
+                    let _ = events.send(super::Event::LoadUnsent).await;
                 }
             });
         }
