@@ -232,16 +232,6 @@ impl PeerClient {
         Ok(reply)
     }
 
-    fn unexpected<E: std::error::Error>(&self) -> RpcErr<E> {
-        let e = NetError::Codec(format!(
-            "peer {} sent a reply of the wrong kind",
-            self.target
-        ));
-        RPCError::Network(NetworkError::new(&e))
-    }
-}
-
-impl PeerClient {
     /// Whether `rpc` is a heartbeat to a learner that says nothing the
     /// learner has not answered within `learner_heartbeat`.
     fn needless(&self, rpc: &AppendEntriesRequest<TypeConfig>) -> bool {
@@ -252,6 +242,14 @@ impl PeerClient {
             && *last == (rpc.vote, rpc.prev_log_id, rpc.leader_commit)
             && at.elapsed() < self.learner_heartbeat
             && self.learners.contains(self.target)
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RpcErr<E> {
+        let e = NetError::Codec(format!(
+            "peer {} sent a reply of the wrong kind",
+            self.target
+        ));
+        RPCError::Network(NetworkError::new(&e))
     }
 }
 

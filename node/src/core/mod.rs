@@ -418,7 +418,7 @@ impl Core {
                     let _ = reply.send(self.state_rows(what));
                 }
                 Event::Tick => self.on_tick(),
-                Event::LoadUnsent => self.remote.published = None,
+                Event::LoadUnsent => self.on_load_unsent(),
                 Event::Shutdown => break,
             }
         }

@@ -94,7 +94,7 @@ pub(super) struct Remote {
     /// it counts against the node until its load report shows it.
     spread: HashMap<NodeId, f64>,
     /// The load this node last gossiped, and when.
-    pub published: Option<(Load, Instant)>,
+    published: Option<(Load, Instant)>,
     /// Load reports gossiped by this node, and received from peers (each
     /// once, however many peers passed it on).
     pub loads_sent: u64,
@@ -132,6 +132,11 @@ use raynode_proto::owner_tag as tag;
 
 impl Core {
     // ---- peers and their load ----
+
+    /// Gossiping the load failed: send it again at the next tick.
+    pub(super) fn on_load_unsent(&mut self) {
+        self.remote.published = None;
+    }
 
     /// This node's load as peers see it.
     fn own_load(&self) -> Load {
