@@ -26,7 +26,6 @@ pub mod config;
 pub mod core;
 pub mod dashboard;
 pub mod engine;
-pub mod gcs;
 pub mod logfile;
 pub mod metrics;
 pub mod objects;

@@ -159,15 +159,7 @@ pub async fn pump<R: AsyncRead + Unpin>(
 /// The task a marker line names, if `line` is one.
 fn marked_task(line: &[u8]) -> Option<TaskId> {
     let rest = line.strip_prefix(OUTPUT_MARK.as_bytes())?;
-    let hex = std::str::from_utf8(rest).ok()?.trim_end();
-    let mut id = [0u8; 16];
-    if hex.len() != 2 * id.len() {
-        return None;
-    }
-    for (i, byte) in id.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(TaskId(id))
+    TaskId::from_hex(std::str::from_utf8(rest).ok()?.trim_end())
 }
 
 #[cfg(test)]

@@ -8,31 +8,17 @@ use std::fmt;
 pub struct ObjectKey(pub [u8; 20]);
 
 impl ObjectKey {
-    /// Length of the hex form (the file name).
-    pub const HEX_LEN: usize = 40;
-
     /// Parses the 40-character lowercase or uppercase hex form.
     pub fn from_hex(s: &str) -> Option<Self> {
-        let b = s.as_bytes();
-        if b.len() != Self::HEX_LEN {
-            return None;
-        }
         let mut out = [0u8; 20];
-        for (i, pair) in b.chunks_exact(2).enumerate() {
-            let hi = (pair[0] as char).to_digit(16)?;
-            let lo = (pair[1] as char).to_digit(16)?;
-            out[i] = (hi * 16 + lo) as u8;
-        }
+        hex::decode_to_slice(s, &mut out).ok()?;
         Some(Self(out))
     }
 }
 
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&hex::encode(self.0))
     }
 }
 

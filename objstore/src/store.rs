@@ -32,8 +32,6 @@ use crate::spill::SpillDir;
 const LOCK_FILE: &str = ".lock";
 /// Object files are named this and a number, unique while the store runs.
 const FILE_PREFIX: &str = "obj-";
-/// Where freed files were kept by earlier versions; removed at open.
-const OLD_RECYCLE_DIR: &str = ".recycle";
 /// Freed files kept while a reader in another process still maps them.
 const MAX_RETIRED: usize = 64;
 /// Sealed objects whose file stays open, so that freeing them needs no
@@ -223,18 +221,12 @@ impl Store {
             let entry = entry.map_err(io_at(&root))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            // Object files of this version, and of earlier ones (named by key).
             let ours = name
                 .strip_prefix(FILE_PREFIX)
-                .is_some_and(|n| n.parse::<u64>().is_ok())
-                || ObjectKey::from_hex(&name).is_some();
+                .is_some_and(|n| n.parse::<u64>().is_ok());
             if ours {
                 fs::remove_file(entry.path()).map_err(io_at(&entry.path()))?;
             }
-        }
-        let old_recycle_dir = root.join(OLD_RECYCLE_DIR);
-        if old_recycle_dir.exists() {
-            fs::remove_dir_all(&old_recycle_dir).map_err(io_at(&old_recycle_dir))?;
         }
         let spill = SpillDir::new(&config.spill_dir);
         spill.clean().map_err(io_at(&config.spill_dir))?;

@@ -254,15 +254,9 @@ impl ObjectRef {
 
     #[staticmethod]
     fn from_hex(py: Python<'_>, hex: &str) -> PyResult<ObjectRef> {
-        let bad = || crate::errors::value(format!("not the hex of an object id: {hex:?}"));
-        if hex.len() != 40 || !hex.is_ascii() {
-            return Err(bad());
-        }
-        let mut id = [0u8; 20];
-        for (i, byte) in id.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
-        ObjectRef::from_id(py, ObjectId(id))
+        let id = ObjectId::from_hex(hex)
+            .ok_or_else(|| crate::errors::value(format!("not the hex of an object id: {hex:?}")))?;
+        ObjectRef::from_id(py, id)
     }
 
     /// The ref of no object (all zero bytes).

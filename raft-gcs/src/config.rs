@@ -130,7 +130,7 @@ impl Config {
     /// Check the settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |what: &str| Err(ConfigError::Invalid(what.to_string()));
-        if self.voters == 0 || self.voters % 2 == 0 {
+        if self.voters == 0 || self.voters.is_multiple_of(2) {
             return bad("voters must be odd");
         }
         if self.cluster.is_empty() {

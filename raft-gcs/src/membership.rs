@@ -120,7 +120,7 @@ impl View {
 fn odd_floor(n: usize) -> usize {
     if n == 0 {
         0
-    } else if n % 2 == 0 {
+    } else if n.is_multiple_of(2) {
         n - 1
     } else {
         n
@@ -178,7 +178,7 @@ pub fn decide(policy: &Policy, view: &View) -> Option<Decision> {
     //    voters first, then the youngest), or drop two unreachable voters
     //    that nobody can replace.
     if decision.is_none() {
-        let even = voters.len() % 2 == 0;
+        let even = voters.len().is_multiple_of(2);
         let over = voters.len() > policy.voters;
         let (step, order) = if even {
             (1, view.removal_order(policy))

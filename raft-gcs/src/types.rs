@@ -35,10 +35,7 @@ macro_rules! byte_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                for b in &self.0 {
-                    write!(f, "{b:02x}")?;
-                }
-                Ok(())
+                f.write_str(&hex::encode(&self.0))
             }
         }
 

@@ -9,10 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    for b in bytes {
-        write!(f, "{b:02x}")?;
-    }
-    Ok(())
+    f.write_str(&hex(bytes))
 }
 
 /// Bytes of an owner tag: every id a node's clients make (tasks, objects,
@@ -30,25 +27,13 @@ pub fn owner_tag(id: &[u8]) -> [u8; OWNER_TAG_LEN] {
 
 /// Bytes as lowercase hex: ids, keys, digests.
 pub fn hex(bytes: &[u8]) -> String {
-    struct Hex<'a>(&'a [u8]);
-    impl fmt::Display for Hex<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write_hex(f, self.0)
-        }
-    }
-    Hex(bytes).to_string()
+    ::hex::encode(bytes)
 }
 
 /// Parses lowercase or uppercase hex into a fixed array.
 pub(crate) fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N {
-        return None;
-    }
     let mut out = [0u8; N];
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        let text = std::str::from_utf8(chunk).ok()?;
-        out[i] = u8::from_str_radix(text, 16).ok()?;
-    }
+    ::hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
 }
 

@@ -10,11 +10,14 @@
 //!   object store, and everything about tasks and objects to the core as
 //!   [`Event`]s, in the order each peer sent it.
 //! - [`Cluster::outbox`] gives the core an ordered, batching channel to a peer.
+//! - `keys.rs` turns the node's ids into the control store's keys.
 //! - `pull.rs` copies a sealed object from a peer's store into ours.
 
+pub mod keys;
 mod pull;
 pub mod wire;
 
+use keys::raft_id;
 pub use pull::{pull, PullError};
 
 use crate::config::NodeConfig;
@@ -73,13 +76,6 @@ pub fn node_id_of(peer: &PeerId) -> NodeId {
     let mut id = [0u8; 16];
     id.copy_from_slice(&bytes[bytes.len() - 16..]);
     NodeId(id)
-}
-
-/// A node's id as a member of the Raft group.
-pub fn raft_id(node: NodeId) -> raft_gcs::NodeId {
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&node.0[..8]);
-    raft_gcs::NodeId(u64::from_be_bytes(head))
 }
 
 /// The peer id at the end of a `/p2p/` multiaddr.

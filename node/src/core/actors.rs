@@ -91,7 +91,7 @@ impl Core {
             ..raft_gcs::ActorInfo::default()
         };
         let command = raft_gcs::Command::CreateActor {
-            id: raft_gcs::ActorId(opts.actor.0.to_vec()),
+            id: crate::cluster::keys::actor_key(opts.actor),
             info,
         };
         let (cluster, events) = (self.cluster.clone(), self.events.clone());
@@ -505,7 +505,7 @@ impl Core {
     /// Frees an actor's name in the control store (in the background,
     /// trying until it commits): the actor is dead, or it never came to be.
     pub(super) fn forget_actor_name(&self, actor: ActorId) {
-        let id = raft_gcs::ActorId(actor.0.to_vec());
+        let id = crate::cluster::keys::actor_key(actor);
         self.cluster.write_in_background(
             vec![raft_gcs::Command::RemoveActor { id }],
             "freeing an actor's name",

@@ -20,6 +20,7 @@
 //!   A group that is not detached is removed when its driver leaves.
 
 use super::{ConnId, Core};
+use crate::cluster::keys::{group_key, group_of};
 use crate::engine::bundles;
 use raynode_proto::{
     group_resource, AckError, FromNode, GroupStrategy, JobId, NodeId, PlacementGroupId,
@@ -33,14 +34,6 @@ use std::collections::HashSet;
 pub(super) struct Groups {
     /// Placements proposed and not answered yet.
     placing: HashSet<PlacementGroupId>,
-}
-
-fn gcs_id(id: PlacementGroupId) -> raft_gcs::PlacementGroupId {
-    raft_gcs::PlacementGroupId(id.0.to_vec())
-}
-
-fn proto_id(id: &raft_gcs::PlacementGroupId) -> Option<PlacementGroupId> {
-    PlacementGroupId::from_slice(&id.0)
 }
 
 /// Who made a group: the node and the job (in the store's opaque field).
@@ -104,7 +97,7 @@ impl Core {
             ),
         );
         let command = raft_gcs::Command::CreatePlacementGroup {
-            id: gcs_id(group.id),
+            id: group_key(group.id),
             info,
         };
         self.write_group(conn, req, command, event, |written| match written {
@@ -181,7 +174,7 @@ impl Core {
             "placement_group_removed",
             format!("placement group {id} was removed"),
         );
-        let command = raft_gcs::Command::RemovePlacementGroup { id: gcs_id(id) };
+        let command = raft_gcs::Command::RemovePlacementGroup { id: group_key(id) };
         self.write_group(conn, req, command, event, |written| match written {
             Ok(_) => None,
             Err(e) => Some(AckError::NoQuorum(format!(
@@ -254,9 +247,9 @@ impl Core {
         // Live by gossip: this node and the peers heard from lately.
         let live: HashSet<raft_gcs::NodeId> = std::iter::once(self.node_id)
             .chain(self.remote.peers.keys().copied())
-            .map(crate::cluster::raft_id)
+            .map(crate::cluster::keys::raft_id)
             .collect();
-        let me = crate::cluster::raft_id(self.node_id);
+        let me = crate::cluster::keys::raft_id(self.node_id);
         let mut rooms: Vec<(raft_gcs::NodeId, bundles::Room)> = nodes
             .into_iter()
             .filter(|(id, _)| live.contains(id))
@@ -284,7 +277,7 @@ impl Core {
         rooms.sort_by_key(|(id, _)| (*id != me, *id));
         let rooms: Vec<bundles::Room> = rooms.into_iter().map(|(_, r)| r).collect();
         for (id, group) in pending {
-            let Some(pg) = proto_id(&id) else { continue };
+            let Some(pg) = group_of(&id) else { continue };
             if self.groups.placing.contains(&pg) {
                 continue;
             }
@@ -295,8 +288,10 @@ impl Core {
             let Some(chosen) = bundles::assign(&wanted, strategy, &rooms) else {
                 continue;
             };
-            let nodes: Vec<raft_gcs::NodeId> =
-                chosen.into_iter().map(crate::cluster::raft_id).collect();
+            let nodes: Vec<raft_gcs::NodeId> = chosen
+                .into_iter()
+                .map(crate::cluster::keys::raft_id)
+                .collect();
             self.groups.placing.insert(pg);
             let command = raft_gcs::Command::PlacePlacementGroup { id, nodes };
             let (cluster, events) = (self.cluster.clone(), self.events.clone());
@@ -322,7 +317,7 @@ impl Core {
 
     /// Brings this node's reservations in line with the store's table.
     pub(super) fn sync_groups(&mut self) {
-        let me = crate::cluster::raft_id(self.node_id);
+        let me = crate::cluster::keys::raft_id(self.node_id);
         let (wanted, live): (
             Vec<(PlacementGroupId, u32, Resources)>,
             HashSet<PlacementGroupId>,
@@ -330,7 +325,7 @@ impl Core {
             let mut wanted = Vec::new();
             let mut live = HashSet::new();
             for (id, g) in &s.placement_groups {
-                let Some(pg) = proto_id(id) else { continue };
+                let Some(pg) = group_of(id) else { continue };
                 if g.state != raft_gcs::PlacementGroupState::Created {
                     continue;
                 }
@@ -402,7 +397,7 @@ impl Core {
     pub(super) fn bundle_nodes(&self, group: PlacementGroupId, bundle: Option<u32>) -> Vec<NodeId> {
         let nodes: Vec<raft_gcs::NodeId> =
             self.gcs
-                .read_local(|s| match s.placement_groups.get(&gcs_id(group)) {
+                .read_local(|s| match s.placement_groups.get(&group_key(group)) {
                     Some(g) if g.state == raft_gcs::PlacementGroupState::Created => match bundle {
                         Some(i) => g.nodes.get(i as usize).copied().into_iter().collect(),
                         None => g.nodes.clone(),
@@ -419,14 +414,14 @@ impl Core {
 
     /// The node id of a member of the control store.
     pub(super) fn node_of_raft(&self, raft: raft_gcs::NodeId) -> Option<NodeId> {
-        if raft == crate::cluster::raft_id(self.node_id) {
+        if raft == crate::cluster::keys::raft_id(self.node_id) {
             return Some(self.node_id);
         }
         if let Some(node) = self
             .remote
             .peers
             .keys()
-            .find(|n| crate::cluster::raft_id(**n) == raft)
+            .find(|n| crate::cluster::keys::raft_id(**n) == raft)
         {
             return Some(*node);
         }

@@ -53,10 +53,9 @@ impl History {
 }
 
 impl Core {
-    /// The jobs table's key of one of this node's jobs, as it is shown (the
-    /// ids' own hex): job numbers are per node, so the node's id comes first.
+    /// The jobs table's key of one of this node's jobs.
     fn job_key(&self, job: JobId) -> raft_gcs::JobId {
-        raft_gcs::JobId(format!("{}{job}", self.node_id).into_bytes())
+        crate::cluster::keys::job_key(self.node_id, job)
     }
 
     /// A driver connected (`ended` false) or left: its row in the jobs table.
@@ -69,7 +68,7 @@ impl Core {
             now
         };
         let info = raft_gcs::JobInfo {
-            driver_node: crate::cluster::raft_id(self.node_id),
+            driver_node: crate::cluster::keys::raft_id(self.node_id),
             state: if ended {
                 raft_gcs::JobState::Finished
             } else {
@@ -91,8 +90,8 @@ impl Core {
         actor: raynode_proto::ActorId,
         state: raft_gcs::ActorState,
     ) {
-        let id = raft_gcs::ActorId(actor.0.to_vec());
-        let me = crate::cluster::raft_id(self.node_id);
+        let id = crate::cluster::keys::actor_key(actor);
+        let me = crate::cluster::keys::raft_id(self.node_id);
         let (restarts, detached) = self
             .actors
             .get(&actor)
@@ -124,7 +123,7 @@ impl Core {
 
     /// The Raft leader's word on a node's liveness, in the nodes table.
     pub(super) fn record_node_alive(&mut self, node: raynode_proto::NodeId, alive: bool) {
-        let id = crate::cluster::raft_id(node);
+        let id = crate::cluster::keys::raft_id(node);
         self.history
             .push(raft_gcs::Command::SetNodeAlive { id, alive });
     }
@@ -133,7 +132,7 @@ impl Core {
     pub(super) fn record_event(&mut self, kind: &str, message: String) {
         let command = raft_gcs::Command::AppendEvent {
             time_ms: now_ms(),
-            source: Some(crate::cluster::raft_id(self.node_id)),
+            source: Some(crate::cluster::keys::raft_id(self.node_id)),
             kind: kind.to_string(),
             message,
         };

@@ -523,7 +523,7 @@ impl Core {
             return;
         }
         let command = raft_gcs::Command::RegisterFunction {
-            id: crate::gcs::function_key(id),
+            id: crate::cluster::keys::function_key(id),
             body: body.clone(),
         };
         self.functions.insert(id, Arc::new(body));
@@ -536,9 +536,11 @@ impl Core {
         if let Some(body) = self.functions.get(&id) {
             return Some(body.clone());
         }
-        let body = self
-            .gcs
-            .read_local(|s| s.functions.get(&crate::gcs::function_key(id)).cloned())?;
+        let body = self.gcs.read_local(|s| {
+            s.functions
+                .get(&crate::cluster::keys::function_key(id))
+                .cloned()
+        })?;
         let body = Arc::new(body);
         self.functions.insert(id, body.clone());
         Some(body)

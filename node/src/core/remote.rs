@@ -200,11 +200,11 @@ impl Core {
         if changes.is_empty() {
             return;
         }
-        let me = crate::cluster::raft_id(self.node_id);
+        let me = crate::cluster::keys::raft_id(self.node_id);
         let commands: Vec<raft_gcs::Command> = changes
             .into_iter()
             .map(|(id, size)| {
-                let id_key = raft_gcs::ObjectId(id.0.to_vec());
+                let id_key = crate::cluster::keys::object_key(id);
                 match size {
                     Some(size) => raft_gcs::Command::AddObjectLocation {
                         id: id_key,
@@ -229,7 +229,7 @@ impl Core {
 
     /// Live peers the object directory lists as holding a copy of `id`.
     pub(super) fn listed_holders(&self, id: ObjectId) -> Vec<NodeId> {
-        let key = raft_gcs::ObjectId(id.0.to_vec());
+        let key = crate::cluster::keys::object_key(id);
         let listed: Vec<raft_gcs::NodeId> = self
             .gcs
             .read_local(|s| {
@@ -241,7 +241,7 @@ impl Core {
         self.remote
             .peers
             .keys()
-            .filter(|node| listed.contains(&crate::cluster::raft_id(**node)))
+            .filter(|node| listed.contains(&crate::cluster::keys::raft_id(**node)))
             .copied()
             .collect()
     }
@@ -398,7 +398,7 @@ impl Core {
         if let Some(p) = self.remote.peer_ids.get(&node) {
             return Some(*p);
         }
-        let raft = crate::cluster::raft_id(node);
+        let raft = crate::cluster::keys::raft_id(node);
         self.gcs.read_local(|s| {
             s.nodes
                 .get(&raft)

@@ -250,7 +250,7 @@ impl Core {
     /// This node as the dashboard's cluster page shows it.
     fn node_row(&self) -> Value {
         let status = self.gcs.status();
-        let role = super::info::raft_role(&status, crate::cluster::raft_id(self.node_id));
+        let role = super::info::raft_role(&status, crate::cluster::keys::raft_id(self.node_id));
         let store = self.store.shared().stats();
         json!({
             "node_id": self.node_id.to_string(),
@@ -285,7 +285,7 @@ impl Core {
         let node_of = |raft: raft_gcs::NodeId| {
             known
                 .iter()
-                .find(|n| crate::cluster::raft_id(**n) == raft)
+                .find(|n| crate::cluster::keys::raft_id(**n) == raft)
                 .map(|n| n.to_string())
         };
         self.gcs.read_local(|s| {

@@ -114,7 +114,7 @@ impl Cluster {
             self.open(id).await;
             self.join(id).await;
         }
-        let want = (self.voters as u64).min(if n % 2 == 0 { n - 1 } else { n }) as usize;
+        let want = (self.voters as u64).min(if n.is_multiple_of(2) { n - 1 } else { n }) as usize;
         let ids: BTreeSet<NodeId> = (1..=n).map(NodeId).collect();
         let this = &*self;
         wait_until("membership to settle", || {
