@@ -1,44 +1,55 @@
 """Ray Core's module-level API: init, get, put, wait and friends."""
 
+from __future__ import annotations
+
 import atexit
 import json
 import os
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _core, _futures, _runtime, _runtime_env, _serialization, exceptions  # noqa: F401 - _futures sets the ref hooks
 from ._core import ObjectRef
 from ._remote import check_runtime_env, is_amount
 
+if TYPE_CHECKING:
+    from ._actor import ActorHandle
+    from ._generators import ObjectRefGenerator
 
-class RayContext(dict):
+#: What `wait` splits: refs, or generators (ready when their next item is).
+_Waitable = TypeVar("_Waitable", bound="ObjectRef | ObjectRefGenerator")
+
+
+class RayContext(dict[str, Any]):
     """What `init` returns: the address connected to, and this node's id."""
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         try:
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
 
-    def __enter__(self):
+    def __enter__(self) -> RayContext:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         shutdown()
 
 
 def init(
-    address=None,
+    address: str | None = None,
     *,
-    num_cpus=None,
-    num_gpus=None,
-    resources=None,
-    object_store_memory=None,
-    namespace=None,
-    ignore_reinit_error=False,
-    runtime_env=None,
-    log_to_driver=True,
-    **_ignored,
-):
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int | None = None,
+    namespace: str | None = None,
+    ignore_reinit_error: bool = False,
+    runtime_env: dict[str, Any] | None = None,
+    log_to_driver: bool = True,
+    **_ignored: Any,
+) -> RayContext:
     """Connects this process to a cluster.
 
     With no address (and no RAYNODE_ADDRESS or RAY_ADDRESS), connects to
@@ -98,10 +109,10 @@ def init(
         return _context(address)
 
 
-_job_runtime_env = None  # what init(runtime_env=...) gave, checked
+_job_runtime_env: _runtime_env.Resolved | None = None  # what init(runtime_env=...) gave, checked
 
 
-def _resolve_address(address):
+def _resolve_address(address: str | None) -> str | None:
     """The node `init(address)` connects to, or None for a new private node.
 
     As in Ray: an explicit address wins, then RAYNODE_ADDRESS or RAY_ADDRESS;
@@ -117,7 +128,8 @@ def _resolve_address(address):
     if address is None or address == "auto":
         started = _core.started_nodes()
         if started:
-            return started[0]["socket"]
+            socket: str = started[0]["socket"]
+            return socket
         if address is None:
             return None
         raise ConnectionError(
@@ -130,29 +142,29 @@ def _resolve_address(address):
     return address
 
 
-def connects_to_existing(address=None):
+def connects_to_existing(address: str | None = None) -> bool:
     """Whether `init(address)` would connect to a running node (rather than start one)."""
     return _resolve_address(address) is not None
 
 
-def job_runtime_env():
+def job_runtime_env() -> _runtime_env.Resolved | None:
     """The job's runtime_env as tasks carry it (`_runtime_env.resolve`), or None."""
     return _job_runtime_env
 
 
-def _cluster_key():
+def _cluster_key() -> bytes:
     """The cluster key a driver connecting over TCP proves it holds: the file
     ~/.raynode/cluster.key, or the one RAYNODE_CLUSTER_KEY names (read, never
     created, by the native module: one reader for the node and its clients)."""
     return _core.load_cluster_key()
 
 
-def _context(address=None):
+def _context(address: str | None = None) -> RayContext:
     c = _runtime.client()
     return RayContext(address=address, node_id=c.node_id, job_id=c.job_id, namespace=_runtime.namespace())
 
 
-def shutdown():
+def shutdown() -> None:
     """Disconnects; stops the private node if `init` started one."""
     global _job_runtime_env
     with _runtime._lock:
@@ -167,11 +179,11 @@ def shutdown():
 atexit.register(shutdown)
 
 
-def is_initialized():
+def is_initialized() -> bool:
     return _runtime.connected()
 
 
-def _refs_of(object_refs, what):
+def _refs_of(object_refs: object, what: str) -> tuple[list[ObjectRef], bool]:
     if isinstance(object_refs, ObjectRef):
         return [object_refs], True
     if isinstance(object_refs, (list, tuple)):
@@ -182,7 +194,7 @@ def _refs_of(object_refs, what):
     raise TypeError(f"{what} expected an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}")
 
 
-def get(object_refs, *, timeout=None):
+def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
     """The values of one ref or a list of refs; raises the error a value holds."""
     if timeout is not None and timeout < 0:
         raise ValueError("timeout must be None or >= 0")
@@ -203,19 +215,24 @@ def get(object_refs, *, timeout=None):
 _STALE_RETRIES = 3
 
 
-def _decode(client, refs, values, timeout):
-    for attempt in range(_STALE_RETRIES + 1):
+def _decode(
+    client: _core.Client, refs: list[ObjectRef], values: list[_core.GotValue], timeout: float | None
+) -> list[Any]:
+    attempt = 0
+    while True:
         try:
             return [_serialization.deserialize(v) for v in values]
         except _serialization.StalePath:
             if attempt == _STALE_RETRIES:
                 raise
-        values = client.get(refs, timeout)
-        if values is None:
+        attempt += 1
+        again = client.get(refs, timeout)
+        if again is None:
             raise exceptions.GetTimeoutError(f"Get timed out: some object(s) not ready after {timeout} s")
+        values = again
 
 
-def put(value, *, _owner=None):
+def put(value: Any, *, _owner: ActorHandle | None = None) -> ObjectRef:
     """Stores a value in the cluster; returns a ref to it."""
     if isinstance(value, ObjectRef):
         raise TypeError("Calling 'put' on an ObjectRef is not allowed. If you really want to do this, you can wrap it in a list.")
@@ -231,7 +248,7 @@ def put(value, *, _owner=None):
 _MAX_STREAMED_BYTES = (256 << 20) - (1 << 20)
 
 
-def _put_serialized(client, s):
+def _put_serialized(client: _core.Client, s: _serialization.Serialized) -> ObjectRef:
     if s.size <= client.inline_limit:
         return client.put_parts(s.meta, s.data, s.buffers, s.nested)
     if not client.shares_memory:
@@ -247,7 +264,13 @@ def _put_serialized(client, s):
     return ref
 
 
-def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
+def wait(
+    object_refs: list[_Waitable],
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[_Waitable], list[_Waitable]]:
     """Splits refs (and ObjectRefGenerators, ready when their next item is)
     into (ready, not ready) once `num_returns` are ready or at `timeout`."""
     from . import _generators
@@ -259,11 +282,13 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
         return [], []
     if 0 < num_returns <= len(items) and (timeout is None or timeout >= 0):
         try:
-            # Plain refs: checked and split in one native call.
-            return _runtime.client().wait_split(items, num_returns, timeout)
+            # Plain refs: checked and split in one native call (TypeError
+            # for anything else, so here `_Waitable` is ObjectRef).
+            split = _runtime.client().wait_split(cast(list[ObjectRef], items), num_returns, timeout)
+            return cast(tuple[list[_Waitable], list[_Waitable]], split)
         except TypeError:
             pass  # a generator (or a mistake): the general path says which
-    keys = set()
+    keys: set[object] = set()
     for x in items:
         if not isinstance(x, (ObjectRef, _generators.ObjectRefGenerator)):
             raise TypeError(f"wait() expected a list of ObjectRefs, but the list holds a {type(x).__name__}")
@@ -279,13 +304,13 @@ def wait(object_refs, *, num_returns=1, timeout=None, fetch_local=True):
     if any(isinstance(x, _generators.ObjectRefGenerator) for x in items):
         ready_idx = set(_generators.wait(items, num_returns, timeout))
     else:
-        ready_idx = set(_runtime.client().wait(items, num_returns, timeout))
+        ready_idx = set(_runtime.client().wait(cast(list[ObjectRef], items), num_returns, timeout))
     ready = [x for i, x in enumerate(items) if i in ready_idx]
     rest = [x for i, x in enumerate(items) if i not in ready_idx]
     return ready, rest
 
 
-def cancel(object_ref, *, force=False, recursive=True):
+def cancel(object_ref: ObjectRef | ObjectRefGenerator, *, force: bool = False, recursive: bool = True) -> None:
     """Cancels the task that makes `object_ref` (or runs a generator); `get`
     on it raises TaskCancelledError."""
     from ._generators import ObjectRefGenerator
@@ -297,7 +322,7 @@ def cancel(object_ref, *, force=False, recursive=True):
     _runtime.client().cancel(object_ref, force)
 
 
-def kill(actor, *, no_restart=True):
+def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     """Kills an actor; its pending and later calls raise RayActorError."""
     from ._actor import ActorHandle
 
@@ -306,7 +331,7 @@ def kill(actor, *, no_restart=True):
     _runtime.client().kill_actor(actor._actor_id, no_restart)
 
 
-def get_actor(name, namespace=None):
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     """The handle of the live actor named `name`."""
     from ._actor import ActorHandle
 
@@ -320,25 +345,28 @@ def get_actor(name, namespace=None):
     return ActorHandle._from_meta(actor_id, meta)
 
 
-def _info(what):
+def _info(what: _core.InfoName) -> Any:
     return json.loads(_runtime.client().info(what))
 
 
-def nodes():
-    return _info("nodes")
+def nodes() -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = _info("nodes")
+    return found
 
 
-def cluster_resources():
-    return _info("cluster_resources")
+def cluster_resources() -> dict[str, float]:
+    total: dict[str, float] = _info("cluster_resources")
+    return total
 
 
-def available_resources():
-    return _info("available_resources")
+def available_resources() -> dict[str, float]:
+    free: dict[str, float] = _info("available_resources")
+    return free
 
 
-def timeline(filename=None):
+def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
     """Tasks run so far, as Chrome trace events; written to `filename` if given."""
-    events = _info("timeline")
+    events: list[dict[str, Any]] = _info("timeline")
     if filename is None:
         return events
     with open(filename, "w") as f:
@@ -349,81 +377,88 @@ def timeline(filename=None):
 class RuntimeContext:
     """What the calling code runs as: node, job, task, actor."""
 
-    def get_node_id(self):
+    def get_node_id(self) -> str:
         return _runtime.client().node_id
 
-    def get_job_id(self):
-        return getattr(_runtime._current, "job_id", None) or _runtime.client().job_id
+    def get_job_id(self) -> str:
+        job: str | None = getattr(_runtime._current, "job_id", None)
+        return job or _runtime.client().job_id
 
-    def get_task_id(self):
-        t = getattr(_runtime._current, "task_id", None)
+    def get_task_id(self) -> str | None:
+        t: bytes | None = getattr(_runtime._current, "task_id", None)
         return t.hex() if t else None
 
-    def get_actor_id(self):
-        a = getattr(_runtime._current, "actor_id", None)
+    def get_actor_id(self) -> str | None:
+        a: bytes | None = getattr(_runtime._current, "actor_id", None)
         return a.hex() if a else None
 
-    def get_worker_id(self):
+    def get_worker_id(self) -> str | None:
         return os.environ.get("RAYNODE_WORKER_ID")
 
     @property
-    def namespace(self):
+    def namespace(self) -> str:
         return _runtime.namespace()
 
     @property
-    def runtime_env(self):
+    def runtime_env(self) -> dict[str, Any]:
         """The runtime_env the calling code runs with (packages as raynode:// URIs)."""
+        env: _runtime_env.Resolved | None
         if _runtime.is_worker():
             env = getattr(_runtime._current, "runtime_env", None)
         else:
             env = _job_runtime_env
         return _runtime_env.describe(env)
 
-    def get_assigned_resources(self):
+    def get_assigned_resources(self) -> dict[str, float]:
         """The resources the running task or actor holds, by name
         (fractions included; in a placement group, Ray's plain names)."""
         if not _runtime.is_worker():
             raise AssertionError("get_assigned_resources is only available when the process is a worker")
         return dict(getattr(_runtime._current, "resources", None) or {})
 
-    def get_task_name(self):
+    def get_task_name(self) -> str | None:
         """The running task's name (an actor method's `Class.method`), None in a driver."""
-        return getattr(_runtime._current, "task_name", None) if _runtime.is_worker() else None
+        name: str | None = getattr(_runtime._current, "task_name", None) if _runtime.is_worker() else None
+        return name
 
-    def get_actor_name(self):
+    def get_actor_name(self) -> str | None:
         """The actor's name ("" if it has none), None outside an actor."""
         if not _runtime.is_worker() or getattr(_runtime._current, "actor_id", None) is None:
             return None
-        return getattr(_runtime._current, "actor_name", None) or ""
+        name: str | None = getattr(_runtime._current, "actor_name", None)
+        return name or ""
 
-    def get_placement_group_id(self):
+    def get_placement_group_id(self) -> str | None:
         """The hex id of the placement group the task or actor runs in, else None."""
-        group = getattr(_runtime._current, "placement_group", None) if _runtime.is_worker() else None
+        group: tuple[bytes, int, bool] | None = None
+        if _runtime.is_worker():
+            group = getattr(_runtime._current, "placement_group", None)
         return None if group is None else group[0].hex()
 
-    def get_accelerator_ids(self):
+    def get_accelerator_ids(self) -> dict[str, list[str]]:
         return {"GPU": [str(g) for g in get_gpu_ids()]}
 
     @property
-    def was_current_actor_reconstructed(self):
-        return getattr(_runtime._current, "attempt", 0) > 0
+    def was_current_actor_reconstructed(self) -> bool:
+        attempt: int = getattr(_runtime._current, "attempt", 0)
+        return attempt > 0
 
-    def is_canceled(self):
+    def is_canceled(self) -> bool:
         """Whether `ray.cancel` was called on the running task; raises
         RuntimeError in a driver or an async actor."""
         from . import _worker
 
         return _worker.is_canceled()
 
-    def get(self):
+    def get(self) -> dict[str, Any]:
         return {"node_id": self.get_node_id(), "job_id": self.get_job_id(), "task_id": self.get_task_id(), "actor_id": self.get_actor_id()}
 
 
-def get_runtime_context():
+def get_runtime_context() -> RuntimeContext:
     return RuntimeContext()
 
 
-def get_gpu_ids():
+def get_gpu_ids() -> list[int]:
     """The GPU indexes the running task or actor holds (its
     CUDA_VISIBLE_DEVICES); [] in a driver or without GPUs."""
     if not _runtime.is_worker():

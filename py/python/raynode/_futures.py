@@ -18,8 +18,12 @@ the same way: `next_item` watches the node's answer to that request.
 import asyncio
 import concurrent.futures
 import threading
+from collections.abc import Generator
+from typing import Any
 
 from . import _core, _runtime, _serialization
+
+_Future = concurrent.futures.Future[Any]
 
 # How long the thread waits for replies before it checks whether any
 # future is still pending (it ends when none is).
@@ -29,15 +33,15 @@ IDLE_CHECK_S = 5.0
 class _Watcher:
     """The pending futures of one connection and the thread that completes them."""
 
-    def __init__(self, client):
+    def __init__(self, client: _core.Client) -> None:
         self.client = client
         self.lock = threading.Lock()
-        self.pending = {}  # request number -> (ref, [futures])
-        self.by_id = {}  # object id -> request number
-        self.thread = None
+        self.pending: dict[int, tuple[_core.ObjectRef | None, list[_Future]]] = {}  # request number -> (ref, [futures])
+        self.by_id: dict[bytes, int] = {}  # object id -> request number
+        self.thread: threading.Thread | None = None
 
-    def future(self, ref):
-        fut = concurrent.futures.Future()
+    def future(self, ref: _core.ObjectRef) -> _Future:
+        fut: _Future = concurrent.futures.Future()
         key = ref.binary()
         with self.lock:
             req = self.by_id.get(key)
@@ -51,11 +55,11 @@ class _Watcher:
                 self.thread.start()
         return fut
 
-    def item(self, end, index, max_items):
+    def item(self, end: _core.ObjectRef, index: int, max_items: int) -> _Future:
         """A future of item `index` of the generator whose end is `end`
         (and up to `max_items - 1` ready after it), as `Client.next_item`
         answers."""
-        fut = concurrent.futures.Future()
+        fut: _Future = concurrent.futures.Future()
         with self.lock:
             req = self.client.watch_item(end, index, max_items)
             self.pending[req] = (None, [fut])
@@ -64,12 +68,12 @@ class _Watcher:
                 self.thread.start()
         return fut
 
-    def _watch(self, ref, futures):
+    def _watch(self, ref: _core.ObjectRef, futures: list[_Future]) -> None:
         req = self.client.watch([ref])
         self.pending[req] = (ref, futures)
         self.by_id[ref.binary()] = req
 
-    def _run(self):
+    def _run(self) -> None:
         while True:
             try:
                 replies = self.client.next_watched(IDLE_CHECK_S)
@@ -84,7 +88,7 @@ class _Watcher:
             for req, values, error in replies:
                 self._complete(req, values, error)
 
-    def _complete(self, req, values, error):
+    def _complete(self, req: int, values: list[Any] | None, error: str | None) -> None:
         with self.lock:
             entry = self.pending.pop(req, None)
             if entry is None:
@@ -94,6 +98,7 @@ class _Watcher:
                 self.by_id.pop(ref.binary(), None)
         if error is not None:
             return _settle(futures, exc=_core.NodeError(error))
+        assert values is not None  # a reply is values or an error
         if ref is None:
             return _settle(futures, value=values[0])
         try:
@@ -111,7 +116,7 @@ class _Watcher:
             return _settle(futures, exc=e)
         _settle(futures, value=value)
 
-    def _fail_all(self, error):
+    def _fail_all(self, error: ConnectionError) -> None:
         with self.lock:
             entries = list(self.pending.values())
             self.pending.clear()
@@ -121,7 +126,7 @@ class _Watcher:
             _settle(futures, exc=ConnectionError(f"lost the connection to the node: {error}"))
 
 
-def _settle(futures, value=None, exc=None):
+def _settle(futures: list[_Future], value: Any = None, exc: BaseException | None = None) -> None:
     for fut in futures:
         if not fut.set_running_or_notify_cancel():
             continue  # cancelled by its holder
@@ -131,21 +136,21 @@ def _settle(futures, value=None, exc=None):
             fut.set_result(value)
 
 
-_watcher = None
+_watcher: _Watcher | None = None
 _watcher_lock = threading.Lock()
 
 
-def future(ref):
+def future(ref: _core.ObjectRef) -> _Future:
     """A concurrent.futures.Future of `ref`'s value."""
     return _watcher_of(_runtime.client()).future(ref)
 
 
-def next_item(end, index, max_items):
+def next_item(end: _core.ObjectRef, index: int, max_items: int) -> _Future:
     """A concurrent.futures.Future of a generator's items from `index`."""
     return _watcher_of(_runtime.client()).item(end, index, max_items)
 
 
-def _watcher_of(client):
+def _watcher_of(client: _core.Client) -> _Watcher:
     global _watcher
     with _watcher_lock:
         w = _watcher
@@ -154,13 +159,13 @@ def _watcher_of(client):
     return w
 
 
-def awaiter(ref):
+def awaiter(ref: _core.ObjectRef) -> Generator[Any, None, Any]:
     """What `await ref` iterates: an asyncio future on the running loop."""
     loop = asyncio.get_running_loop()
     return asyncio.wrap_future(future(ref), loop=loop).__await__()
 
 
-def counted(object_id):
+def counted(object_id: bytes) -> _core.ObjectRef | None:
     """A ref to `object_id` counted by this process's connection, if it has one."""
     c = _runtime._client
     return None if c is None else c.make_ref(object_id)

@@ -22,6 +22,8 @@ import asyncio
 import collections
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal, cast
 
 from . import _core, _runtime
 
@@ -36,21 +38,23 @@ class ObjectRefGenerator:
     """The refs of a streaming generator task's items, in order, as they
     are made. Iterate it with `for` / `next()`, or `async for`."""
 
-    def __init__(self, end, client):
+    def __init__(self, end: _core.ObjectRef, client: _core.Client) -> None:
         self._end = end
         self._client = client
         self._index = 1  # the next index to ask the node for
-        self._ahead = collections.deque()  # items taken and not given yet
+        self._ahead: collections.deque[_core.ObjectRef] = collections.deque()  # items taken and not given yet
         self._finished = False
         self._lock = threading.Lock()
 
-    def __iter__(self):
+    def __iter__(self) -> "ObjectRefGenerator":
         return self
 
-    def __next__(self):
-        return self._next(None)
+    def __next__(self) -> _core.ObjectRef:
+        ref = self._next(None)
+        assert ref is not None  # with no timeout the node answers items or the end
+        return ref
 
-    def _next_sync(self, timeout_s=None):
+    def _next_sync(self, timeout_s: float | None = None) -> _core.ObjectRef:
         """The next item's ref, waiting up to `timeout_s` seconds (None or
         -1: for ever). A nil ref if it is not made in time; raises
         `StopIteration` once the task ended with no more items."""
@@ -59,7 +63,7 @@ class ObjectRefGenerator:
         ref = self._next(timeout_s)
         return _core.ObjectRef.nil() if ref is None else ref
 
-    def _next(self, timeout):
+    def _next(self, timeout: float | None) -> _core.ObjectRef | None:
         with self._lock:
             if not self._ahead:
                 if self._finished:
@@ -67,7 +71,7 @@ class ObjectRefGenerator:
                 self._settle(self._client.next_item(self._end, self._index, TAKE_AT_ONCE, timeout))
             return self._ahead.popleft() if self._ahead else None
 
-    def _settle(self, got):
+    def _settle(self, got: list[_core.ObjectRef] | None | Literal[False]) -> None:
         """Files what the node answered for the next items: refs (they are
         taken), None (no more: StopIteration) or False (not made yet)."""
         if got is None:
@@ -78,7 +82,7 @@ class ObjectRefGenerator:
         self._ahead.extend(got)
         self._index += sum(1 for r in got if r != self._end)
 
-    def _poll(self):
+    def _poll(self) -> bool:
         """Takes ahead what the node has ready now; returns whether an item
         is waiting to be given (False once the stream has ended)."""
         with self._lock:
@@ -89,24 +93,24 @@ class ObjectRefGenerator:
                     pass
             return bool(self._ahead)
 
-    def next_ready(self):
+    def next_ready(self) -> bool:
         """Whether `next()` gives a ref at once (False when it would raise
         StopIteration: see `is_finished`)."""
         return self._poll()
 
-    def is_finished(self):
+    def is_finished(self) -> bool:
         """Whether the task ended and every item was taken."""
         return not self._poll() and self._finished
 
-    def completed(self):
+    def completed(self) -> _core.ObjectRef:
         """A ref that is ready when the task has ended (its `get` raises if
         the task failed as a whole)."""
         return self._end
 
-    def __aiter__(self):
+    def __aiter__(self) -> "ObjectRefGenerator":
         return self
 
-    async def __anext__(self):
+    async def __anext__(self) -> _core.ObjectRef:
         from . import _futures
 
         while True:
@@ -125,13 +129,13 @@ class ObjectRefGenerator:
                 except StopIteration:
                     raise StopAsyncIteration from None
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         raise TypeError(
             "an ObjectRefGenerator cannot be passed to another task or actor: "
             "pass the refs it yields, or use num_returns='dynamic'"
         )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"ObjectRefGenerator({self._end.task_id()})"
 
 
@@ -139,23 +143,23 @@ class DynamicObjectRefGenerator:
     """The value of a `num_returns="dynamic"` task's ref: the refs of every
     item it yielded, in order."""
 
-    def __init__(self, refs):
+    def __init__(self, refs: Iterable[_core.ObjectRef]) -> None:
         self._refs = list(refs)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[_core.ObjectRef]:
         return iter(self._refs)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._refs)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (DynamicObjectRefGenerator, (self._refs,))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"DynamicObjectRefGenerator({len(self._refs)} items)"
 
 
-def dynamic_end(item_ids):
+def dynamic_end(item_ids: list[bytes]) -> "_DynamicIds":
     """The end value of a dynamic generator task made of `item_ids`,
     pickled without counting refs in the worker: the refs are made where
     the value is read."""
@@ -163,20 +167,23 @@ def dynamic_end(item_ids):
 
 
 class _DynamicIds:
-    def __init__(self, ids):
+    def __init__(self, ids: list[bytes]) -> None:
         self.ids = ids
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_dynamic_refs, (self.ids,))
 
 
-def _dynamic_refs(ids):
+def _dynamic_refs(ids: list[bytes]) -> DynamicObjectRefGenerator:
     from . import _futures
 
-    return DynamicObjectRefGenerator(_futures.counted(i) for i in ids)
+    # Read from a value `get` gave, so through a connection: every ref is counted.
+    return DynamicObjectRefGenerator(cast(_core.ObjectRef, _futures.counted(i)) for i in ids)
 
 
-def wait(items, num_returns, timeout):
+def wait(
+    items: Sequence[_core.ObjectRef | ObjectRefGenerator], num_returns: int, timeout: float | None
+) -> list[int]:
     """`ray.wait` over refs and generators: indexes of the ready ones. A
     generator is ready when its next item is (one with no more items never
     is, as in Ray)."""

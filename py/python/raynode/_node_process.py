@@ -13,7 +13,7 @@ from . import _core
 START_TIMEOUT_S = 20.0
 
 
-def find_binary():
+def find_binary() -> str:
     """The `raynode` binary: $RAYNODE_BIN, else the one the wheel installed
     with this package (into the scripts dir of this Python's install scheme:
     beside the interpreter in a venv, ~/.local/bin for a user install), else
@@ -40,16 +40,16 @@ def find_binary():
 
 
 class NodeProcess:
-    def __init__(self, proc, data_dir, socket):
+    def __init__(self, proc: "subprocess.Popen[bytes]", data_dir: str, socket: str) -> None:
         self.proc = proc
         self.data_dir = data_dir
         self.socket = socket
 
     @property
-    def pid(self):
+    def pid(self) -> int:
         return self.proc.pid
 
-    def stop(self, timeout=5.0):
+    def stop(self, timeout: float = 5.0) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -60,7 +60,12 @@ class NodeProcess:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-def start(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None):
+def start(
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: float | None = None,
+) -> tuple[NodeProcess, _core.Client]:
     """Starts a node as a child process; returns it with a connected client."""
     data_dir = tempfile.mkdtemp(prefix="raynode-")
     socket = os.path.join(data_dir, _core.SOCKET_FILE)

@@ -15,11 +15,17 @@ import io
 import math
 import types
 from collections import ChainMap
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, cast, overload
 
 import cloudpickle
 
-from . import _runtime, _runtime_env, _serialization
+from . import _core, _runtime, _runtime_env, _serialization
 from ._core import ObjectRef
+
+if TYPE_CHECKING:
+    from ._actor import ActorClass
+    from .dag.function_node import FunctionNode
 
 TASK_EXTRAS = "raynode:task"
 TASK_ENV = "raynode:env"
@@ -38,12 +44,12 @@ ACTOR_OPTIONS = {
 }
 
 
-def is_amount(v):
+def is_amount(v: object) -> bool:
     """A resource amount: a finite number >= 0 (not a bool)."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
-def check_options(options, allowed, what):
+def check_options(options: dict[str, Any], allowed: set[str], what: str) -> None:
     for key in options:
         if key not in allowed:
             raise ValueError(f"Invalid option keyword {key} for {what}. Valid ones are {sorted(allowed)}.")
@@ -72,19 +78,20 @@ def check_options(options, allowed, what):
 GENERATOR_MODES = ("streaming", "dynamic")
 
 
-def returns_of(num_returns, function):
+def returns_of(num_returns: int | str | None, function: Callable[..., Any] | None) -> tuple[int, str | None]:
     """(returns the node makes, generator mode or None) for a call of
     `function` asking for `num_returns` (None: the default, which for a
     function that yields is "streaming", as in Ray)."""
     if num_returns is None:
         yields = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
         num_returns = "streaming" if yields else 1
-    if num_returns in GENERATOR_MODES:
+    if isinstance(num_returns, str) and num_returns in GENERATOR_MODES:
         return 1, num_returns
-    return num_returns, None
+    # An int, as `check_options` made sure (or what `submit` refuses).
+    return cast(int, num_returns), None
 
 
-def call_result(client, refs, num_returns, generator):
+def call_result(client: _core.Client, refs: list[ObjectRef], num_returns: int, generator: str | None) -> Any:
     """What `.remote()` gives for the refs of a call."""
     if generator == "streaming":
         from ._generators import ObjectRefGenerator
@@ -97,7 +104,7 @@ def call_result(client, refs, num_returns, generator):
     return refs
 
 
-def retry_types(value):
+def retry_types(value: object) -> tuple[bool, tuple[type[BaseException], ...] | None]:
     """`retry_exceptions` as (retry at all, the types to retry for or None for any)."""
     if value is None or isinstance(value, bool):
         return bool(value), None
@@ -111,24 +118,27 @@ def retry_types(value):
     return bool(value), tuple(value)
 
 
-def check_runtime_env(env):
+def check_runtime_env(env: dict[str, Any] | None) -> _runtime_env.Spec:
     """A runtime_env checked (a `_runtime_env.Spec`), refusing what raynode does not apply."""
     return _runtime_env.check(env)
 
 
-def inherited_runtime_env():
+def inherited_runtime_env() -> _runtime_env.Resolved | None:
     """The runtime_env work submitted from here inherits: the running
     task's or actor's in a worker, else the job's (`init(runtime_env=...)`)."""
     if _runtime.is_worker():
-        return getattr(_runtime._current, "runtime_env", None)
+        env: _runtime_env.Resolved | None = getattr(_runtime._current, "runtime_env", None)
+        return env
     from . import _api
 
     return _api.job_runtime_env()
 
 
-def task_extras(spec, retry_on=None):
+def task_extras(
+    spec: _runtime_env.Spec, retry_on: tuple[type[BaseException], ...] | None = None
+) -> dict[str, Any]:
     """The hidden keyword arguments of a task: {name: value}, maybe empty."""
-    hidden = {}
+    hidden: dict[str, Any] = {}
     env = _runtime_env.resolve(spec, inherited_runtime_env())
     if env:
         hidden[TASK_ENV] = env
@@ -137,7 +147,9 @@ def task_extras(spec, retry_on=None):
     return hidden
 
 
-def scheduling_strategy(options, resources, what):
+def scheduling_strategy(
+    options: dict[str, Any], resources: list[tuple[str, float]], what: str
+) -> tuple[Any, ...] | None:
     """The strategy a task or actor asks for, as `client.submit` takes it:
     None for the default, ("spread",), ("affinity", node_hex, soft) or
     ("group", group_id, bundle_index, capture_child_tasks). Checked here,
@@ -190,7 +202,7 @@ def scheduling_strategy(options, resources, what):
         demand = {k: v for k, v in resources if v > 0}
         candidates = specs if index == -1 else [specs[index]]
 
-        def fits(bundle):
+        def fits(bundle: dict[str, float]) -> bool:
             return all(bundle.get(k, 0) + 1e-9 >= v for k, v in demand.items())
 
         if demand and not any(fits(b) for b in candidates):
@@ -205,7 +217,7 @@ def scheduling_strategy(options, resources, what):
     )
 
 
-def resource_list(options, default_cpus):
+def resource_list(options: dict[str, Any], default_cpus: float) -> list[tuple[str, float]]:
     cpus = options.get("num_cpus")
     out = [("CPU", float(default_cpus if cpus is None else cpus))]
     gpus = options.get("num_gpus")
@@ -216,15 +228,16 @@ def resource_list(options, default_cpus):
     return [(k, v) for k, v in out if v > 0]
 
 
-_cloudpickle_code_reduce = cloudpickle.Pickler.dispatch_table[types.CodeType]
+_Reduced = tuple[Any, tuple[Any, ...]]
+_cloudpickle_code_reduce: Callable[[types.CodeType], _Reduced] = cloudpickle.Pickler.dispatch_table[types.CodeType]
 
 
-def _code_reduce_keeping_filename(code):
+def _code_reduce_keeping_filename(code: types.CodeType) -> _Reduced:
     make, args = _cloudpickle_code_reduce(code)
     return make, tuple(code.co_filename if type(a) is str and a == "<dynamic-code>" else a for a in args)
 
 
-class _DefinitionPickler(cloudpickle.Pickler):
+class _DefinitionPickler(cloudpickle.Pickler):  # type: ignore[misc]  # cloudpickle is untyped
     """cloudpickle, but code keeps the file it was defined in (cloudpickle
     puts "<dynamic-code>"), so remote tracebacks name the user's file and,
     where it exists, show its lines."""
@@ -232,7 +245,7 @@ class _DefinitionPickler(cloudpickle.Pickler):
     dispatch_table = ChainMap({types.CodeType: _code_reduce_keeping_filename}, cloudpickle.Pickler.dispatch_table)
 
 
-def pickle_definition(obj):
+def pickle_definition(obj: Any) -> bytes:
     with io.BytesIO() as f:
         _DefinitionPickler(f, protocol=5).dump(obj)
         return f.getvalue()
@@ -243,33 +256,40 @@ class Registration:
 
     __slots__ = ("obj", "body", "fid", "client")
 
-    def __init__(self, obj):
+    def __init__(self, obj: Any) -> None:
         self.obj = obj
-        self.body = None
-        self.fid = None
-        self.client = None
+        self.body: bytes | None = None
+        self.fid: bytes | None = None
+        self.client: _core.Client | None = None
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         # The connection is this process's own; a copy registers anew.
         return (Registration, (self.obj,))
 
-    def function_id(self, client):
+    def _pickled(self) -> tuple[bytes, bytes]:
+        """(function id, pickled definition), made on first use."""
+        if self.body is None or self.fid is None:
+            self.body = pickle_definition(self.obj)
+            self.fid = hashlib.blake2b(self.body, digest_size=16).digest()
+        return self.fid, self.body
+
+    def function_id(self, client: _core.Client) -> bytes:
+        fid, body = self._pickled()
         if self.client is not client:
-            if self.body is None:
-                self.body = pickle_definition(self.obj)
-                self.fid = hashlib.blake2b(self.body, digest_size=16).digest()
-            client.register_function(self.fid, self.body)
+            client.register_function(fid, body)
             self.client = client
-        return self.fid
+        return fid
 
 
-def pack_args(client, what, args, kwargs):
+def pack_args(
+    client: _core.Client, what: str, args: Sequence[Any], kwargs: dict[str, Any]
+) -> tuple[list[Any], list[str], list[bytes], list[ObjectRef]]:
     """Arguments as the node takes them: refs as refs, small values inline,
     large values put in the store first. Returns (args, kw names, nested
     refs, puts to keep alive until the submit is sent)."""
-    out = []
-    nested = []
-    keep = []
+    out: list[Any] = []
+    nested: list[bytes] = []
+    keep: list[ObjectRef] = []
     limit = client.inline_limit
     values = list(args)
     names = list(kwargs)
@@ -299,13 +319,14 @@ def pack_args(client, what, args, kwargs):
 class RemoteFunction:
     """A function made remote: call `.remote(...)` to run it as a task."""
 
-    def __init__(self, function, options):
+    def __init__(self, function: Callable[..., Any], options: dict[str, Any]) -> None:
         check_options(options, TASK_OPTIONS, "a remote function")
         self._function = function
         self._options = options
         self._signature = inspect.signature(function)
         self._registration = Registration(function)
-        self._name = options.get("name") or getattr(function, "__qualname__", function.__name__)
+        qualname: str = getattr(function, "__qualname__", function.__name__)
+        self._name: str = options.get("name") or qualname
         self._resources = resource_list(options, 1)
         self._num_returns, self._generator = returns_of(options.get("num_returns"), function)
         self._max_retries = options.get("max_retries", 3)
@@ -315,20 +336,20 @@ class RemoteFunction:
         self.__name__ = function.__name__
         self.__wrapped__ = function
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError(
             f"Remote functions cannot be called directly. Instead of running '{self.__name__}()', "
             f"try '{self.__name__}.remote()'."
         )
 
-    def options(self, **options):
+    def options(self, **options: Any) -> "RemoteFunction":
         merged = dict(self._options)
         merged.update(options)
         variant = RemoteFunction(self._function, merged)
         variant._registration = self._registration
         return variant
 
-    def remote(self, *args, **kwargs):
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as e:
@@ -347,7 +368,7 @@ class RemoteFunction:
         del keep
         return call_result(client, refs, self._num_returns, self._generator)
 
-    def bind(self, *args, **kwargs):
+    def bind(self, *args: Any, **kwargs: Any) -> "FunctionNode":
         """A DAG node that runs this function when the DAG is executed."""
         from .dag.function_node import FunctionNode
 
@@ -358,20 +379,38 @@ class RemoteFunction:
         return FunctionNode(self, args, kwargs)
 
 
-def remote(*args, **kwargs):
+class _Decorator(Protocol):
+    """What `@remote(**options)` gives: the decorator itself."""
+
+    # A class is callable too: the first overload that matches wins.
+    @overload
+    def __call__(self, target: type, /) -> "ActorClass": ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, target: Callable[..., Any], /) -> RemoteFunction: ...
+
+
+@overload
+def remote(function_or_class: type, /) -> "ActorClass": ...  # type: ignore[overload-overlap]
+@overload
+def remote(function_or_class: Callable[..., Any], /) -> RemoteFunction: ...
+@overload
+def remote(**options: Any) -> _Decorator: ...
+
+
+def remote(*args: Any, **kwargs: Any) -> Any:
     """`@remote` or `@remote(**options)` on a function or a class."""
     if len(args) == 1 and not kwargs and callable(args[0]):
         return _make(args[0], {})
     if args:
         raise TypeError("The @ray.remote decorator must be applied either with no arguments or only keyword arguments")
 
-    def decorator(target):
+    def decorator(target: Any) -> "RemoteFunction | ActorClass":
         return _make(target, kwargs)
 
     return decorator
 
 
-def _make(target, options):
+def _make(target: Any, options: dict[str, Any]) -> "RemoteFunction | ActorClass":
     if inspect.isclass(target):
         from ._actor import ActorClass
 
@@ -381,7 +420,10 @@ def _make(target, options):
     raise TypeError("The @ray.remote decorator must be applied to either a function or a class.")
 
 
-def method(*args, **kwargs):
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def method(*args: Any, **kwargs: Any) -> Callable[[_F], _F]:
     """`@method(num_returns=N)` on an actor method."""
     if args:
         raise TypeError("@ray.method takes keyword arguments only, e.g. @ray.method(num_returns=2)")
@@ -389,8 +431,8 @@ def method(*args, **kwargs):
         if key not in ("num_returns", "concurrency_group", "max_task_retries", "retry_exceptions"):
             raise ValueError(f"Invalid option keyword {key} for @ray.method")
 
-    def decorator(fn):
-        fn.__raynode_method_options__ = dict(kwargs)
+    def decorator(fn: _F) -> _F:
+        fn.__raynode_method_options__ = dict(kwargs)  # type: ignore[attr-defined]
         return fn
 
     return decorator

@@ -27,6 +27,17 @@ import sys
 import tempfile
 import types
 import zipfile
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from . import _core
+
+#: A package as a task carries it: (its name, the ref of its zip).
+Package = tuple[str, "_core.ObjectRef"]
+#: A runtime_env as a task carries it: `env_vars`, `working_dir` (a
+#: Package) and `py_modules` (a list of them); None when empty.
+Resolved = dict[str, Any]
 
 # The keys raynode applies; any other is refused by name.
 SUPPORTED_KEYS = ("env_vars", "working_dir", "py_modules", "excludes")
@@ -45,17 +56,28 @@ class Spec:
 
     __slots__ = ("env_vars", "working_dir", "py_modules", "excludes")
 
-    def __init__(self, env_vars=None, working_dir=None, py_modules=(), excludes=()):
+    env_vars: dict[str, str]
+    working_dir: str | None
+    py_modules: tuple[str, ...]
+    excludes: tuple[str, ...]
+
+    def __init__(
+        self,
+        env_vars: dict[str, str] | None = None,
+        working_dir: str | None = None,
+        py_modules: Iterable[str] = (),
+        excludes: Iterable[str] = (),
+    ) -> None:
         self.env_vars = env_vars or {}
         self.working_dir = working_dir
         self.py_modules = tuple(py_modules)
         self.excludes = tuple(excludes)
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.env_vars or self.working_dir or self.py_modules)
 
 
-def check(env):
+def check(env: dict[str, Any] | None) -> Spec:
     """A `Spec` of a runtime_env dict (or None), refusing what raynode does not apply."""
     if env is None:
         return Spec()
@@ -92,7 +114,7 @@ def check(env):
     return Spec(dict(env_vars), working_dir, py_modules, excludes)
 
 
-def _local_dir(key, value):
+def _local_dir(key: str, value: object) -> str:
     if not isinstance(value, (str, os.PathLike)):
         raise TypeError(f"runtime_env['{key}'] must be a path (str), got {type(value).__name__}")
     value = os.fspath(value)
@@ -103,9 +125,9 @@ def _local_dir(key, value):
     return os.path.abspath(value)
 
 
-def _module_path(m):
+def _module_path(m: object) -> str:
     if isinstance(m, types.ModuleType):
-        f = getattr(m, "__file__", None)
+        f: str | None = getattr(m, "__file__", None)
         if f is None:
             raise ValueError(f"runtime_env['py_modules']: module {m.__name__} has no file to ship")
         return os.path.dirname(os.path.abspath(f)) if os.path.basename(f) == "__init__.py" else os.path.abspath(f)
@@ -122,7 +144,7 @@ def _module_path(m):
 # -- packing (driver side) ------------------------------------------------------
 
 
-def _excluded(rel, is_dir, patterns):
+def _excluded(rel: str, is_dir: bool, patterns: Iterable[str]) -> bool:
     name = rel.rsplit("/", 1)[-1]
     for p in patterns:
         if p.endswith("/"):
@@ -133,7 +155,7 @@ def _excluded(rel, is_dir, patterns):
     return False
 
 
-def pack(path, excludes=(), prefix=""):
+def pack(path: str, excludes: Iterable[str] = (), prefix: str = "") -> bytes:
     """The zip of a directory (or one file), entries sorted, dates fixed."""
     patterns = DEFAULT_EXCLUDES + tuple(excludes)
     buf = io.BytesIO()
@@ -166,10 +188,11 @@ def pack(path, excludes=(), prefix=""):
     return buf.getvalue()
 
 
-_packages: dict = {}  # (client, kind, path, excludes) -> (name, ref)
+# (id(client), kind, path, excludes) -> (client, (name, ref))
+_packages: dict[tuple[int, str, str, tuple[str, ...]], tuple["_core.Client", Package]] = {}
 
 
-def package(client, kind, path, excludes):
+def package(client: "_core.Client", kind: str, path: str, excludes: Iterable[str]) -> Package:
     """`(name, ref)` of the packed directory, made once per process and connection."""
     key = (id(client), kind, path, tuple(excludes))
     got = _packages.get(key)
@@ -186,11 +209,11 @@ def package(client, kind, path, excludes):
     return pkg
 
 
-def resolve(spec, inherited):
+def resolve(spec: Spec, inherited: Resolved | None) -> Resolved | None:
     """What a task carries: `inherited` (its submitter's, already packed)
     with `spec` over it: its env_vars merged in, its working_dir and
     py_modules in place of the inherited ones. None when empty."""
-    merged = dict(inherited or {})
+    merged: Resolved = dict(inherited or {})
     if spec:
         if spec.env_vars:
             merged["env_vars"] = {**merged.get("env_vars", {}), **spec.env_vars}
@@ -205,11 +228,11 @@ def resolve(spec, inherited):
     return {k: v for k, v in merged.items() if v} or None
 
 
-def describe(env):
+def describe(env: Resolved | None) -> dict[str, Any]:
     """A runtime_env as `get_runtime_context().runtime_env` shows it."""
     if not env:
         return {}
-    out = {}
+    out: dict[str, Any] = {}
     if env.get("env_vars"):
         out["env_vars"] = dict(env["env_vars"])
     if env.get("working_dir"):
@@ -222,7 +245,7 @@ def describe(env):
 # -- applying (worker side) -----------------------------------------------------
 
 
-def _base_dir():
+def _base_dir() -> str:
     return _BASE_DIR
 
 
@@ -234,7 +257,7 @@ _BASE_DIR = os.path.abspath(
 )
 
 
-def unpacked(job, kind, pkg):
+def unpacked(job: str | None, kind: str, pkg: Package) -> str:
     """The directory holding package `pkg` for `job`, unpacked on first use."""
     name, ref = pkg
     final = os.path.join(_base_dir(), job or "nojob", kind, name)
@@ -269,18 +292,18 @@ class Applied:
 
     # The package directories on sys.path for the last task that had any:
     # modules imported from them stay imported while the tasks' packages are the same.
-    _active_dirs = ()
+    _active_dirs: tuple[str, ...] = ()
 
-    def __init__(self, env, job):
-        self.env = env or {}
+    def __init__(self, env: Resolved | None, job: str | None) -> None:
+        self.env: Resolved = env or {}
         self.job = job
-        self.saved_env = None
-        self.saved_cwd = None
-        self.saved_path = None
+        self.saved_env: dict[str, str | None] | None = None
+        self.saved_cwd: str | None = None
+        self.saved_path: list[str] | None = None
 
-    def enter(self):
+    def enter(self) -> None:
         env = self.env
-        dirs = []
+        dirs: list[str] = []
         workdir = None
         if env.get("working_dir"):
             workdir = unpacked(self.job, "working_dir", env["working_dir"])
@@ -298,7 +321,7 @@ class Applied:
             self.saved_env = {k: os.environ.get(k) for k in env["env_vars"]}
             os.environ.update(env["env_vars"])
 
-    def leave(self):
+    def leave(self) -> None:
         if self.saved_env is not None:
             for k, v in self.saved_env.items():
                 if v is None:
@@ -314,13 +337,13 @@ class Applied:
             sys.path[:] = self.saved_path
 
 
-def _forget_modules_unless(dirs):
+def _forget_modules_unless(dirs: Iterable[str]) -> None:
     """Unloads the modules imported from the previous task's packages when
     this task's are others (or none), so it imports its own."""
-    dirs = tuple(dirs)
+    now = tuple(dirs)
     old = Applied._active_dirs
-    Applied._active_dirs = dirs
-    if not old or old == dirs:
+    Applied._active_dirs = now
+    if not old or old == now:
         return
     roots = tuple(d.rstrip(os.sep) + os.sep for d in old)
     for name, m in list(sys.modules.items()):

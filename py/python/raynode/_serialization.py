@@ -1,12 +1,16 @@
 """Values to object-layout bytes and back: pickle protocol 5 with
 out-of-band buffers, so numpy arrays read from the store are zero-copy."""
 
+from __future__ import annotations
+
 import fcntl
+import functools
 import mmap
 import os
 import pickle
 import threading
 import weakref
+from typing import Any
 
 import cloudpickle
 
@@ -27,10 +31,11 @@ _WRITE_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 # one is freed), writing into the kept mapping costs no mmap, no page faults
 # and no munmap, which for a 1 MiB object cost several times the copy. One
 # mapping at most, so what it holds stays small.
-_kept_write_map = None  # (key, mmap)
+_MapKey = tuple[int, int, int]
+_kept_write_map: tuple[_MapKey, mmap.mmap] | None = None
 
 
-def _write_map(path, total):
+def _write_map(path: str, total: int) -> tuple[_MapKey, mmap.mmap]:
     global _kept_write_map
     with open(path, "r+b") as f:
         st = os.fstat(f.fileno())
@@ -45,7 +50,7 @@ def _write_map(path, total):
         return key, mmap.mmap(f.fileno(), total, flags=_WRITE_MAP_FLAGS)
 
 
-def _done_with_write_map(key, mm):
+def _done_with_write_map(key: _MapKey, mm: mmap.mmap) -> None:
     global _kept_write_map
     if _kept_write_map is not None:
         _kept_write_map[1].close()
@@ -62,17 +67,23 @@ class Serialized:
 
     __slots__ = ("meta", "data", "buffers", "nested", "size")
 
-    def __init__(self, meta, data, buffers, nested):
+    meta: bytes
+    data: bytes
+    buffers: list[memoryview]
+    nested: list[bytes]
+    size: int
+
+    def __init__(self, meta: bytes, data: bytes, buffers: list[memoryview], nested: list[bytes]) -> None:
         self.meta = meta
         self.data = data
         self.buffers = buffers
         self.nested = nested
         self.size = len(data) + sum(b.nbytes for b in buffers)
 
-    def inline(self):
+    def inline(self) -> bytes:
         return _core.encode(self.meta, self.data, self.buffers)
 
-    def write_to(self, path):
+    def write_to(self, path: str) -> None:
         """Writes the value into the store file made for it."""
         header, meta_off, data_off, buf_offs, total = _core.plan(
             len(self.meta), len(self.data), [b.nbytes for b in self.buffers]
@@ -86,14 +97,14 @@ class Serialized:
                 view[off : off + buf.nbytes] = buf
         _done_with_write_map(key, mm)
 
-    def planned_size(self):
+    def planned_size(self) -> int:
         return _core.plan(len(self.meta), len(self.data), [b.nbytes for b in self.buffers])[4]
 
 
-def serialize(value, meta=META_PICKLE):
+def serialize(value: Any, meta: bytes = META_PICKLE) -> Serialized:
     if type(value) in _PLAIN:
         return Serialized(meta, pickle.dumps(value, 5), [], [])
-    buffers = []
+    buffers: list[pickle.PickleBuffer] = []
     _core.begin_capture()
     try:
         data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
@@ -109,7 +120,7 @@ def serialize(value, meta=META_PICKLE):
     return Serialized(meta, data, views, nested)
 
 
-def _serialize_in_band(value, meta):
+def _serialize_in_band(value: Any, meta: bytes) -> Serialized:
     _core.begin_capture()
     try:
         data = cloudpickle.dumps(value, protocol=5)
@@ -122,11 +133,11 @@ def _serialize_in_band(value, meta):
 # from it lives: (path, object key) -> weak reference to the mmap. Values
 # (numpy arrays) hold the mapping through their buffers; the last one to go
 # unmaps it, and with it goes the shared lock that kept the file from reuse.
-_read_maps: dict = {}
+_read_maps: dict[tuple[str, bytes], weakref.ref[mmap.mmap]] = {}
 _read_maps_lock = threading.Lock()
 
 
-def _read_map(path, size, key):
+def _read_map(path: str, size: int, key: bytes) -> mmap.mmap:
     """The mapping of the stored object `key` in `path`: the one this
     process has, else a new one (StalePath if the file holds it no more)."""
     k = (path, key)
@@ -142,18 +153,18 @@ def _read_map(path, size, key):
         if other is not None and not other.closed and len(other) == size:
             mm.close()  # another thread mapped it meanwhile
             return other
-        _read_maps[k] = weakref.ref(mm, lambda r, k=k: _forget_map(k, r))
+        _read_maps[k] = weakref.ref(mm, functools.partial(_forget_map, k))
     return mm
 
 
-def _forget_map(k, r):
+def _forget_map(k: tuple[str, bytes], r: weakref.ref[mmap.mmap]) -> None:
     # Runs when the mapping is freed, maybe inside a locked section of this
     # thread: a plain dict operation, no lock.
     if _read_maps.get(k) is r:
         _read_maps.pop(k, None)
 
 
-def _map_object(path, size, key):
+def _map_object(path: str, size: int, key: bytes) -> mmap.mmap:
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -173,9 +184,9 @@ def _map_object(path, size, key):
     return mm
 
 
-def _sections(value):
+def _sections(value: _core.GotValue) -> tuple[bytes, memoryview, list[memoryview]]:
     """(meta, data view, buffer views) of a value from the node."""
-    if type(value) is bytes:
+    if isinstance(value, bytes):
         (ms, me), (ds, de), bufs = _core.parse(value)
         view = memoryview(value)
         return value[ms:me], view[ds:de], [view[s:e] for s, e in bufs]
@@ -187,7 +198,7 @@ def _sections(value):
     return bytes(view[ms:me]), view[ds:de], [view[s:e] for s, e in bufs]
 
 
-def deserialize(value):
+def deserialize(value: _core.GotValue) -> Any:
     """The Python value, or raises the error the value holds."""
     meta, data, buffers = _sections(value)
     if meta == META_PICKLE:
@@ -195,9 +206,9 @@ def deserialize(value):
     raise error_of(meta, data)
 
 
-def error_of(meta, data):
+def error_of(meta: bytes, data: bytes | memoryview) -> BaseException:
     if meta == META_TASK_ERROR:
-        err = pickle.loads(data)
+        err: BaseException = pickle.loads(data)
         if isinstance(err, exceptions.RayTaskError):
             return err.as_instanceof_cause()
         return err
@@ -208,7 +219,7 @@ def error_of(meta, data):
     return exceptions.RaySystemError(f"a value of unknown kind {meta!r}")
 
 
-def task_error(function_name, traceback_str, exc):
+def task_error(function_name: str, traceback_str: str, exc: BaseException | None) -> Serialized:
     """A pickled RayTaskError for `exc`, even if `exc` itself will not pickle."""
     err = exceptions.RayTaskError(function_name, traceback_str, exc)
     try:

@@ -17,7 +17,12 @@ kill the actor without restart, as `ray.kill` does, and waits for the
 node to end this process. `sys.exit(n)` with another status ends the
 process at once: the node takes that for a crash and restarts the actor if
 it may. In a task, `sys.exit` ends the worker, as in Ray.
+
+How a call's arguments are decoded, its returns split and its errors
+described is in `_task_values`.
 """
+
+from __future__ import annotations
 
 import asyncio
 import concurrent.futures
@@ -25,14 +30,26 @@ import inspect
 import os
 import pickle
 import signal
-import socket
 import sys
 import threading
 import time
-import traceback
+from collections.abc import AsyncIterable, Iterable
+from types import FrameType
+from typing import Any, NoReturn
 
 from . import _core, _generators, _runtime, _runtime_env, _serialization, exceptions
-from ._remote import TASK_ENV, TASK_EXTRAS
+from ._remote import TASK_EXTRAS
+from ._task_values import (
+    Items,
+    Returns,
+    describe_error,
+    node_ip,
+    returns_count,
+    split_returns,
+    take_env,
+    unpack_args,
+    user_traceback,
+)
 
 WORK_POLL_S = 1.0
 # How long the cancel listener waits before it checks that the node is still there.
@@ -40,11 +57,13 @@ CANCEL_POLL_S = 60.0
 # How long an actor that ended itself waits for its node to stop it.
 EXIT_GRACE_S = 10.0
 
-_worker = None  # this process's Worker
+_worker: Worker | None = None  # this process's Worker
+
+#: Where a task in a placement group runs: (group id, bundle index, capture child tasks).
+Group = tuple[bytes, int, bool]
 
 
-
-def mark_output(task_id):
+def mark_output(task_id: bytes) -> None:
     """Tells the node, through the pipes it reads, that what this process
     prints from here on belongs to `task_id`."""
     for stream in (sys.stdout, sys.stderr):
@@ -60,36 +79,38 @@ class ActorExit(BaseException):
     the worker."""
 
 
-def current_actor_id():
+def current_actor_id() -> bytes | None:
     """The id of the actor this process holds (set from its constructor on), else None."""
     return None if _worker is None else _worker.actor_id
 
 
 class Worker:
-    def __init__(self, client):
+    def __init__(self, client: _core.Client) -> None:
         self.client = client
-        self.functions = {}
-        self.bodies = {}  # function id -> pickled definition, until first unpickled
-        self.actor = None  # the instance, once a constructor ran here
-        self.actor_id = None
-        self.actor_error = None  # the constructor's traceback, if it raised
-        self.pool = None
-        self.loop = None
-        self.async_slots = None
-        self.class_name = None
-        self.runtime_env = None  # the actor's, applied for its life
+        self.functions: dict[bytes, Any] = {}
+        self.bodies: dict[bytes, bytes] = {}  # function id -> pickled definition, until first unpickled
+        self.actor: Any = None  # the instance, once a constructor ran here
+        self.actor_id: bytes | None = None
+        self.actor_error: str | None = None  # the constructor's traceback, if it raised
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.async_slots: asyncio.Semaphore | None = None
+        self.class_name: str | None = None
+        self.runtime_env: _runtime_env.Resolved | None = None  # the actor's, applied for its life
         self.running = 0  # method calls started and not yet answered
-        self.coroutines = {}  # task id -> future of an async actor's call in progress
-        self.actor_name = None  # "" for an unnamed actor
-        self.actor_resources = {}  # what the actor holds, for its methods
-        self.actor_gpus = []
-        self.actor_group = None
-        self.placed = (None, {}, [], None)  # the running task's name, resources, GPUs, group
-        self.interruptible = None  # the task whose function runs now, which a cancel interrupts
+        # task id -> future of an async actor's call in progress
+        self.coroutines: dict[bytes, concurrent.futures.Future[None]] = {}
+        self.actor_name: str | None = None  # "" for an unnamed actor
+        self.actor_resources: dict[str, float] = {}  # what the actor holds, for its methods
+        self.actor_gpus: list[int] = []
+        self.actor_group: Group | None = None
+        # The running task's name, resources, GPUs, group.
+        self.placed: tuple[str | None, dict[str, float], list[int], Group | None] = (None, {}, [], None)
+        self.interruptible: bytes | None = None  # the task whose function runs now, which a cancel interrupts
         self.idle = threading.Condition()
         self.ending = threading.Event()  # the actor ended itself
 
-    def run(self):
+    def run(self) -> None:
         while not self.ending.is_set():
             try:
                 work = self.client.next_work(WORK_POLL_S)
@@ -121,7 +142,7 @@ class Worker:
 
     # -- tasks --------------------------------------------------------------
 
-    def function(self, fid):
+    def function(self, fid: bytes) -> Any:
         """The function or class of id `fid`, unpickled on first use (after
         the runtime_env it may import from is applied)."""
         f = self.functions.get(fid)
@@ -133,10 +154,13 @@ class Worker:
             del self.bodies[fid]
         return f
 
-    def run_task(self, task_id, fid, name, args, kwnames, num_returns, job, attempt):
+    def run_task(
+        self, task_id: bytes, fid: bytes, name: str, args: list[_core.GotValue], kwnames: list[str],
+        num_returns: Returns, job: str, attempt: int,
+    ) -> None:
         self.set_current(task_id, job, attempt)
-        retry_on = None
-        applied = None
+        retry_on: tuple[type[BaseException], ...] | None = None
+        applied: _runtime_env.Applied | None = None
         gpus = self.placed[2]
         saved_gpus = set_visible_gpus(gpus) if gpus else None
         try:
@@ -175,7 +199,7 @@ class Worker:
                 restore_visible_gpus(saved_gpus)
             self.set_current(None, job, 0)
 
-    def report(self, task_id, name, num_returns, result):
+    def report(self, task_id: bytes, name: str, num_returns: Returns, result: Any) -> None:
         if isinstance(num_returns, str):
             return self.stream(task_id, name, num_returns, result)
         try:
@@ -185,7 +209,14 @@ class Worker:
             return self.report_error(task_id, name, num_returns, e)
         self.client.task_done(task_id, results, False)
 
-    def report_error(self, task_id, name, num_returns, exc, retry_on=None):
+    def report_error(
+        self,
+        task_id: bytes,
+        name: str,
+        num_returns: Returns,
+        exc: BaseException,
+        retry_on: tuple[type[BaseException], ...] | None = None,
+    ) -> None:
         """Answers a call that raised. `retry_on`: the exception types the
         task may be retried for (None: any, if its retry_exceptions is set)."""
         err = self.error_value(name, exc)
@@ -197,7 +228,7 @@ class Worker:
         results = [(err.inline(), err.nested)] * returns_count(num_returns)
         self.client.task_done(task_id, results, retryable, describe_error(exc))
 
-    def error_value(self, name, exc):
+    def error_value(self, name: str, exc: BaseException) -> _serialization.Serialized:
         """What a call that raised `exc` gives its caller: a pickled
         TaskCancelledError or RayTaskError."""
         if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
@@ -210,7 +241,7 @@ class Worker:
 
     # -- generators ---------------------------------------------------------
 
-    def stream(self, task_id, name, mode, result):
+    def stream(self, task_id: bytes, name: str, mode: str, result: Iterable[Any]) -> None:
         """Runs a generator task's body: each item goes to the node as it
         is made, an exception becomes the last item, then the end."""
         items = Items(task_id)
@@ -223,7 +254,7 @@ class Worker:
             self.yield_error(items, name, e)
         self.end_stream(items, name, mode)
 
-    async def stream_async(self, task_id, name, mode, result):
+    async def stream_async(self, task_id: bytes, name: str, mode: str, result: AsyncIterable[Any]) -> None:
         """`stream` for an async generator (an async actor's method)."""
         items = Items(task_id)
         try:
@@ -235,7 +266,7 @@ class Worker:
             self.yield_error(items, name, e)
         self.end_stream(items, name, mode)
 
-    def yield_item(self, items, value):
+    def yield_item(self, items: Items, value: Any) -> None:
         index, object_id = items.next()
         s = _serialization.serialize(value)
         if s.size <= self.client.inline_limit:
@@ -247,12 +278,12 @@ class Worker:
         if self.client.is_cancelled(items.task_id):
             raise KeyboardInterrupt
 
-    def yield_error(self, items, name, exc):
+    def yield_error(self, items: Items, name: str, exc: BaseException) -> None:
         index, _ = items.next()
         err = self.error_value(name, exc)
         self.client.yield_item(items.task_id, index, err.inline(), err.nested)
 
-    def end_stream(self, items, name, mode):
+    def end_stream(self, items: Items, name: str, mode: str) -> None:
         """Sets a generator task's end: its item count, or for a dynamic
         one the list of its items (which the end then holds)."""
         if mode == "dynamic":
@@ -262,7 +293,7 @@ class Worker:
             s = _serialization.serialize(len(items.ids))
         self.client.task_done(items.task_id, [(s.inline(), s.nested)], False)
 
-    def task_error(self, name, tb, exc):
+    def task_error(self, name: str, tb: str, exc: BaseException) -> _serialization.Serialized:
         """A pickled RayTaskError for `exc` (its cause travels as its text
         if it will not pickle)."""
         actor_id = self.actor_id.hex() if self.actor_id is not None else None
@@ -273,7 +304,7 @@ class Worker:
             plain = exceptions.RayTaskError(name, tb, None, pid=os.getpid(), ip=node_ip(), actor_id=actor_id)
             return _serialization.serialize(plain, _serialization.META_TASK_ERROR)
 
-    def return_value(self, task_id, index, value):
+    def return_value(self, task_id: bytes, index: int, value: Any) -> tuple[bytes | None, list[bytes]]:
         s = _serialization.serialize(value)
         if s.size <= self.client.inline_limit:
             return (s.inline(), s.nested)
@@ -282,7 +313,7 @@ class Worker:
         s.write_to(path)
         return (None, s.nested)
 
-    def set_current(self, task_id, job, attempt, name=None):
+    def set_current(self, task_id: bytes | None, job: str, attempt: int, name: str | None = None) -> None:
         cur = _runtime._current
         cur.task_id = task_id
         cur.job_id = job
@@ -299,7 +330,17 @@ class Worker:
 
     # -- actors -------------------------------------------------------------
 
-    def create_actor(self, task_id, kind, fid, name, args, kwnames, job, attempt):
+    def create_actor(
+        self,
+        task_id: bytes,
+        kind: tuple[Any, ...],
+        fid: bytes,
+        name: str,
+        args: list[_core.GotValue],
+        kwnames: list[str],
+        job: str,
+        attempt: int,
+    ) -> None:
         _, actor_id, max_concurrency, is_async = kind[:4]
         self.actor_id = actor_id
         self.class_name = name.rsplit(".", 1)[0]
@@ -324,17 +365,19 @@ class Worker:
             return
         if is_async:
             self.loop = asyncio.new_event_loop()
-            self.async_slots = max_concurrency
             threading.Thread(target=self.loop.run_forever, name="actor-loop", daemon=True).start()
             self.loop.call_soon_threadsafe(self._make_semaphore, max_concurrency)
         elif max_concurrency > 1:
             self.pool = concurrent.futures.ThreadPoolExecutor(max_concurrency, thread_name_prefix="actor")
         self.client.actor_ready(actor_id, None)
 
-    def _make_semaphore(self, n):
+    def _make_semaphore(self, n: int) -> None:
         self.async_slots = asyncio.Semaphore(n)
 
-    def call_method(self, task_id, method, name, args, kwnames, num_returns, job, attempt):
+    def call_method(
+        self, task_id: bytes, method: str, name: str, args: list[_core.GotValue], kwnames: list[str],
+        num_returns: Returns, job: str, attempt: int,
+    ) -> None:
         if self.actor_error is not None:
             err = exceptions.ActorDiedError(f"The actor died because its constructor raised:\n{self.actor_error}")
             s = _serialization.serialize(err, _serialization.META_TASK_ERROR)
@@ -359,7 +402,7 @@ class Worker:
         else:
             self.run_method(task_id, method, name, args, kwnames, num_returns, job, attempt)
 
-    def cancel(self, task_id):
+    def cancel(self, task_id: bytes) -> None:
         """A `ray.cancel` of an actor call: a coroutine is cancelled (as
         asyncio cancels); a call not started yet is never run; a running
         call of another actor goes on, and may check `is_canceled()`."""
@@ -367,7 +410,10 @@ class Worker:
         if fut is not None:
             fut.cancel()
 
-    def run_method(self, task_id, method, name, args, kwnames, num_returns, job, attempt):
+    def run_method(
+        self, task_id: bytes, method: str, name: str, args: list[_core.GotValue], kwnames: list[str],
+        num_returns: Returns, job: str, attempt: int,
+    ) -> None:
         self.set_current(task_id, job, attempt, name)
         try:
             if self.client.is_cancelled(task_id):
@@ -386,9 +432,14 @@ class Worker:
         finally:
             self.call_ended()
 
-    async def run_async(self, task_id, method, name, args, kwnames, num_returns, job, attempt):
+    async def run_async(
+        self, task_id: bytes, method: str, name: str, args: list[_core.GotValue], kwnames: list[str],
+        num_returns: Returns, job: str, attempt: int,
+    ) -> None:
         try:
-            async with self.async_slots:
+            slots = self.async_slots
+            assert slots is not None  # made on the loop before any call reaches it
+            async with slots:
                 self.set_current(task_id, job, attempt, name)
                 try:
                     if self.client.is_cancelled(task_id):
@@ -412,12 +463,12 @@ class Worker:
         finally:
             self.call_ended()
 
-    def call_ended(self):
+    def call_ended(self) -> None:
         with self.idle:
             self.running -= 1
             self.idle.notify_all()
 
-    def end_actor(self, task_id, name, num_returns, why):
+    def end_actor(self, task_id: bytes | None, name: str, num_returns: Returns, why: BaseException | str) -> None:
         """The actor ends itself. `why` is the ActorExit or SystemExit that
         ended the method, or a sentence. A SystemExit with a status other
         than 0 is a crash: the process ends with it, and the node may
@@ -437,11 +488,12 @@ class Worker:
             self.client.task_done(task_id, [(s.inline(), [])] * returns_count(num_returns), True)
         # As `ray.kill(actor, no_restart=True)`: later calls raise
         # RayActorError; the node stops this process.
+        assert self.actor_id is not None  # only an actor ends itself
         self.client.kill_actor(self.actor_id, True)
         self.client.flush()
 
 
-def is_canceled():
+def is_canceled() -> bool:
     """Whether a `ray.cancel` reached the running task or actor call (not
     for async actors, whose cancelled calls raise CancelledError)."""
     if _worker is None:
@@ -452,7 +504,7 @@ def is_canceled():
     return task_id is not None and _worker.client.is_cancelled(task_id)
 
 
-def set_visible_gpus(gpus):
+def set_visible_gpus(gpus: list[int]) -> list[str | None]:
     """Sets CUDA_VISIBLE_DEVICES to the GPUs a task holds; returns what it
     replaced (a list, so that an unset variable is told from an empty one)."""
     saved = [os.environ.get("CUDA_VISIBLE_DEVICES")]
@@ -460,14 +512,14 @@ def set_visible_gpus(gpus):
     return saved
 
 
-def restore_visible_gpus(saved):
+def restore_visible_gpus(saved: list[str | None]) -> None:
     if saved[0] is None:
         os.environ.pop("CUDA_VISIBLE_DEVICES", None)
     else:
         os.environ["CUDA_VISIBLE_DEVICES"] = saved[0]
 
 
-def on_sigint(signum, frame):
+def on_sigint(signum: int, frame: FrameType | None) -> None:
     """SIGINT comes from `listen_for_cancels`: it stops the running task if
     a `ray.cancel` reached it. Any other is ignored: the node stops its
     workers itself."""
@@ -480,7 +532,7 @@ def on_sigint(signum, frame):
         raise KeyboardInterrupt
 
 
-def listen_for_cancels(worker, main_thread):
+def listen_for_cancels(worker: Worker, main_thread: int) -> None:
     """Interrupts the main thread (SIGINT, which also ends a blocking sleep
     or read) when a `ray.cancel` reaches the task it runs."""
     while True:
@@ -492,7 +544,7 @@ def listen_for_cancels(worker, main_thread):
             signal.pthread_kill(main_thread, signal.SIGINT)
 
 
-def end_process(exit):
+def end_process(exit: SystemExit) -> NoReturn:
     """Ends this worker as `sys.exit` would, with the status it asked for."""
     code = exit.code
     if code is None:
@@ -512,114 +564,7 @@ def end_process(exit):
     os._exit(status)
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def user_traceback(exc):
-    """The traceback of `exc` as the user's code sees it: without raynode's
-    own frames (this loop, `get` inside a task, deserialization)."""
-    te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
-    seen = set()
-    stack = [te]
-    while stack:
-        t = stack.pop()
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        t.stack = traceback.StackSummary.from_list(
-            [f for f in t.stack if not f.filename.startswith(_PACKAGE_DIR)]
-        )
-        stack.extend(c for c in (t.__cause__, t.__context__) if c is not None)
-    return "".join(te.format())
-
-
-_node_ip = None
-
-
-def node_ip():
-    """This machine's address as other machines see it (the one its
-    default route leaves from), for error texts."""
-    global _node_ip
-    if _node_ip is None:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
-            _node_ip = s.getsockname()[0]
-        except OSError:
-            _node_ip = "127.0.0.1"
-        finally:
-            s.close()
-    return _node_ip
-
-
-def take_env(values, kwnames):
-    """(the task's runtime_env or None, the other values, their keyword
-    names): the runtime_env decoded, before anything that may need it."""
-    if TASK_ENV not in kwnames:
-        return None, values, kwnames
-    kwnames = list(kwnames)
-    values = list(values)
-    at = len(values) - len(kwnames) + kwnames.index(TASK_ENV)
-    env = _serialization.deserialize(values.pop(at))
-    kwnames.remove(TASK_ENV)
-    return env, values, kwnames
-
-
-def unpack_arg(value):
-    """An argument's value. A stored one whose file changed after the node
-    named it (spilled, or a copy evicted under memory pressure) is asked
-    for again by id: the node restores or fetches it."""
-    try:
-        return _serialization.deserialize(value)
-    except _serialization.StalePath:
-        from . import _api
-
-        return _api.get(_core.ObjectRef(bytes(value[2])))
-
-
-def unpack_args(values, kwnames):
-    decoded = [unpack_arg(v) for v in values]
-    if not kwnames:
-        return decoded, {}
-    split = len(decoded) - len(kwnames)
-    return decoded[:split], dict(zip(kwnames, decoded[split:]))
-
-
-class Items:
-    """The items a generator task made so far."""
-
-    def __init__(self, task_id):
-        self.task_id = task_id
-        self.ids = []
-
-    def next(self):
-        """The next item's index (from 1) and object id."""
-        index = len(self.ids) + 1
-        object_id = self.task_id + index.to_bytes(4, "big")
-        self.ids.append(object_id)
-        return index, object_id
-
-
-def returns_count(num_returns):
-    """How many return values a call has: a generator has one, its end."""
-    return 1 if isinstance(num_returns, str) else num_returns
-
-
-def split_returns(result, num_returns, name):
-    if num_returns == 1:
-        return [result]
-    if num_returns == 0:
-        return []
-    try:
-        values = list(result)
-    except TypeError:
-        raise ValueError(f"{name} declared num_returns={num_returns} but returned a {type(result).__name__}") from None
-    if len(values) != num_returns:
-        raise ValueError(f"{name} declared num_returns={num_returns} but returned {len(values)} values")
-    return values
-
-
-def main():
+def main() -> None:
     socket = os.environ["RAYNODE_SOCKET"]
     worker_id = int(os.environ["RAYNODE_WORKER_ID"])
     try:
@@ -644,13 +589,3 @@ if __name__ == "__main__":
     from raynode import _worker as this
 
     this.main()
-
-
-#: Longest error description the task table keeps.
-MAX_ERROR_TEXT = 4096
-
-
-def describe_error(exc):
-    """An exception as the task table shows it: its type and message."""
-    text = f"{type(exc).__name__}: {exc}"
-    return text if len(text) <= MAX_ERROR_TEXT else text[: MAX_ERROR_TEXT - 3] + "..."

@@ -1,9 +1,11 @@
 """raynode.actor: Ray's ``ray.actor`` module."""
 
+from typing import NoReturn
+
 from ._actor import ActorClass, ActorHandle, ActorMethod
 
 
-def exit_actor():
+def exit_actor() -> NoReturn:
     """Ends the actor this is called in, as Ray's: the running call raises
     ActorDiedError at its caller, and so do the calls after it; the actor is
     not restarted, whatever its max_restarts. Raises TypeError outside an

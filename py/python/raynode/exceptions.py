@@ -6,6 +6,7 @@ which would end a driver that did not catch it.
 
 import pickle
 import traceback
+from typing import Any
 
 import cloudpickle
 
@@ -31,19 +32,37 @@ class RayTaskError(RayError):
     arrives as a `RayError` holding the cause's text.
     """
 
-    def __init__(self, function_name, traceback_str, cause=None, proctitle=None, pid=None, ip=None,
-                 actor_repr=None, actor_id=None):
+    function_name: str
+    traceback_str: str
+    cause: BaseException | None
+    proctitle: str | None
+    pid: int | None
+    ip: str | None
+    actor_repr: str | None
+    actor_id: str | None
+
+    def __init__(
+        self,
+        function_name: str,
+        traceback_str: str,
+        cause: BaseException | None = None,
+        proctitle: str | None = None,
+        pid: int | None = None,
+        ip: str | None = None,
+        actor_repr: str | None = None,
+        actor_id: str | None = None,
+    ) -> None:
         super().__init__(function_name, traceback_str, cause)
         _set_fields(self, function_name, traceback_str, cause, proctitle, pid, ip, actor_repr, actor_id)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_task_error, (self._fields(), *_pickled_cause(self)))
 
-    def _fields(self):
+    def _fields(self) -> tuple[Any, ...]:
         return (self.function_name, self.traceback_str, self.proctitle, self.pid, self.ip, self.actor_repr,
                 self.actor_id)
 
-    def __str__(self):
+    def __str__(self) -> str:
         name = self.proctitle or f"ray::{_short_name(self.function_name)}"
         where = [f"pid={self.pid}", f"ip={self.ip}"]
         if self.actor_id:
@@ -53,7 +72,7 @@ class RayTaskError(RayError):
         header = f"{name}() ({', '.join(where)})" if self.pid is not None else f"{name}()"
         return f"{header}\n{self.traceback_str.rstrip()}"
 
-    def as_instanceof_cause(self):
+    def as_instanceof_cause(self) -> "RayTaskError":
         """An exception of class `RayTaskError(<cause class>)`, so `except
         CauseClass` catches it. Never for causes that are not `Exception`s
         (`SystemExit`, `KeyboardInterrupt`, ...): an error that reaches the
@@ -71,7 +90,7 @@ class RayTaskError(RayError):
                     {"__init__": _dual_init, "__getattr__": _dual_getattr, "__str__": RayTaskError.__str__},
                 )
                 _dual_classes[cause_cls] = cls
-            err = cls(*self._fields(), cause)
+            err: RayTaskError = cls(*self._fields(), cause)
         except TypeError:
             return self  # the cause's class cannot be a base (e.g. final or layout conflicts)
         return err
@@ -80,7 +99,17 @@ class RayTaskError(RayError):
 _dual_classes: dict[type, type] = {}
 
 
-def _set_fields(err, function_name, traceback_str, cause, proctitle, pid, ip, actor_repr, actor_id):
+def _set_fields(
+    err: RayTaskError,
+    function_name: str,
+    traceback_str: str,
+    cause: BaseException | None,
+    proctitle: str | None,
+    pid: int | None,
+    ip: str | None,
+    actor_repr: str | None,
+    actor_id: str | None,
+) -> None:
     err.function_name = function_name
     err.traceback_str = traceback_str
     err.cause = cause
@@ -91,28 +120,38 @@ def _set_fields(err, function_name, traceback_str, cause, proctitle, pid, ip, ac
     err.actor_id = actor_id
 
 
-def _dual_init(self, function_name, traceback_str, proctitle, pid, ip, actor_repr, actor_id, cause):
+def _dual_init(
+    self: RayTaskError,
+    function_name: str,
+    traceback_str: str,
+    proctitle: str | None,
+    pid: int | None,
+    ip: str | None,
+    actor_repr: str | None,
+    actor_id: str | None,
+    cause: BaseException | None,
+) -> None:
     _set_fields(self, function_name, traceback_str, cause, proctitle, pid, ip, actor_repr, actor_id)
     self.args = (function_name, traceback_str, cause)
 
 
-def _dual_getattr(self, name):
+def _dual_getattr(self: RayTaskError, name: str) -> Any:
     cause = self.__dict__.get("cause")
     if cause is None:
         raise AttributeError(name)
     return getattr(cause, name)
 
 
-def _short_name(function_name):
+def _short_name(function_name: object) -> str:
     """`f` of a task named `test.<locals>.f`; `A.m` stays `A.m`."""
     return str(function_name).rpartition(".<locals>.")[2]
 
 
-def _cause_text(cause):
+def _cause_text(cause: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(cause), cause)).strip()
 
 
-def _pickled_cause(err):
+def _pickled_cause(err: RayTaskError) -> tuple[bytes | None, str | None, str | None, str | None]:
     """(pickled cause or None, its class name, its text, why it would not pickle)."""
     cause = err.cause
     if cause is None:
@@ -125,8 +164,15 @@ def _pickled_cause(err):
         return (None, name, text, f"{type(e).__name__}: {e}")
 
 
-def _rebuild_task_error(fields, cause_bytes, cause_class, cause_text, unpicklable):
+def _rebuild_task_error(
+    fields: tuple[Any, ...],
+    cause_bytes: bytes | None,
+    cause_class: str | None,
+    cause_text: str | None,
+    unpicklable: str | None,
+) -> RayTaskError:
     function_name = fields[0]
+    cause: BaseException | None
     if cause_bytes is None and cause_class is None:
         cause = None
     elif cause_bytes is None:

@@ -13,62 +13,67 @@ handle stays inside the graph (only its methods were bound) is ended, by
 one whose handle was returned or passed to another node lives on.
 """
 
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn
+
 
 class DAGNode:
     """A step of a lazy graph, made by `.bind(...)`: run by `execute`."""
 
-    def __init__(self, args=(), kwargs=None, options=None):
+    def __init__(
+        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, options: dict[str, Any] | None = None
+    ) -> None:
         self._bound_args = tuple(args)
         self._bound_kwargs = dict(kwargs or {})
         self._bound_options = dict(options or {})
 
-    def get_args(self):
+    def get_args(self) -> tuple[Any, ...]:
         return self._bound_args
 
-    def get_kwargs(self):
+    def get_kwargs(self) -> dict[str, Any]:
         return self._bound_kwargs
 
-    def get_options(self):
+    def get_options(self) -> dict[str, Any]:
         return self._bound_options
 
-    def _upstream(self):
+    def _upstream(self) -> list["DAGNode"]:
         """The nodes this one needs run first: those in its arguments and any
         others a subclass names."""
         return nodes_in((self._bound_args, self._bound_kwargs)) + list(self._ordering_upstream())
 
-    def _ordering_upstream(self):
+    def _ordering_upstream(self) -> Sequence["DAGNode"]:
         """Nodes that must run first though they are not arguments."""
         return ()
 
-    def _run(self, execution):
+    def _run(self, execution: "Execution") -> Any:
         """Submits this node; returns its value (refs, a handle, ...)."""
         raise NotImplementedError
 
-    def _resolved_args(self, execution):
+    def _resolved_args(self, execution: "Execution") -> tuple[Any, Any]:
         return execution.resolve(list(self._bound_args)), execution.resolve(self._bound_kwargs)
 
-    def execute(self, *args, **kwargs):
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
         """Runs the graph ending at this node with this input; returns this
         node's value: a ref (a list of refs for MultiOutputNode or
         num_returns > 1), or an actor handle for a class node."""
         return Execution(args, kwargs).run(self)
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError(
             f"A DAG node ({type(self).__name__}) cannot be passed as a value or pickled: "
             "call .execute() on it to run the graph, and pass the refs it returns"
         )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self._describe()})"
 
-    def _describe(self):
+    def _describe(self) -> str:
         return ""
 
 
-def nodes_in(value):
+def nodes_in(value: Any) -> list[DAGNode]:
     """The DAG nodes in `value`: itself, or inside lists, tuples and dicts."""
-    found = []
+    found: list[DAGNode] = []
     stack = [value]
     while stack:
         v = stack.pop()
@@ -84,12 +89,12 @@ def nodes_in(value):
 class Execution:
     """One `execute`: the input, and each node's value once it ran."""
 
-    def __init__(self, args, kwargs):
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.args = args
         self.kwargs = kwargs
-        self.values = {}  # id(node) -> value
+        self.values: dict[int, Any] = {}  # id(node) -> value
 
-    def run(self, root):
+    def run(self, root: DAGNode) -> Any:
         from .class_node import ClassNode
         from .input_node import InputNode
 
@@ -117,7 +122,7 @@ class Execution:
                 self.values[id(node)].__ray_terminate__.remote()
         return self.value(root)
 
-    def value(self, node):
+    def value(self, node: DAGNode) -> Any:
         """A node's value where it is an argument or the result."""
         from .input_node import InputNode
 
@@ -126,7 +131,7 @@ class Execution:
             return v.whole()
         return v
 
-    def resolve(self, value):
+    def resolve(self, value: Any) -> Any:
         """`value` with every node in it replaced by that node's value."""
         if isinstance(value, DAGNode):
             return self.value(value)
@@ -141,12 +146,12 @@ class Execution:
         return value
 
 
-def topological_order(root):
+def topological_order(root: DAGNode) -> list[DAGNode]:
     """Every node `root` needs, each once, each after the nodes it needs.
     Iterative, so long chains do not hit the recursion limit."""
-    order = []
-    done = set()
-    entered = set()
+    order: list[DAGNode] = []
+    done: set[int] = set()
+    entered: set[int] = set()
     stack = [(root, False)]
     while stack:
         node, expanded = stack.pop()

@@ -13,6 +13,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
 
 from .. import _core, _runtime
 
@@ -26,10 +28,18 @@ class tqdm:
     `total`, `unit`, `position` (accepted, positions are the driver's),
     `flush_interval_s`."""
 
-    def __init__(self, iterable=None, desc=None, total=None, unit=None, position=None, flush_interval_s=None):
+    def __init__(
+        self,
+        iterable: Optional[Iterable[Any]] = None,
+        desc: Optional[str] = None,
+        total: Optional[int] = None,
+        unit: Optional[str] = None,
+        position: Optional[int] = None,
+        flush_interval_s: Optional[float] = None,
+    ) -> None:
         if total is None and iterable is not None:
             try:
-                total = len(iterable)
+                total = len(iterable)  # type: ignore[arg-type]  # a sized iterable, else TypeError
             except (TypeError, AttributeError):
                 total = None
         self._iterable = iterable
@@ -44,40 +54,40 @@ class tqdm:
         self._lock = threading.Lock()
         self._show(force=True)
 
-    def set_description(self, desc):
+    def set_description(self, desc: Optional[str]) -> None:
         self._desc = desc or ""
         self._show()
 
-    def update(self, n=1):
+    def update(self, n: int = 1) -> None:
         self._n += n
         self._show()
 
-    def refresh(self):
+    def refresh(self) -> None:
         self._show(force=True)
 
-    def close(self):
+    def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         self._show(force=True)
 
     @property
-    def total(self):
+    def total(self) -> Optional[int]:
         return self._total
 
     @total.setter
-    def total(self, total):
+    def total(self, total: Optional[int]) -> None:
         self._total = total
 
     @property
-    def n(self):
+    def n(self) -> int:
         return self._n
 
     @n.setter
-    def n(self, n):
+    def n(self, n: int) -> None:
         self._n = n
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         if self._iterable is None:
             raise ValueError("No iterable provided")
         for x in self._iterable:
@@ -85,19 +95,19 @@ class tqdm:
             self.update(1)
         self.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "tqdm":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _state_line(self):
+    def _state_line(self) -> str:
         total = "" if self._total is None else str(int(self._total))
         desc = " ".join(str(self._desc).splitlines())
         unit = " ".join(str(self._unit).split())
         return f"{_core.PROGRESS_MARK}{self._id}\t{int(self._n)}\t{total}\t{int(self._closed)}\t{unit}\t{desc}"
 
-    def _show(self, force=False):
+    def _show(self, force: bool = False) -> None:
         now = time.monotonic()
         with self._lock:
             if not force and now - self._last < self._interval:

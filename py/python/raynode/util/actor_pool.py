@@ -1,9 +1,13 @@
 """ActorPool: spreads calls over a fixed set of actors, one call per actor at a time."""
 
 from collections import deque
-from typing import Any, Callable, Iterator, List, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import raynode as ray
+
+if TYPE_CHECKING:
+    from raynode import ObjectRef
+    from raynode.actor import ActorHandle
 
 V = TypeVar("V")
 
@@ -19,11 +23,12 @@ class ActorPool:
         print(list(pool.map(lambda a, v: a.double.remote(v), [1, 2, 3])))
     """
 
-    def __init__(self, actors: list):
+    def __init__(self, actors: List["ActorHandle"]):
         self._idle = list(actors)
-        self._busy: dict = {}  # ObjectRef -> (submission index, actor)
-        self._refs: dict = {}  # submission index -> ObjectRef, for the ordered getters
-        self._waiting: deque = deque()  # (fn, value) submitted while no actor was idle
+        self._busy: Dict["ObjectRef", Tuple[int, "ActorHandle"]] = {}  # ObjectRef -> (submission index, actor)
+        self._refs: Dict[int, "ObjectRef"] = {}  # submission index -> ObjectRef, for the ordered getters
+        # (fn, value) submitted while no actor was idle
+        self._waiting: Deque[Tuple[Callable[["ActorHandle", Any], Any], Any]] = deque()
         self._next_task_index = 0
         self._next_return_index = 0
 
@@ -103,27 +108,27 @@ class ActorPool:
         """Removes an idle actor from the pool and returns it, or None if none is free."""
         return self._idle.pop() if self.has_free() else None
 
-    def _run(self, actor, fn, value):
+    def _run(self, actor: "ActorHandle", fn: Callable[["ActorHandle", Any], Any], value: Any) -> None:
         ref = fn(actor, value)
         self._busy[ref] = (self._next_task_index, actor)
         self._refs[self._next_task_index] = ref
         self._next_task_index += 1
 
-    def _finish(self, ref):
+    def _finish(self, ref: "ObjectRef") -> None:
         """Forgets a submission and gives its actor back (its later calls queue behind it)."""
         index, actor = self._busy.pop(ref)
         del self._refs[index]
         self._next_return_index = max(self._next_return_index, index + 1)
         self._release(actor)
 
-    def _release(self, actor):
+    def _release(self, actor: "ActorHandle") -> None:
         if self._waiting:
             fn, value = self._waiting.popleft()
             self._run(actor, fn, value)
         else:
             self._idle.append(actor)
 
-    def _start_map(self, fn, values):
+    def _start_map(self, fn: Callable[["ActorHandle", V], Any], values: List[V]) -> None:
         """Drops unfetched results (values still waiting run all the same), then submits `values`."""
         if not self._idle and not self._busy:
             raise ValueError("The ActorPool has no actors, so a map would never yield: push() an actor first.")
@@ -133,6 +138,6 @@ class ActorPool:
         for v in values:
             self.submit(fn, v)
 
-    def _drain(self, get):
+    def _drain(self, get: Callable[[], Any]) -> Iterator[Any]:
         while self.has_next():
             yield get()

@@ -7,13 +7,19 @@ most `backpressure_size` tasks in flight, submitting more as results come.
 Extra keyword arguments go to `wait` (e.g. `timeout`).
 """
 
+from collections.abc import Iterable, Iterator
+from typing import Any
+
 import raynode as ray
+from raynode import ObjectRef
 
 DEFAULT_CHUNK_SIZE = 10
 DEFAULT_BACKPRESSURE_SIZE = 100
 
 
-def _ready_chunk(pending, chunk_size, yield_obj_refs, wait_kwargs):
+def _ready_chunk(
+    pending: list[ObjectRef], chunk_size: int, yield_obj_refs: bool, wait_kwargs: dict[str, Any]
+) -> tuple[list[Any], list[ObjectRef]]:
     """Waits for up to `chunk_size` of `pending`; returns (what to yield,
     the refs still pending)."""
     if chunk_size < 1:
@@ -22,7 +28,9 @@ def _ready_chunk(pending, chunk_size, yield_obj_refs, wait_kwargs):
     return (ready if yield_obj_refs else ray.get(ready)), rest
 
 
-def as_completed(refs, *, chunk_size=DEFAULT_CHUNK_SIZE, yield_obj_refs=False, **kwargs):
+def as_completed(
+    refs: list[ObjectRef], *, chunk_size: int = DEFAULT_CHUNK_SIZE, yield_obj_refs: bool = False, **kwargs: Any
+) -> Iterator[Any]:
     """Yields the values of `refs` (or the refs, with `yield_obj_refs`) as
     they become ready, a chunk at a time."""
     pending = list(refs)
@@ -34,14 +42,14 @@ def as_completed(refs, *, chunk_size=DEFAULT_CHUNK_SIZE, yield_obj_refs=False, *
 
 
 def map_unordered(
-    fn,
-    items,
+    fn: Any,
+    items: Iterable[Any],
     *,
-    backpressure_size=DEFAULT_BACKPRESSURE_SIZE,
-    chunk_size=DEFAULT_CHUNK_SIZE,
-    yield_obj_refs=False,
-    **kwargs,
-):
+    backpressure_size: int | None = DEFAULT_BACKPRESSURE_SIZE,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    yield_obj_refs: bool = False,
+    **kwargs: Any,
+) -> Iterator[Any]:
     """Runs the remote function `fn` on each of `items` and yields the
     results as they are ready, with at most `backpressure_size` tasks in
     flight (None: no limit)."""
@@ -51,7 +59,7 @@ def map_unordered(
         raise ValueError("`chunk_size` must be >= 1")
     if backpressure_size is not None and backpressure_size < 1:
         raise ValueError("`backpressure_size` must be >= 1 or None")
-    pending = []
+    pending: list[ObjectRef] = []
     for item in items:
         if backpressure_size is not None and len(pending) >= backpressure_size:
             out, pending = _ready_chunk(pending, chunk_size, yield_obj_refs, kwargs)

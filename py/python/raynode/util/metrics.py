@@ -11,8 +11,13 @@ buckets.
 
 import math
 import re
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
-from .. import _runtime
+from .. import _core, _runtime
+
+#: Tags of one record: {tag key: value}.
+Tags = dict[str, str]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -22,7 +27,7 @@ class Metric:
 
     _kind: str | None = None
 
-    def __init__(self, name, description="", tag_keys=None):
+    def __init__(self, name: str, description: str = "", tag_keys: Optional[tuple[str, ...]] = None) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("Empty name is not allowed. Please provide a metric name.")
         if not _NAME.match(name):
@@ -41,15 +46,15 @@ class Metric:
         self._name = name
         self._description = description or ""
         self._tag_keys = tag_keys
-        self._default_tags = {}
-        self._client = None
+        self._default_tags: Tags = {}
+        self._client: Optional[_core.Client] = None
 
     @property
-    def info(self):
+    def info(self) -> dict[str, Any]:
         return {"name": self._name, "description": self._description, "tag_keys": self._tag_keys,
                 "default_tags": dict(self._default_tags)}
 
-    def set_default_tags(self, default_tags):
+    def set_default_tags(self, default_tags: Tags) -> "Metric":
         """Tags used by every record that does not give them; returns self."""
         for key, value in default_tags.items():
             if key not in self._tag_keys:
@@ -59,10 +64,10 @@ class Metric:
         self._default_tags = dict(default_tags)
         return self
 
-    def _boundaries(self):
+    def _boundaries(self) -> list[float]:
         return []
 
-    def _record(self, value, tags=None):
+    def _record(self, value: Union[int, float], tags: Optional[Tags] = None) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise TypeError(f"value must be a finite number, got {value!r}")
         merged = dict(self._default_tags)
@@ -77,20 +82,29 @@ class Metric:
             raise ValueError(f"Missing value for tag key(s): {','.join(missing)}.")
         client = _runtime.client()
         if self._client is not client:
+            if self._kind is None:
+                raise TypeError("Metric is the base of Counter, Gauge and Histogram: record with one of those")
             client.define_metric(self._name, self._kind, self._description, self._boundaries())
             self._client = client
         client.record_metric(self._name, sorted(merged.items()), float(value))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         # A copy in another process defines the metric on its own node.
         return (_rebuild, (type(self), self._name, self._description, self._tag_keys,
                            self._boundaries(), self._default_tags))
 
 
-def _rebuild(cls, name, description, tag_keys, boundaries, default_tags):
+def _rebuild(
+    cls: type[Metric],
+    name: str,
+    description: str,
+    tag_keys: tuple[str, ...],
+    boundaries: list[float],
+    default_tags: Tags,
+) -> Metric:
     m = cls.__new__(cls)
     Metric.__init__(m, name, description, tag_keys)
-    if cls is Histogram:
+    if isinstance(m, Histogram):
         m.boundaries = list(boundaries)
     m._default_tags = dict(default_tags)
     return m
@@ -101,7 +115,7 @@ class Counter(Metric):
 
     _kind = "counter"
 
-    def inc(self, value=1.0, tags=None):
+    def inc(self, value: Union[int, float] = 1.0, tags: Optional[Tags] = None) -> None:
         if isinstance(value, (int, float)) and value <= 0:
             raise ValueError(f"value must be >0, got {value}")
         self._record(value, tags)
@@ -112,7 +126,7 @@ class Gauge(Metric):
 
     _kind = "gauge"
 
-    def set(self, value, tags=None):
+    def set(self, value: Union[int, float], tags: Optional[Tags] = None) -> None:
         self._record(value, tags)
 
 
@@ -121,7 +135,13 @@ class Histogram(Metric):
 
     _kind = "histogram"
 
-    def __init__(self, name, description="", boundaries=None, tag_keys=None):
+    def __init__(
+        self,
+        name: str,
+        description: str = "",
+        boundaries: Optional[Sequence[float]] = None,
+        tag_keys: Optional[tuple[str, ...]] = None,
+    ) -> None:
         super().__init__(name, description, tag_keys)
         if not boundaries:
             raise ValueError("boundaries argument should be provided when using the Histogram class. e.g., Histogram(\"name\", boundaries=[1.0, 2.0])")
@@ -133,14 +153,14 @@ class Histogram(Metric):
             raise ValueError(f"boundaries must be increasing, got {boundaries}")
         self.boundaries = [float(b) for b in boundaries]
 
-    def _boundaries(self):
+    def _boundaries(self) -> list[float]:
         return self.boundaries
 
-    def observe(self, value, tags=None):
+    def observe(self, value: Union[int, float], tags: Optional[Tags] = None) -> None:
         self._record(value, tags)
 
     @property
-    def info(self):
+    def info(self) -> dict[str, Any]:
         info = super().info
         info["boundaries"] = self.boundaries
         return info

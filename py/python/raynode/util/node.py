@@ -2,7 +2,7 @@
 list_named_actors: the live named actors, from the cluster's control store."""
 
 import socket
-from typing import Optional
+from typing import Any, Dict, List, Optional, Union
 
 import raynode as ray
 
@@ -22,24 +22,26 @@ def get_node_ip_address(address: Optional[str] = None) -> str:
         me = ray.get_runtime_context().get_node_id()
         for node in ray.nodes():
             if node["NodeID"] == me:
-                return node["NodeManagerAddress"]
+                found: str = node["NodeManagerAddress"]
+                return found
     host, port = (address or _PROBE_ADDRESS).rsplit(":", 1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
             s.connect((host, int(port)))
         except OSError:
             return "127.0.0.1"
-        return s.getsockname()[0]
+        ip: str = s.getsockname()[0]
+        return ip
 
 
-def list_named_actors(all_namespaces: bool = False):
+def list_named_actors(all_namespaces: bool = False) -> Union[List[str], List[Dict[str, str]]]:
     """The names of the live named actors of this namespace, or with
     `all_namespaces=True` a `{"name", "namespace"}` dict for every one."""
     import json
 
     from .. import _runtime
 
-    actors = json.loads(_runtime.client().info("named_actors"))
+    actors: List[Dict[str, Any]] = json.loads(_runtime.client().info("named_actors"))
     if all_namespaces:
         return [{"name": a["name"], "namespace": a["namespace"]} for a in actors]
     ns = _runtime.namespace()

@@ -15,8 +15,10 @@ its driver exits.
 
 import json
 import os
+from typing import Any, Dict, List, Optional, Union
 
 from .. import _runtime
+from .._core import ObjectRef
 from .._remote import is_amount, remote
 
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
@@ -27,83 +29,86 @@ class PlacementGroupID:
 
     __slots__ = ("_bytes",)
 
-    def __init__(self, raw):
+    def __init__(self, raw: bytes) -> None:
         self._bytes = bytes(raw)
 
-    def hex(self):
+    def hex(self) -> str:
         return self._bytes.hex()
 
-    def binary(self):
+    def binary(self) -> bytes:
         return self._bytes
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, PlacementGroupID) and other._bytes == self._bytes
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._bytes)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"PlacementGroupID({self.hex()})"
 
 
 @remote(num_cpus=0)
-def _bundle_reservation_check(pg):
+def _bundle_reservation_check(pg: "PlacementGroup") -> "PlacementGroup":
     return pg
 
 
 class PlacementGroup:
     """A handle to a placement group (it pickles, so tasks may use it)."""
 
-    def __init__(self, id, bundle_specs=None):
+    def __init__(
+        self, id: Union[PlacementGroupID, bytes], bundle_specs: Optional[List[Dict[str, float]]] = None
+    ) -> None:
         self.id = id if isinstance(id, PlacementGroupID) else PlacementGroupID(id)
         self._bundles = None if bundle_specs is None else [dict(b) for b in bundle_specs]
 
     @staticmethod
-    def empty():
+    def empty() -> "PlacementGroup":
         return PlacementGroup(PlacementGroupID(b"\0" * 16), [])
 
-    def is_empty(self):
+    def is_empty(self) -> bool:
         return self.id.binary() == b"\0" * 16
 
     @property
-    def bundle_specs(self):
+    def bundle_specs(self) -> List[Dict[str, float]]:
         if self._bundles is None:
             row = placement_group_table(self)
             self._bundles = [row["bundles"][i] for i in sorted(row["bundles"], key=int)] if row else []
         return [dict(b) for b in self._bundles]
 
     @property
-    def bundle_count(self):
+    def bundle_count(self) -> int:
         return len(self.bundle_specs)
 
-    def ready(self):
+    def ready(self) -> ObjectRef:
         """An ObjectRef that resolves (to this group) once its bundles are reserved."""
         from .scheduling_strategies import PlacementGroupSchedulingStrategy
 
         strategy = PlacementGroupSchedulingStrategy(self, -1)
-        return _bundle_reservation_check.options(scheduling_strategy=strategy).remote(self)
+        ref: ObjectRef = _bundle_reservation_check.options(scheduling_strategy=strategy).remote(self)
+        return ref
 
-    def wait(self, timeout_seconds=30):
+    def wait(self, timeout_seconds: Union[float, int] = 30) -> bool:
         """Whether the group is ready within `timeout_seconds`."""
         from .. import _api
 
         ready, _ = _api.wait([self.ready()], timeout=timeout_seconds)
         return bool(ready)
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         return (PlacementGroup, (self.id, self._bundles))
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, PlacementGroup) and other.id == self.id
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self.id)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"PlacementGroup(id={self.id.hex()})"
 
 
-def _check_bundles(bundles):
+def _check_bundles(bundles: object) -> List[Dict[str, float]]:
     if not isinstance(bundles, list):
         raise ValueError(f"Placement group bundles must be a list, got {type(bundles)}.")
     if not bundles:
@@ -124,7 +129,14 @@ def _check_bundles(bundles):
     return out
 
 
-def placement_group(bundles, strategy="PACK", name="", lifetime=None, _soft_target_node_id=None, bundle_label_selector=None):
+def placement_group(
+    bundles: List[Dict[str, float]],
+    strategy: str = "PACK",
+    name: str = "",
+    lifetime: Optional[str] = None,
+    _soft_target_node_id: Optional[str] = None,
+    bundle_label_selector: Optional[List[Dict[str, str]]] = None,
+) -> PlacementGroup:
     """Reserves `bundles` (a list of resource dicts) by `strategy`; returns
     the group at once (see `ready()` and `wait()`)."""
     specs = _check_bundles(bundles)
@@ -149,25 +161,26 @@ def placement_group(bundles, strategy="PACK", name="", lifetime=None, _soft_targ
     return PlacementGroup(PlacementGroupID(group_id), specs)
 
 
-def remove_placement_group(placement_group):
+def remove_placement_group(placement_group: PlacementGroup) -> None:
     """Removes the group: its bundles are freed and the actors and tasks in them end."""
     if not isinstance(placement_group, PlacementGroup):
         raise TypeError(f"remove_placement_group takes a PlacementGroup, got {type(placement_group).__name__}")
     _runtime.client().remove_placement_group(placement_group.id.binary())
 
 
-def _table():
-    return json.loads(_runtime.client().info("placement_groups"))
+def _table() -> Dict[str, Dict[str, Any]]:
+    table: Dict[str, Dict[str, Any]] = json.loads(_runtime.client().info("placement_groups"))
+    return table
 
 
-def _row(raw):
+def _row(raw: Dict[str, Any]) -> Dict[str, Any]:
     row = dict(raw)
     row["bundles"] = {int(k): v for k, v in raw["bundles"].items()}
     row["bundles_to_node_id"] = {int(k): v for k, v in raw["bundles_to_node_id"].items()}
     return row
 
 
-def placement_group_table(placement_group=None):
+def placement_group_table(placement_group: Optional[PlacementGroup] = None) -> Dict[str, Any]:
     """Every placement group by hex id (or one group's row): name, bundles,
     the node of each bundle, strategy and state (PENDING, CREATED, REMOVED)."""
     table = _table()
@@ -177,7 +190,7 @@ def placement_group_table(placement_group=None):
     return _row(row) if row is not None else {}
 
 
-def get_placement_group(placement_group_name):
+def get_placement_group(placement_group_name: str) -> PlacementGroup:
     """The live group of that name in this namespace."""
     ns = _runtime.namespace()
     for gid, row in _table().items():
@@ -187,7 +200,7 @@ def get_placement_group(placement_group_name):
     raise ValueError(f"Failed to look up placement group with name: {placement_group_name}")
 
 
-def get_current_placement_group():
+def get_current_placement_group() -> Optional[PlacementGroup]:
     """The group the calling task or actor runs in, else None (always None in a driver)."""
     group = getattr(_runtime._current, "placement_group", None)
     return None if group is None else PlacementGroup(PlacementGroupID(group[0]))

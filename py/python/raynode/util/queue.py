@@ -12,9 +12,16 @@ import asyncio
 import functools
 import queue
 from collections.abc import Iterable
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import raynode as ray
+
+if TYPE_CHECKING:
+    from raynode import ObjectRef
+    from raynode.actor import ActorHandle
+
+#: What the queue actor answers: (status, payload).
+_Reply = Tuple[str, Any]
 
 # What the queue actor answers: the call was served, or it found the queue
 # empty or full (the payload then is the queue's size, for the message).
@@ -37,16 +44,17 @@ class Queue:
     Pass the Queue itself to tasks and actors; copies talk to the same actor.
     """
 
-    def __init__(self, maxsize: int = 0, actor_options: Optional[Dict] = None) -> None:
+    def __init__(self, maxsize: int = 0, actor_options: Optional[Dict[str, Any]] = None) -> None:
         self.maxsize = maxsize
-        self.actor = _queue_actor().options(**(actor_options or {})).remote(maxsize)
+        self.actor: Optional["ActorHandle"] = _queue_actor().options(**(actor_options or {})).remote(maxsize)
 
     def __len__(self) -> int:
         return self.size()
 
     def size(self) -> int:
         """The number of items in the queue."""
-        return ray.get(self._handle().qsize.remote())
+        size: int = ray.get(self._handle().qsize.remote())
+        return size
 
     def qsize(self) -> int:
         """The number of items in the queue."""
@@ -54,11 +62,13 @@ class Queue:
 
     def empty(self) -> bool:
         """Whether the queue holds no item."""
-        return ray.get(self._handle().empty.remote())
+        empty: bool = ray.get(self._handle().empty.remote())
+        return empty
 
     def full(self) -> bool:
         """Whether the queue holds `maxsize` items."""
-        return ray.get(self._handle().full.remote())
+        full: bool = ray.get(self._handle().full.remote())
+        return full
 
     def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         """Adds `item` at the end.
@@ -94,14 +104,14 @@ class Queue:
         """`get(block=False)`: raises Empty if the queue is empty."""
         return self.get(block=False)
 
-    def put_nowait_batch(self, items: Iterable) -> None:
+    def put_nowait_batch(self, items: Iterable[Any]) -> None:
         """Adds every item of `items` in order, all or none: raises Full if they do not all fit."""
         if not isinstance(items, Iterable):
             raise TypeError("Argument 'items' must be an Iterable")
-        items = list(items)
-        status, size = ray.get(self._handle().put_nowait_batch.remote(items))
+        batch = list(items)
+        status, size = ray.get(self._handle().put_nowait_batch.remote(batch))
         if status == _FULL:
-            raise Full(f"Cannot add {len(items)} items to queue of size {size} and maxsize {self.maxsize}.")
+            raise Full(f"Cannot add {len(batch)} items to queue of size {size} and maxsize {self.maxsize}.")
 
     def get_nowait_batch(self, num_items: int) -> List[Any]:
         """Removes and returns the first `num_items` items, all or none: raises Empty if fewer are queued."""
@@ -112,7 +122,8 @@ class Queue:
         status, value = ray.get(self._handle().get_nowait_batch.remote(num_items))
         if status == _EMPTY:
             raise Empty(f"Cannot get {num_items} items from queue of size {value}.")
-        return value
+        got: List[Any] = value
+        return got
 
     def shutdown(self, force: bool = False, grace_period_s: int = 5) -> None:
         """Ends the queue's actor; the Queue (and its copies) cannot be used after.
@@ -128,29 +139,35 @@ class Queue:
         ray.kill(self.actor, no_restart=True)
         self.actor = None
 
-    def _handle(self):
+    def _handle(self) -> "ActorHandle":
         if self.actor is None:
             raise RuntimeError("This Queue was shut down")
         return self.actor
 
-    def _put_call(self, item, block, timeout):
+    def _put_call(self, item: Any, block: bool, timeout: Optional[float]) -> "ObjectRef":
+        ref: ObjectRef
         if not block:
-            return self._handle().put.remote(item, 0)
-        return self._handle().put.remote(item, _checked(timeout))
+            ref = self._handle().put.remote(item, 0)
+        else:
+            ref = self._handle().put.remote(item, _checked(timeout))
+        return ref
 
-    def _get_call(self, block, timeout):
+    def _get_call(self, block: bool, timeout: Optional[float]) -> "ObjectRef":
+        ref: ObjectRef
         if not block:
-            return self._handle().get.remote(0)
-        return self._handle().get.remote(_checked(timeout))
+            ref = self._handle().get.remote(0)
+        else:
+            ref = self._handle().get.remote(_checked(timeout))
+        return ref
 
 
-def _checked(timeout):
+def _checked(timeout: Optional[float]) -> Optional[float]:
     if timeout is not None and timeout < 0:
         raise ValueError("'timeout' must be a non-negative number")
     return timeout
 
 
-def _answer(reply, q):
+def _answer(reply: _Reply, q: Queue) -> Any:
     status, value = reply
     if status == _EMPTY:
         raise Empty("The queue is empty")
@@ -159,7 +176,7 @@ def _answer(reply, q):
     return value
 
 
-async def _awaited(ref):
+async def _awaited(ref: "ObjectRef") -> Any:
     """The value of `ref`, waited for on a thread so the event loop keeps running."""
     return await asyncio.get_running_loop().run_in_executor(None, ray.get, ref)
 
@@ -167,27 +184,27 @@ async def _awaited(ref):
 class _QueueActor:
     """Holds the items. Every method is served on the actor's event loop."""
 
-    def __init__(self, maxsize):
+    def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self._queue = None
+        self._queue: Optional["asyncio.Queue[Any]"] = None
 
     @property
-    def queue(self):
+    def queue(self) -> "asyncio.Queue[Any]":
         """Made on first use, on the actor's event loop (the constructor runs off it)."""
         if self._queue is None:
             self._queue = asyncio.Queue(self.maxsize)
         return self._queue
 
-    def qsize(self):
+    def qsize(self) -> int:
         return self.queue.qsize()
 
-    def empty(self):
+    def empty(self) -> bool:
         return self.queue.empty()
 
-    def full(self):
+    def full(self) -> bool:
         return self.queue.full()
 
-    async def put(self, item, timeout):
+    async def put(self, item: Any, timeout: Optional[float]) -> _Reply:
         """timeout 0: only if there is room now; None: wait as long as it takes."""
         if timeout == 0:
             if self.queue.full():
@@ -200,7 +217,7 @@ class _QueueActor:
             return (_FULL, None)
         return (_OK, None)
 
-    async def get(self, timeout):
+    async def get(self, timeout: Optional[float]) -> _Reply:
         """timeout 0: only if an item is there now; None: wait as long as it takes."""
         if timeout == 0:
             if self.queue.empty():
@@ -211,20 +228,20 @@ class _QueueActor:
         except asyncio.TimeoutError:
             return (_EMPTY, None)
 
-    def put_nowait_batch(self, items):
+    def put_nowait_batch(self, items: List[Any]) -> _Reply:
         if self.queue.maxsize > 0 and len(items) + self.queue.qsize() > self.queue.maxsize:
             return (_FULL, self.queue.qsize())
         for item in items:
             self.queue.put_nowait(item)
         return (_OK, None)
 
-    def get_nowait_batch(self, num_items):
+    def get_nowait_batch(self, num_items: int) -> _Reply:
         if num_items > self.queue.qsize():
             return (_EMPTY, self.queue.qsize())
         return (_OK, [self.queue.get_nowait() for _ in range(num_items)])
 
 
 @functools.lru_cache(maxsize=None)
-def _queue_actor():
+def _queue_actor() -> "ray.ActorClass":
     """The remote class, made on first use (raynode is still importing when this module loads)."""
     return ray.remote(_QueueActor)

@@ -3,7 +3,7 @@
 import inspect
 import sys
 from types import MappingProxyType
-from typing import Any, Optional, Set, Tuple
+from typing import Any, List, Optional, Set, Tuple
 
 import cloudpickle
 
@@ -13,12 +13,12 @@ class FailureTuple:
 
     __slots__ = ("obj", "name", "parent")
 
-    def __init__(self, obj: Any, name: str, parent: Any):
+    def __init__(self, obj: Any, name: str, parent: Any) -> None:
         self.obj = obj
         self.name = name
         self.parent = parent
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"FailTuple({self.name} [obj={self.obj!r}, parent={self.parent!r}])"
 
 
@@ -45,7 +45,9 @@ def inspect_serializability(
     return ok, failures
 
 
-def _check(obj, name, parent, depth, failures, seen, out, level):
+def _check(
+    obj: Any, name: str, parent: Any, depth: int, failures: Set[FailureTuple], seen: Set[int], out: Any, level: int
+) -> bool:
     try:
         cloudpickle.dumps(obj)
         return True
@@ -64,7 +66,7 @@ def _check(obj, name, parent, depth, failures, seen, out, level):
     return False
 
 
-def _parts(obj):
+def _parts(obj: Any) -> List[Tuple[str, Any]]:
     """(name, value) of what `obj` holds that pickling it pickles too."""
     if inspect.isfunction(obj):
         closure = inspect.getclosurevars(obj)

@@ -28,26 +28,35 @@ first rows. Jobs and events reach the control store in batches about once
 a second.
 """
 
+from __future__ import annotations
+
 import json
 import time
 import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, Optional, Union
 
-from .. import _runtime
+from .. import _core, _runtime
+
+#: A filter: (key, "=" or "!=", value).
+Filter = tuple[str, str, Any]
 
 DEFAULT_LIMIT = 100
 
 
-class _Row(dict):
+class _Row(dict[str, Any]):
     """A state row: a dict whose keys also read as attributes."""
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         try:
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
 
 
-def _select(rows, filters, limit):
+def _select(
+    rows: list[dict[str, Any]], filters: Optional[Sequence[Filter]], limit: Optional[int]
+) -> list[_Row]:
     for f in filters or ():
         if not (isinstance(f, (tuple, list)) and len(f) == 3):
             raise ValueError(f"a filter is (key, predicate, value), got {f!r}")
@@ -65,17 +74,18 @@ def _select(rows, filters, limit):
     return [_Row(r) for r in rows]
 
 
-def _info(what):
+def _info(what: _core.InfoName) -> Any:
     return json.loads(_runtime.client().info(what))
 
 
-def _cluster_rows(what, raise_on_missing_output=True):
+def _cluster_rows(what: _core.InfoName, raise_on_missing_output: bool = True) -> list[dict[str, Any]]:
     """Rows of every node for `what`, warning about the nodes that did not answer."""
     answer = _info(what)
     if answer["missing"] and raise_on_missing_output:
         lost = ", ".join(f"{m['node_id'][:8]} ({m['error']})" for m in answer["missing"])
         warnings.warn(f"the {what} of some nodes are missing: {lost}", RuntimeWarning, stacklevel=3)
-    return answer["rows"]
+    rows: list[dict[str, Any]] = answer["rows"]
+    return rows
 
 
 #: Fields of a task row shown without `detail=True` (Ray's default columns).
@@ -86,50 +96,70 @@ _TASK_FIELDS = (
 )
 
 
-def _brief(rows, fields, detail):
+def _brief(rows: list[dict[str, Any]], fields: Sequence[str], detail: bool) -> list[dict[str, Any]]:
     if detail:
         return rows
     return [{k: r.get(k) for k in fields} for r in rows]
 
 
-def list_tasks(filters=None, limit=DEFAULT_LIMIT, detail=False, raise_on_missing_output=True, **_ignored):
+def list_tasks(
+    filters: Optional[Sequence[Filter]] = None,
+    limit: int = DEFAULT_LIMIT,
+    detail: bool = False,
+    raise_on_missing_output: bool = True,
+    **_ignored: Any,
+) -> list[_Row]:
     """Every attempt of every task and actor call the cluster's nodes
     remember (the newest 10,000 per node), oldest first."""
     rows = _cluster_rows("tasks", raise_on_missing_output)
     return _select(_brief(rows, _TASK_FIELDS, detail), filters, limit)
 
 
-def get_task(id, **_ignored):
+def get_task(id: Union[str, "_core.ObjectRef"], **_ignored: Any) -> Optional[_Row]:
     """The latest attempt of one task (by hex id or one of its ObjectRefs), or None."""
     if not isinstance(id, str):
-        id = id.task_id().hex()
+        id = id.task_id()  # already hex
     attempts = [r for r in _cluster_rows("tasks") if r["task_id"] == id]
     if not attempts:
         return None
     return _Row(max(attempts, key=lambda r: r["attempt_number"]))
 
 
-def list_actors(filters=None, limit=DEFAULT_LIMIT, detail=False, raise_on_missing_output=True, **_ignored):
+def list_actors(
+    filters: Optional[Sequence[Filter]] = None,
+    limit: int = DEFAULT_LIMIT,
+    detail: bool = False,
+    raise_on_missing_output: bool = True,
+    **_ignored: Any,
+) -> list[_Row]:
     """The actors of the cluster, each where it lives (or died)."""
     return _select(_cluster_rows("actors", raise_on_missing_output), filters, limit)
 
 
-def get_actor(id, **_ignored):
+def get_actor(id: str, **_ignored: Any) -> Optional[_Row]:
     """One actor by hex id, or None."""
     found = [r for r in _cluster_rows("actors") if r["actor_id"] == id]
     return _Row(found[0]) if found else None
 
 
-def list_objects(filters=None, limit=DEFAULT_LIMIT, detail=False, raise_on_missing_output=True, **_ignored):
+def list_objects(
+    filters: Optional[Sequence[Filter]] = None,
+    limit: int = DEFAULT_LIMIT,
+    detail: bool = False,
+    raise_on_missing_output: bool = True,
+    **_ignored: Any,
+) -> list[_Row]:
     """The objects in every node's object table, one row each: its size,
     state, owner's node, the nodes that hold its value (`locations`) and
     whether references pin it (`pinned`, `ref_count` at its owner)."""
     return _select(_cluster_rows("objects", raise_on_missing_output), filters, limit)
 
 
-def list_placement_groups(filters=None, limit=DEFAULT_LIMIT, **_ignored):
+def list_placement_groups(
+    filters: Optional[Sequence[Filter]] = None, limit: int = DEFAULT_LIMIT, **_ignored: Any
+) -> list[_Row]:
     """Every placement group of the cluster."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for pg_id, group in _info("placement_groups").items():
         row = dict(group)
         row.setdefault("placement_group_id", pg_id)
@@ -137,10 +167,10 @@ def list_placement_groups(filters=None, limit=DEFAULT_LIMIT, **_ignored):
     return _select(rows, filters, limit)
 
 
-def summarize_tasks(raise_on_missing_output=True, **_ignored):
+def summarize_tasks(raise_on_missing_output: bool = True, **_ignored: Any) -> dict[str, Any]:
     """Task counts by function (or method) name and state, as Ray's
     `summarize_tasks()` gives them."""
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     rows = _cluster_rows("tasks", raise_on_missing_output)
     for r in rows:
         name = r["func_or_class_name"]
@@ -157,9 +187,9 @@ def summarize_tasks(raise_on_missing_output=True, **_ignored):
     }
 
 
-def summarize_actors(raise_on_missing_output=True, **_ignored):
+def summarize_actors(raise_on_missing_output: bool = True, **_ignored: Any) -> dict[str, Any]:
     """Actor counts by class and state."""
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     rows = _cluster_rows("actors", raise_on_missing_output)
     for r in rows:
         entry = summary.setdefault(r["class_name"], {"class_name": r["class_name"], "state_counts": {}})
@@ -167,10 +197,10 @@ def summarize_actors(raise_on_missing_output=True, **_ignored):
     return {"cluster": {"summary": summary, "total_actors": len(rows), "summary_by": "class"}}
 
 
-def summarize_objects(raise_on_missing_output=True, **_ignored):
+def summarize_objects(raise_on_missing_output: bool = True, **_ignored: Any) -> dict[str, Any]:
     """Object counts and sizes by state and where they are."""
     rows = _cluster_rows("objects", raise_on_missing_output)
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for r in rows:
         key = f"{r['state']}:{r['location'] or 'pending'}"
         entry = summary.setdefault(key, {"total_objects": 0, "total_size_mb": 0.0, "total_num_nodes": 0, "_nodes": set()})
@@ -191,8 +221,21 @@ def summarize_objects(raise_on_missing_output=True, **_ignored):
     }
 
 
-def get_log(address=None, node_id=None, node_ip=None, filename=None, actor_id=None, task_id=None, pid=None,
-            follow=False, tail=-1, timeout=None, suffix="out", _poll_s=0.5, **_ignored):
+def get_log(
+    address: Optional[str] = None,
+    node_id: Optional[str] = None,
+    node_ip: Optional[str] = None,
+    filename: Optional[str] = None,
+    actor_id: Optional[str] = None,
+    task_id: Optional[str] = None,
+    pid: Optional[int] = None,
+    follow: bool = False,
+    tail: int = -1,
+    timeout: Optional[int] = None,
+    suffix: str = "out",
+    _poll_s: float = 0.5,
+    **_ignored: Any,
+) -> Iterator[str]:
     """A log's lines, as Ray's `get_log` (same parameters, in Ray's order):
     a generator of text chunks. `address` and `node_ip` are not needed (any
     node answers; nodes are named by `node_id`); a task's log by `task_id`
@@ -209,6 +252,8 @@ def get_log(address=None, node_id=None, node_ip=None, filename=None, actor_id=No
         raise ValueError("get_log(task_id=...) is not supported: give the worker's pid or the actor_id")
     client = _runtime.client()
     stderr = suffix == "err"
+    target: Literal["node", "pid", "worker", "actor"]
+    value: Optional[str]
     if actor_id is not None:
         target, value = "actor", actor_id
     elif pid is not None:
@@ -230,17 +275,21 @@ def get_log(address=None, node_id=None, node_ip=None, filename=None, actor_id=No
             yield answer["text"]
 
 
-def list_jobs(filters=None, limit=DEFAULT_LIMIT, **_ignored):
+def list_jobs(filters: Optional[Sequence[Filter]] = None, limit: int = DEFAULT_LIMIT, **_ignored: Any) -> list[_Row]:
     """The jobs of the cluster (one per driver connection)."""
     return _select(_info("jobs"), filters, limit)
 
 
-def list_cluster_events(filters=None, limit=DEFAULT_LIMIT, **_ignored):
+def list_cluster_events(
+    filters: Optional[Sequence[Filter]] = None, limit: int = DEFAULT_LIMIT, **_ignored: Any
+) -> list[_Row]:
     """The cluster's event log, oldest first."""
     return _select(_info("events"), filters, limit)
 
 
-def list_nodes(filters=None, limit=DEFAULT_LIMIT, detail=False, **_ignored):
+def list_nodes(
+    filters: Optional[Sequence[Filter]] = None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_ignored: Any
+) -> list[_Row]:
     """The nodes of the cluster, as `ray.nodes()` has them, with Ray's
     state-API names (`node_id`, `state`) added."""
     rows = []

@@ -9,11 +9,14 @@ CPUs.
 
 import functools
 import itertools
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import raynode as ray
 
 from .results import AsyncResult, IMapIterator
+
+if TYPE_CHECKING:
+    from raynode.actor import ActorHandle
 
 _RUN, _CLOSE, _TERMINATE = "run", "close", "terminate"
 
@@ -21,19 +24,19 @@ _RUN, _CLOSE, _TERMINATE = "run", "close", "terminate"
 class _PoolActor:
     """One process of the pool."""
 
-    def __init__(self, initializer, initargs):
+    def __init__(self, initializer: Optional[Callable[..., Any]], initargs: Tuple[Any, ...]) -> None:
         if initializer is not None:
             initializer(*initargs)
 
-    def run_chunk(self, func, chunk, star):
+    def run_chunk(self, func: Callable[..., Any], chunk: List[Any], star: bool) -> List[Any]:
         return [func(*args) if star else func(args) for args in chunk]
 
-    def apply(self, func, args, kwargs):
+    def apply(self, func: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Any:
         return func(*args, **kwargs)
 
 
 @functools.lru_cache(maxsize=None)
-def _pool_actor():
+def _pool_actor() -> "ray.ActorClass":
     """The remote class, made on first use (raynode is still importing when this module loads)."""
     return ray.remote(num_cpus=0)(_PoolActor)
 
@@ -54,19 +57,19 @@ class Pool:
     def __init__(
         self,
         processes: Optional[int] = None,
-        initializer: Optional[Callable] = None,
-        initargs: Optional[Iterable] = None,
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: Optional[Iterable[Any]] = None,
         maxtasksperchild: Optional[int] = None,
         context: Any = None,
         ray_address: Optional[str] = None,
         ray_remote_args: Optional[Dict[str, Any]] = None,
-    ):
+    ) -> None:
         if not ray.is_initialized():
             from ..._api import connects_to_existing
 
             # num_cpus describes a new local node; a running one has its own.
             existing = connects_to_existing(ray_address)
-            ray.init(address=ray_address, **({} if existing else {"num_cpus": processes}))
+            ray.init(address=ray_address, num_cpus=None if existing else processes)
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if processes is None:
             processes = cpus
@@ -80,12 +83,13 @@ class Pool:
             raise ValueError("maxtasksperchild must be a positive int or None")
         self._processes = processes
         self._maxtasks = maxtasksperchild
-        self._new_actor = functools.partial(
+        self._new_actor: Callable[[], "ActorHandle"] = functools.partial(
             _pool_actor().options(**(ray_remote_args or {})).remote, initializer, tuple(initargs or ())
         )
-        self._actors = [[self._new_actor(), 0] for _ in range(processes)]  # [actor, chunks sent]
-        self._retired: list = []  # (actor, its __ray_terminate__ ref): ending once its chunks ran
-        self._unfinished: list = []  # AsyncResults not ready when last looked at, for join
+        self._actors: List[List[Any]] = [[self._new_actor(), 0] for _ in range(processes)]  # [actor, chunks sent]
+        # (actor, its __ray_terminate__ ref): ending once its chunks ran
+        self._retired: List[Tuple["ActorHandle", "ray.ObjectRef"]] = []
+        self._unfinished: List[AsyncResult] = []  # AsyncResults not ready when last looked at, for join
         self._turn = itertools.cycle(range(processes))
         self._state = _RUN
         try:
@@ -98,18 +102,20 @@ class Pool:
         self._check_running()
         return self
 
-    def __exit__(self, exc_type, exc_val, exc_tb) -> None:
+    def __exit__(self, exc_type: object, exc_val: object, exc_tb: object) -> None:
         self.terminate()
 
-    def apply(self, func: Callable, args: Optional[Tuple] = None, kwargs: Optional[Dict] = None) -> Any:
+    def apply(
+        self, func: Callable[..., Any], args: Optional[Tuple[Any, ...]] = None, kwargs: Optional[Dict[str, Any]] = None
+    ) -> Any:
         """`func(*args, **kwargs)` run in a worker; waits for and returns its result."""
         return self.apply_async(func, args, kwargs).get()
 
     def apply_async(
         self,
-        func: Callable,
-        args: Optional[Tuple] = None,
-        kwargs: Optional[Dict] = None,
+        func: Callable[..., Any],
+        args: Optional[Tuple[Any, ...]] = None,
+        kwargs: Optional[Dict[str, Any]] = None,
         callback: Optional[Callable[[Any], None]] = None,
         error_callback: Optional[Callable[[Exception], None]] = None,
     ) -> AsyncResult:
@@ -119,31 +125,33 @@ class Pool:
         ref = actor.apply.remote(func, tuple(args or ()), dict(kwargs or {}))
         return self._track(AsyncResult([ref], True, callback, error_callback))
 
-    def map(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None) -> List[Any]:
+    def map(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int] = None) -> List[Any]:
         """`[func(x) for x in iterable]` computed in the workers; re-raises the first error."""
-        return self.map_async(func, iterable, chunksize).get()
+        results: List[Any] = self.map_async(func, iterable, chunksize).get()
+        return results
 
     def map_async(
         self,
-        func: Callable,
-        iterable: Iterable,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
         chunksize: Optional[int] = None,
-        callback: Optional[Callable[[List], None]] = None,
+        callback: Optional[Callable[[List[Any]], None]] = None,
         error_callback: Optional[Callable[[Exception], None]] = None,
     ) -> AsyncResult:
         """Like `map`, but returns an AsyncResult at once."""
         refs = self._submit(func, iterable, chunksize, False)
         return self._track(AsyncResult(refs, False, callback, error_callback))
 
-    def starmap(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None) -> List[Any]:
+    def starmap(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int] = None) -> List[Any]:
         """`[func(*args) for args in iterable]` computed in the workers."""
-        return self.starmap_async(func, iterable, chunksize=chunksize).get()
+        results: List[Any] = self.starmap_async(func, iterable, chunksize=chunksize).get()
+        return results
 
     def starmap_async(
         self,
-        func: Callable,
-        iterable: Iterable,
-        callback: Optional[Callable[[List], None]] = None,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        callback: Optional[Callable[[List[Any]], None]] = None,
         error_callback: Optional[Callable[[Exception], None]] = None,
         chunksize: Optional[int] = None,
     ) -> AsyncResult:
@@ -151,11 +159,13 @@ class Pool:
         refs = self._submit(func, iterable, chunksize, True)
         return self._track(AsyncResult(refs, False, callback, error_callback))
 
-    def imap(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = 1) -> IMapIterator:
+    def imap(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int] = 1) -> IMapIterator:
         """An iterator over `func(x)` for x in `iterable`, in order; all of it is submitted at once."""
         return IMapIterator(self._submit(func, iterable, chunksize, False), ordered=True)
 
-    def imap_unordered(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = 1) -> IMapIterator:
+    def imap_unordered(
+        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int] = 1
+    ) -> IMapIterator:
         """Like `imap`, but yields each chunk's results as soon as it finishes."""
         return IMapIterator(self._submit(func, iterable, chunksize, False), ordered=False)
 
@@ -188,16 +198,18 @@ class Pool:
         self._actors = []
         self._retired = []
 
-    def _check_running(self):
+    def _check_running(self) -> None:
         if self._state != _RUN:
             raise ValueError("Pool not running")
 
-    def _track(self, result):
+    def _track(self, result: AsyncResult) -> AsyncResult:
         self._unfinished = [r for r in self._unfinished if not r.ready()]
         self._unfinished.append(result)
         return result
 
-    def _submit(self, func, iterable, chunksize, star):
+    def _submit(
+        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: Optional[int], star: bool
+    ) -> List["ray.ObjectRef"]:
         """Sends the chunks of `iterable` to the workers in turn; returns their refs."""
         self._check_running()
         items = list(iterable)
@@ -211,16 +223,17 @@ class Pool:
             for i in range(0, len(items), chunksize)
         ]
 
-    def _next_actor(self):
+    def _next_actor(self) -> "ActorHandle":
         """The actor whose turn it is; one that reached `maxtasksperchild` is retired and replaced."""
         entry = self._actors[next(self._turn)]
         if self._maxtasks is not None and entry[1] >= self._maxtasks:
             self._retire(entry[0])
             entry[0], entry[1] = self._new_actor(), 0
         entry[1] += 1
-        return entry[0]
+        actor: ActorHandle = entry[0]
+        return actor
 
-    def _retire(self, actor):
+    def _retire(self, actor: "ActorHandle") -> None:
         """Ends `actor` once the chunks sent to it ran; forgets retired actors that ended."""
         if self._retired:
             ends = [end for _, end in self._retired]

@@ -7,11 +7,11 @@ from typing import Any, Callable, List, Optional
 import raynode as ray
 
 
-def _values(refs, single):
+def _values(refs: List["ray.ObjectRef"], single: bool) -> Any:
     """The results the refs hold, in order: one value, or the chunks' lists joined."""
     if single:
         return ray.get(refs[0])
-    out = []
+    out: List[Any] = []
     for ref in refs:
         out.extend(ray.get(ref))
     return out
@@ -30,16 +30,22 @@ class AsyncResult:
         single: bool,
         callback: Optional[Callable[[Any], None]] = None,
         error_callback: Optional[Callable[[Exception], None]] = None,
-    ):
+    ) -> None:
         self._done = threading.Event()
-        self._value = None
-        self._error = None
+        self._value: Any = None
+        self._error: Optional[Exception] = None
         thread = threading.Thread(
             target=self._collect, args=(refs, single, callback, error_callback), name="pool-result", daemon=True
         )
         thread.start()
 
-    def _collect(self, refs, single, callback, error_callback):
+    def _collect(
+        self,
+        refs: List["ray.ObjectRef"],
+        single: bool,
+        callback: Optional[Callable[[Any], None]],
+        error_callback: Optional[Callable[[Exception], None]],
+    ) -> None:
         try:
             try:
                 self._value = _values(refs, single)
@@ -83,10 +89,10 @@ class IMapIterator:
     raises multiprocessing.TimeoutError if no result comes in time.
     """
 
-    def __init__(self, refs: List["ray.ObjectRef"], ordered: bool):
+    def __init__(self, refs: List["ray.ObjectRef"], ordered: bool) -> None:
         self._refs = list(refs)
         self._ordered = ordered
-        self._ready: list = []
+        self._ready: List[Any] = []
 
     def __iter__(self) -> "IMapIterator":
         return self
