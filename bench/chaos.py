@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The long chaos run: the workload and kill schedule of tests/test_chaos.py
-(5 nodes on loopback, a checked driver on node 1, SIGKILL of other nodes,
-the Raft leader among them, sometimes two at once, each restarted with its
-data dir) for --minutes, then a table of the recovery times:
+(tests/chaos_controller.py and tests/chaos_driver.py: 5 nodes on loopback, a
+checked driver on node 1, SIGKILL of other nodes, the Raft leader among
+them, sometimes two at once, each restarted with its data dir) for
+--minutes, then a table of the recovery times:
 
   kill -> next task done          any task of the driver completing after the kill
   kill -> cut tasks done again    the last result of the tasks that were running on a killed node
@@ -36,7 +37,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
-import test_chaos as chaos  # noqa: E402  (the workload, the controller, the cluster set-up)
+import chaos_common  # noqa: E402  (the cluster's shape, the workload's defaults)
+import chaos_controller as chaos  # noqa: E402  (the controller, the cluster set-up, the report)
 
 ROWS = [
     ("kill -> next task done", "kill_to_next_task_s"),
@@ -78,11 +80,11 @@ def main(argv=None):
     p.add_argument("--json", help="write the whole report here")
     p.add_argument("--logs", help="copy the node and driver logs into a new folder of this directory")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument("--store-mib", type=int, default=chaos.STORE_MIB,
+    p.add_argument("--store-mib", type=int, default=chaos_common.STORE_MIB,
                    help="each node's --object-store-memory in MiB (default: the node's own default); "
                    "16 keeps the driver's node spilling")
-    p.add_argument("--actors", type=int, default=chaos.ACTORS,
-                   help=f"counting actors (1 CPU each, on nodes 2-5; default {chaos.ACTORS})")
+    p.add_argument("--actors", type=int, default=chaos_common.ACTORS,
+                   help=f"counting actors (1 CPU each, on nodes 2-5; default {chaos_common.ACTORS})")
     opts = p.parse_args(argv)
 
     log = (lambda msg: None) if opts.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -1,6 +1,6 @@
 """Multi-node workloads: raynode clusters on loopback, and remote drivers.
 
-``workloads.py`` lists the metrics (group "multinode") and hands the group to
+``workloads/`` lists the metrics (group "multinode") and hands the group to
 ``run()`` here.  The workloads come in scenarios, each measuring one or more
 metrics on clusters it starts and always stops:
 
@@ -24,7 +24,7 @@ Ray is measured only by the remote driver scenario; every other scenario
 reports n/a for Ray.  Clusters come from ``testnet/testnet.py`` (``Cluster``);
 every wait is bounded by the workload timeout ``bench/run.py`` passes on.
 
-Like ``workloads.py``, this module imports only the standard library at
+Like ``workloads/``, this module imports only the standard library at
 import time.
 """
 

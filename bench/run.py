@@ -1,7 +1,7 @@
 """Run the benchmark workloads on raynode and Ray side by side.
 
 Each system's workloads run in fresh subprocesses of that system's Python
-(``workloads.py``, one subprocess per workload group, each bounded by a
+(``workloads/``, one subprocess per workload group, each bounded by a
 timeout), so a crash or hang in one workload costs only that workload.
 Results are printed as one table (metric, raynode, Ray, ratio) and written as
 JSON to ``bench/results/<timestamp>.json`` (or ``--json PATH``).
@@ -139,7 +139,7 @@ def reap_session(sid, grace=3.0):
 
 
 class Child:
-    """A workloads.py subprocess; its events come through a queue."""
+    """A workloads subprocess; its events come through a queue."""
 
     def __init__(self, cmd):
         self.err = tempfile.TemporaryFile(mode="w+")
@@ -203,7 +203,7 @@ def run_group(system, python, group, selected, mode, timeout, metas):
         if not remaining:
             break
         skip = [m for m in entries if m not in remaining]
-        cmd = [python, os.path.join(HERE, "workloads.py"), "--system", system,
+        cmd = [python, os.path.join(HERE, "workloads"), "--system", system,
                "--group", group, "--mode", mode, "--skip", json.dumps(skip),
                "--timeout", str(timeout)]
         child = Child(cmd)
