@@ -168,6 +168,26 @@ pub fn parse(src: &[u8]) -> Result<Layout, LayoutError> {
     parse_header(src, src.len())
 }
 
+/// How many bytes of an object [`parse_header`] needs: the fixed header
+/// and the buffer table, whose length the fixed header (`fixed`, at least
+/// [`FIXED_HEADER`] bytes) records.
+pub fn header_bytes(fixed: &[u8]) -> Result<usize, LayoutError> {
+    if fixed.len() < FIXED_HEADER {
+        return Err(LayoutError::Truncated {
+            needed: FIXED_HEADER as u64,
+            len: fixed.len() as u64,
+        });
+    }
+    let count = read_u32(fixed, 12) as usize;
+    if count > MAX_BUFFERS {
+        return Err(LayoutError::TooManyBuffers {
+            count: count as u64,
+            max: MAX_BUFFERS,
+        });
+    }
+    Ok(FIXED_HEADER + 8 * count)
+}
+
 /// Like [`parse`], from the first bytes of an object (at least its header
 /// and buffer table) and the object's whole length: for a reader that maps
 /// the object itself and hands over only the header.

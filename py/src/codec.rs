@@ -126,11 +126,19 @@ fn parse_header(header: &[u8], object_len: usize) -> PyResult<SectionSpans> {
     Ok(ranges(&layout))
 }
 
+/// How many first bytes of a stored value `parse_header` needs, from its
+/// fixed header (the first `HEADER_PREFIX` bytes).
+#[pyfunction]
+fn header_bytes(fixed: &[u8]) -> PyResult<usize> {
+    objstore::layout::header_bytes(fixed).map_err(crate::errors::value)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode, m)?)?;
     m.add_function(wrap_pyfunction!(plan, m)?)?;
     m.add_function(wrap_pyfunction!(parse, m)?)?;
     m.add_function(wrap_pyfunction!(parse_header, m)?)?;
+    m.add_function(wrap_pyfunction!(header_bytes, m)?)?;
     m.add("HEADER_PREFIX", objstore::layout::FIXED_HEADER)?;
     let key_at = objstore::layout::KEY_AT;
     m.add("KEY_AT", (key_at.start, key_at.end))?;

@@ -6,115 +6,16 @@
 //! queue of their own, which one thread of the process drains for all of
 //! them: a waiting `await` costs no thread.
 
-use raynode_proto::frame::{self, HEADER_BYTES};
-use raynode_proto::secure;
+pub use raynode_proto::client::{read_frame, Stream};
+use raynode_proto::frame;
 use raynode_proto::{FromNode, TaskId, ToNode};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
-use std::os::unix::net::UnixStream;
+use std::io::{BufReader, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::refs::RefTable;
-
-pub enum Stream {
-    Unix(UnixStream),
-    /// The client channel: sealed with keys from the cluster key.
-    Tcp(secure::Stream<TcpStream>),
-}
-
-impl Stream {
-    /// Connects; over TCP the channel's handshake proves the cluster key,
-    /// and waits for the node at most `timeout`.
-    pub fn connect(
-        address: &str,
-        timeout: Duration,
-        cluster_key: Option<&[u8; 32]>,
-    ) -> std::io::Result<Stream> {
-        if address.contains('/') {
-            let s = UnixStream::connect(address)?;
-            s.set_read_timeout(Some(timeout))?;
-            return Ok(Stream::Unix(s));
-        }
-        let key = cluster_key.ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                "a client connecting over TCP needs the cluster key",
-            )
-        })?;
-        use std::net::ToSocketAddrs;
-        let mut last =
-            std::io::Error::new(std::io::ErrorKind::NotFound, "address resolved to nothing");
-        for addr in address.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(s) => {
-                    s.set_nodelay(true)?;
-                    s.set_read_timeout(Some(timeout))?;
-                    return secure::Stream::connect(s, key).map(Stream::Tcp);
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
-    /// Waits for replies as long as they take, once connected.
-    pub fn clear_read_timeout(&self) -> std::io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.set_read_timeout(None),
-            Stream::Tcp(s) => s.get_ref().set_read_timeout(None),
-        }
-    }
-
-    fn try_clone(&self) -> std::io::Result<Stream> {
-        match self {
-            Stream::Unix(s) => s.try_clone().map(Stream::Unix),
-            Stream::Tcp(s) => s
-                .get_ref()
-                .try_clone()
-                .map(|t| Stream::Tcp(s.with_inner(t))),
-        }
-    }
-
-    fn shutdown(&self) {
-        let _ = match self {
-            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
-            Stream::Tcp(s) => s.get_ref().shutdown(std::net::Shutdown::Both),
-        };
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tcp(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.write(buf),
-            Stream::Tcp(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-pub fn read_frame(r: &mut impl Read) -> std::io::Result<FromNode> {
-    let mut header = [0u8; HEADER_BYTES];
-    r.read_exact(&mut header)?;
-    let len = frame::body_len(header).map_err(std::io::Error::other)?;
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    frame::decode(&body).map_err(std::io::Error::other)
-}
 
 #[derive(Default)]
 struct Inbox {

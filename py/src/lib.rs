@@ -17,6 +17,7 @@ mod codec;
 mod conn;
 mod convert;
 mod errors;
+mod mapped;
 mod metrics;
 mod progress;
 mod refs;
@@ -38,6 +39,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sessions::sessions_dir, m)?)?;
     m.add_function(wrap_pyfunction!(sessions::load_cluster_key, m)?)?;
     codec::register(m)?;
+    mapped::register(m)?;
     m.add("NodeError", m.py().get_type::<errors::NodeError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("PROTOCOL_VERSION", raynode_proto::PROTOCOL_VERSION)?;

@@ -2,6 +2,8 @@
 //!
 //! - [`ids`]: fixed-size identifiers with hex display (and [`hex`], the
 //!   one hex encoder).
+//! - [`client`]: a client's blocking connection to its node (Python and
+//!   the CLI).
 //! - [`cluster_key`]: the cluster key file, where it is and what it holds.
 //! - [`task`]: the task specification a client submits.
 //! - [`msg`]: the frames a client and its node exchange.
@@ -12,6 +14,7 @@
 //! - [`session`]: the files through which drivers and `raynode stop` find
 //!   the nodes `raynode start` left running on this machine.
 
+pub mod client;
 pub mod cluster_key;
 pub mod frame;
 pub mod ids;

@@ -3,7 +3,6 @@ out-of-band buffers, so numpy arrays read from the store are zero-copy."""
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import mmap
 import os
@@ -130,58 +129,39 @@ def _serialize_in_band(value: Any, meta: bytes) -> Serialized:
 
 
 # The read mappings of stored objects, one per object while any value read
-# from it lives: (path, object key) -> weak reference to the mmap. Values
+# from it lives: (path, object key) -> weak reference to the mapping. Values
 # (numpy arrays) hold the mapping through their buffers; the last one to go
 # unmaps it, and with it goes the shared lock that kept the file from reuse.
-_read_maps: dict[tuple[str, bytes], weakref.ref[mmap.mmap]] = {}
+_read_maps: dict[tuple[str, bytes], weakref.ref[_core.MappedObject]] = {}
 _read_maps_lock = threading.Lock()
 
 
-def _read_map(path: str, size: int, key: bytes) -> mmap.mmap:
+def _read_map(path: str, size: int, key: bytes) -> _core.MappedObject:
     """The mapping of the stored object `key` in `path`: the one this
     process has, else a new one (StalePath if the file holds it no more)."""
     k = (path, key)
     with _read_maps_lock:
         ref = _read_maps.get(k)
-        mm = ref() if ref is not None else None
-    if mm is not None and not mm.closed and len(mm) == size:
-        return mm
-    mm = _map_object(path, size, key)
+        mapped = ref() if ref is not None else None
+    if mapped is not None and len(mapped) == size:
+        return mapped
+    mapped = _core.map_object(path, key)
+    if mapped is None or len(mapped) != size:
+        raise StalePath(f"object file {path} no longer holds the object (spilled, evicted or reused)")
     with _read_maps_lock:
         ref = _read_maps.get(k)
         other = ref() if ref is not None else None
-        if other is not None and not other.closed and len(other) == size:
-            mm.close()  # another thread mapped it meanwhile
-            return other
-        _read_maps[k] = weakref.ref(mm, functools.partial(_forget_map, k))
-    return mm
+        if other is not None and len(other) == size:
+            return other  # another thread mapped it meanwhile
+        _read_maps[k] = weakref.ref(mapped, functools.partial(_forget_map, k))
+    return mapped
 
 
-def _forget_map(k: tuple[str, bytes], r: weakref.ref[mmap.mmap]) -> None:
+def _forget_map(k: tuple[str, bytes], r: weakref.ref[_core.MappedObject]) -> None:
     # Runs when the mapping is freed, maybe inside a locked section of this
     # thread: a plain dict operation, no lock.
     if _read_maps.get(k) is r:
         _read_maps.pop(k, None)
-
-
-def _map_object(path: str, size: int, key: bytes) -> mmap.mmap:
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise StalePath(f"object file {path} is gone (spilled or evicted since)") from None
-    with f:
-        # A shared lock tells the store this file is mapped, so it is never
-        # reused under us; the mapping's own descriptor keeps the lock.
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StalePath(f"object file {path} is being written for another object") from None
-        mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
-    # The store reuses freed files: the header names the object a file holds.
-    if mm[_core.KEY_AT[0] : _core.KEY_AT[1]] != key:
-        mm.close()
-        raise StalePath(f"object file {path} no longer holds the object")
-    return mm
 
 
 def _sections(value: _core.GotValue) -> tuple[bytes, memoryview, list[memoryview]]:
@@ -192,8 +172,7 @@ def _sections(value: _core.GotValue) -> tuple[bytes, memoryview, list[memoryview
         return value[ms:me], view[ds:de], [view[s:e] for s, e in bufs]
     path, size, key = value
     view = memoryview(_read_map(path, size, key))
-    count = int.from_bytes(view[12:16], "little")
-    header = bytes(view[: _core.HEADER_PREFIX + 8 * count])
+    header = bytes(view[: _core.header_bytes(bytes(view[: _core.HEADER_PREFIX]))])
     (ms, me), (ds, de), bufs = _core.parse_header(header, size)
     return bytes(view[ms:me]), view[ds:de], [view[s:e] for s, e in bufs]
 
