@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 /// Local clients (drivers and workers on the Unix socket) served at once.
 /// TCP clients never count against it.
@@ -270,23 +271,35 @@ where
     let Shared { events, large } = shared;
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
     let span = tracing::debug_span!("conn", conn = conn.0);
-    let (tx, rx) = mpsc::unbounded_channel();
-    if events.send(Event::Connected { conn, tx }).await.is_err() {
-        return;
+    async move {
+        tracing::debug!(hello = ?hello_role(&hello), "client connected");
+        let (tx, rx) = mpsc::unbounded_channel();
+        if events.send(Event::Connected { conn, tx }).await.is_err() {
+            return;
+        }
+        let write = tokio::spawn(write_loop(writer, rx, sealer).in_current_span());
+        let reason = match events.send(Event::Frame { conn, msg: hello }).await {
+            Ok(()) => read_loop(reader, conn, &events, &large).await,
+            Err(_) => Ok(()),
+        };
+        match &reason {
+            Ok(()) => tracing::debug!("client closed the connection"),
+            Err(e) => tracing::warn!("closing connection: {e}"),
+        }
+        let _ = events.send(Event::Disconnected { conn }).await;
+        // The writer ends once the core drops this connection's sender.
+        let _ = write.await;
     }
-    let write = tokio::spawn(write_loop(writer, rx, sealer));
-    let reason = match events.send(Event::Frame { conn, msg: hello }).await {
-        Ok(()) => read_loop(reader, conn, &events, &large).await,
-        Err(_) => Ok(()),
-    };
-    let _span = span.enter();
-    match &reason {
-        Ok(()) => tracing::debug!("client closed the connection"),
-        Err(e) => tracing::warn!(conn = conn.0, "closing connection: {e}"),
+    .instrument(span)
+    .await
+}
+
+/// Who a hello says the client is, for the connection's log.
+fn hello_role(hello: &ToNode) -> Option<&raynode_proto::Role> {
+    match hello {
+        ToNode::Hello { role, .. } => Some(role),
+        _ => None,
     }
-    let _ = events.send(Event::Disconnected { conn }).await;
-    // The writer ends once the core drops this connection's sender.
-    let _ = write.await;
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(

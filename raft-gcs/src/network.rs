@@ -55,6 +55,17 @@ pub enum RaftRpc {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
 }
 
+impl RaftRpc {
+    /// The RPC's name, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RaftRpc::AppendEntries(_) => "append_entries",
+            RaftRpc::Vote(_) => "vote",
+            RaftRpc::InstallSnapshot(_) => "install_snapshot",
+        }
+    }
+}
+
 /// The answer to a [`RaftRpc`].
 #[derive(Debug, Serialize, Deserialize)]
 pub enum RaftReply {

@@ -29,6 +29,7 @@ use raynode_proto::NodeId;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 use wire::{PeerMsg, PeerRequest, WriteReply};
 
 /// Longest pause between two attempts of a control-store write.
@@ -244,6 +245,7 @@ impl Cluster {
     ) -> mpsc::UnboundedSender<PeerMsg> {
         let (tx, mut rx) = mpsc::unbounded_channel::<PeerMsg>();
         let p2p = self.p2p.clone();
+        let span = tracing::debug_span!("peer", peer = %node_id_of(&peer));
         tokio::spawn(async move {
             let mut next = None;
             loop {
@@ -290,7 +292,7 @@ impl Cluster {
                     }
                 }
             }
-        });
+        }.instrument(span));
         tx
     }
 }
@@ -302,18 +304,22 @@ struct SwarmTransport {
 
 impl Transport for SwarmTransport {
     fn call<'a>(&'a self, target: raft_gcs::NodeId, addr: &'a str, rpc: RaftRpc) -> RpcFuture<'a> {
-        Box::pin(async move {
-            let peer = peer_of(addr).ok_or_else(|| {
-                NetError::Unreachable(target, format!("no peer id in its address {addr}"))
-            })?;
-            let request = wire::encode(&PeerRequest::Raft(rpc.to_bytes()?));
-            let reply = self
-                .p2p
-                .request(peer, Protocol::Rpc, request)
-                .await
-                .map_err(|e| NetError::Unreachable(target, e.to_string()))?;
-            RaftReply::from_bytes(&reply)
-        })
+        let span = tracing::debug_span!("raft_rpc", to = target.0, rpc = rpc.kind());
+        Box::pin(
+            async move {
+                let peer = peer_of(addr).ok_or_else(|| {
+                    NetError::Unreachable(target, format!("no peer id in its address {addr}"))
+                })?;
+                let request = wire::encode(&PeerRequest::Raft(rpc.to_bytes()?));
+                let reply = self
+                    .p2p
+                    .request(peer, Protocol::Rpc, request)
+                    .await
+                    .map_err(|e| NetError::Unreachable(target, e.to_string()))?;
+                RaftReply::from_bytes(&reply)
+            }
+            .instrument(span),
+        )
     }
 }
 
@@ -355,14 +361,25 @@ async fn dispatch(
             } => match wire::decode::<PeerRequest>(&request) {
                 Ok(PeerRequest::Raft(bytes)) => {
                     let c = cluster.clone();
-                    tokio::spawn(async move {
-                        let reply = match RaftRpc::from_bytes(&bytes) {
-                            Ok(rpc) => c.gcs.handle_rpc(rpc).await,
-                            Err(e) => RaftReply::Unavailable(e.to_string()),
-                        };
-                        let bytes = reply.to_bytes().unwrap_or_default();
-                        let _ = c.p2p.respond(responder, bytes).await;
-                    });
+                    let span = tracing::debug_span!(
+                        "raft_rpc",
+                        from = %node_id_of(&peer),
+                        rpc = tracing::field::Empty
+                    );
+                    tokio::spawn(
+                        async move {
+                            let reply = match RaftRpc::from_bytes(&bytes) {
+                                Ok(rpc) => {
+                                    tracing::Span::current().record("rpc", rpc.kind());
+                                    c.gcs.handle_rpc(rpc).await
+                                }
+                                Err(e) => RaftReply::Unavailable(e.to_string()),
+                            };
+                            let bytes = reply.to_bytes().unwrap_or_default();
+                            let _ = c.p2p.respond(responder, bytes).await;
+                        }
+                        .instrument(span),
+                    );
                 }
                 Ok(PeerRequest::GcsWrite(commands)) => {
                     let c = cluster.clone();

@@ -151,6 +151,7 @@ async fn read_frame<S: AsyncRead + Unpin>(
 
 /// Copies object `id` of `size` bytes from `holders` into `store` and
 /// seals it. An object already in the store is left as it is.
+#[tracing::instrument(name = "pull", level = "debug", skip_all, fields(object = %id, size, holders = holders.len()))]
 pub async fn pull(
     p2p: p2p::Handle,
     store: objstore::Store,
