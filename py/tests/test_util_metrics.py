@@ -103,3 +103,28 @@ def test_the_endpoint_answers_only_metrics(metrics_node):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"http://127.0.0.1:{metrics_node.metrics_port}/other", timeout=10)
     assert e.value.code == 404
+
+
+def test_a_histogram_subclass_records_in_a_task(metrics_node):
+    res = metrics_node.run_driver("""
+import raynode as ray
+from raynode.util.metrics import Histogram
+ray.init()
+
+class Latency(Histogram):
+    pass
+
+h = Latency("app_sub_latency", description="Latency", boundaries=[1.0])
+
+@ray.remote
+def work(hist):
+    hist.observe(0.5)
+    return True
+
+assert ray.get(work.remote(h))
+print("ok")
+""")
+    assert res.returncode == 0, res.stderr
+    text = scrape(metrics_node)
+    assert 'ray_app_sub_latency_bucket{le="1"} 1' in text
+    assert 'ray_app_sub_latency_count 1' in text
