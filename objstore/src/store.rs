@@ -9,14 +9,14 @@
 //! it readable; `get` pins it and returns a mapping (restoring it from the
 //! spill directory first if needed); dropping the handle unpins it; `delete`
 //! takes it out of the index and frees it (at once, or when the last pin
-//! goes).
+//! goes). Making and freeing the object files themselves is in `files`.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::Config;
@@ -25,15 +25,17 @@ use crate::handle::{Created, ReadHandle, Writer};
 use crate::key::ObjectKey;
 use crate::layout::{self, Layout};
 use crate::map::{self, try_lock_exclusive, unlock, ObjectMap};
-use crate::policy::{Id, NoRoom, Policy, Removal, Residence, Step};
-use crate::pool::{Offered, Pool};
+use crate::policy::{Id, Policy, Removal, Residence, Step};
+use crate::pool::Pool;
 use crate::spill::SpillDir;
+
+mod files;
+
+use files::KeptFile;
 
 const LOCK_FILE: &str = ".lock";
 /// Object files are named this and a number, unique while the store runs.
 const FILE_PREFIX: &str = "obj-";
-/// Freed files kept while a reader in another process still maps them.
-const MAX_RETIRED: usize = 64;
 /// Sealed objects whose file stays open, so that freeing them needs no
 /// `open`: at most this many, and a quarter of the process's descriptor
 /// limit (the rest are opened again when freed).
@@ -76,43 +78,6 @@ struct Object {
     /// after the seal as long as [`MAX_KEPT_FILES`] allows.
     file: Option<KeptFile>,
     layout: Option<Arc<Layout>>,
-}
-
-/// An object's open file, counted while a sealed object keeps it.
-struct KeptFile {
-    file: File,
-    _counted: Option<Counted>,
-}
-
-/// One of the store's kept files; uncounted when dropped.
-struct Counted(Arc<AtomicUsize>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl KeptFile {
-    fn new(file: File) -> Self {
-        Self {
-            file,
-            _counted: None,
-        }
-    }
-
-    /// Keeps the file past the seal if fewer than `max` are kept; else
-    /// closes it.
-    fn keep(self, kept: &Arc<AtomicUsize>, max: usize) -> Option<Self> {
-        kept.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .ok()?;
-        Some(Self {
-            file: self.file,
-            _counted: Some(Counted(Arc::clone(kept))),
-        })
-    }
 }
 
 struct State {
@@ -431,80 +396,6 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Makes room for `size` bytes and a file of that size: a recycled one
-    /// if there is one, else a new one; exclusively locked, mapped and open.
-    fn new_file(
-        &self,
-        st: &mut State,
-        size: u64,
-    ) -> Result<(PathBuf, File, Arc<ObjectMap>), CreateError> {
-        let len = usize::try_from(size).map_err(|_| CreateError::TooLarge {
-            requested: size,
-            capacity: st.policy.capacity(),
-        })?;
-        self.recycle_retired(st);
-        let recycled = st.pool.take(size);
-        st.policy.set_recycled(st.pool.bytes());
-        let steps = match st.policy.make_room(size) {
-            Ok(steps) => steps,
-            Err(no_room) => {
-                if let Some(r) = recycled {
-                    st.pool.put_back(r);
-                    st.policy.set_recycled(st.pool.bytes());
-                }
-                return Err(match no_room {
-                    NoRoom::TooLarge {
-                        requested,
-                        capacity,
-                    } => CreateError::TooLarge {
-                        requested,
-                        capacity,
-                    },
-                    NoRoom::Full {
-                        requested,
-                        capacity,
-                        used,
-                        pinned,
-                    } => CreateError::StoreFull {
-                        requested,
-                        capacity,
-                        used,
-                        pinned,
-                    },
-                });
-            }
-        };
-        self.run_steps(st, &steps)?;
-        if let Some(r) = recycled {
-            return Ok((r.path, r.file, Arc::new(r.map)));
-        }
-        st.next_file += 1;
-        let path = self.root.join(format!("{FILE_PREFIX}{}", st.next_file));
-        let io_err = |source| CreateError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(PRIVATE_FILE)
-            .open(&path)
-            .map_err(io_err)?;
-        let made = (|| {
-            file.set_len(size)?;
-            try_lock_exclusive(&file)?;
-            ObjectMap::new(&file, len, false)
-        })();
-        match made {
-            Ok(map) => Ok((path, file, Arc::new(map))),
-            Err(e) => {
-                let _ = fs::remove_file(&path);
-                Err(io_err(e))
-            }
-        }
-    }
-
     /// Carries out the policy's steps to make room.
     fn run_steps(&self, st: &mut State, steps: &[Step]) -> Result<(), CreateError> {
         for step in steps {
@@ -586,64 +477,6 @@ impl Shared {
             obj.layout = Some(Arc::new(layout));
         }
         Ok(())
-    }
-
-    /// Offers the retired objects nobody here maps any more to the pool.
-    fn recycle_retired(&self, st: &mut State) {
-        for obj in std::mem::take(&mut st.retired) {
-            if obj.map.as_ref().is_some_and(|m| Arc::strong_count(m) > 1) {
-                st.retired.push(obj);
-            } else {
-                self.recycle(st, obj);
-            }
-        }
-    }
-
-    /// Frees a resident object's file: recycled if possible; retired if a
-    /// reader in another process still maps it (offered again at a later
-    /// create); else unlinked.
-    fn recycle(&self, st: &mut State, mut obj: Object) {
-        match obj.map.take() {
-            Some(map) => {
-                let file = obj.file.take().map(|f| f.file);
-                match st.pool.offer(&obj.path, map, file) {
-                    Offered::Kept | Offered::Dropped => {}
-                    Offered::Busy(map, file) => {
-                        obj.map = Some(map);
-                        obj.file = KeptFile::new(file).keep(&st.kept_files, st.max_kept_files);
-                        Self::retire(st, obj);
-                    }
-                }
-            }
-            None => {
-                let _ = fs::remove_file(&obj.path);
-            }
-        }
-        st.policy.set_recycled(st.pool.bytes());
-    }
-
-    /// Keeps a freed object's file until it can be recycled (until then it
-    /// holds the freed object, unchanged; no new reader is given its path).
-    /// At most [`MAX_RETIRED`] files and the pool's budget in bytes are
-    /// kept; beyond that the oldest are unlinked.
-    fn retire(st: &mut State, obj: Object) {
-        let len = obj.map.as_ref().map_or(0, |m| m.len() as u64);
-        if !st.pool.fits(len) {
-            let _ = fs::remove_file(&obj.path);
-            return;
-        }
-        st.retired.push(obj);
-        let bytes = |st: &State| -> u64 {
-            st.retired
-                .iter()
-                .filter_map(|o| o.map.as_ref())
-                .map(|m| m.len() as u64)
-                .sum()
-        };
-        while st.retired.len() > MAX_RETIRED || (st.retired.len() > 1 && !st.pool.fits(bytes(st))) {
-            let oldest = st.retired.remove(0);
-            let _ = fs::remove_file(&oldest.path);
-        }
     }
 
     pub(crate) fn seal(&self, key: &ObjectKey) -> Result<(), SealError> {
